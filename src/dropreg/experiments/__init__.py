@@ -1,0 +1,27 @@
+"""Experiments: one module per paper, each registering its claims; runner, store and report.
+
+Every module in this package that is not infrastructure (``claims``, ``runner``, ``store``,
+``report``) is a paper module and is imported by :func:`load_all`, so adding
+``experiments/<paper>.py`` is all it takes to add claims.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+INFRASTRUCTURE = frozenset({"claims", "runner", "store", "report", "plotting"})
+
+
+def paper_modules() -> list[str]:
+    """Names of the paper modules of this package."""
+    return sorted(
+        m.name for m in pkgutil.iter_modules(__path__)
+        if m.name not in INFRASTRUCTURE and not m.name.startswith("_")
+    )
+
+
+def load_all() -> None:
+    """Import every paper module so that its claims are registered."""
+    for name in paper_modules():
+        importlib.import_module(f"{__name__}.{name}")
