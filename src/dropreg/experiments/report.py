@@ -129,7 +129,8 @@ def render_markdown(results: Sequence[ClaimResult], problems: Sequence[str] = ()
             if r.inconclusive_reason:
                 lines += ["", f"Inconclusive because: {r.inconclusive_reason}"]
             if r.measurements:
-                lines += ["", "| measurement | measured | predicted | agrees |", "|---|---|---|---|"]
+                lines += ["", "| measurement | measured | predicted | agrees |",
+                          "|---|---|---|---|"]
                 for m in r.measurements:
                     se = f" ± {format_number(m.stderr)}" if m.stderr is not None else ""
                     ok = {True: "yes", False: "**no**", None: ""}[m.passed]
