@@ -123,6 +123,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         return _usage_error(str(e))
 
     console = Console(stderr=True)
+    if not console.is_terminal:
+        console.width = max(console.width, 120)  # logs and CI: do not wrap the summary table
     results = []
     interrupted = False
     t0 = time.perf_counter()
