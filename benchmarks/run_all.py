@@ -20,9 +20,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dropreg._io import update_marked_section
+
 HERE = Path(__file__).resolve().parent
 README = HERE.parent / "README.md"
-START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 def run_scripts(quick: bool) -> None:
@@ -46,15 +47,6 @@ def table() -> str:
     return "\n".join(lines)
 
 
-def update_readme(text: str) -> None:
-    readme = README.read_text()
-    if START not in readme or END not in readme:
-        raise SystemExit(f"README.md lacks the markers {START} ... {END}")
-    head, rest = readme.split(START, 1)
-    _, tail = rest.split(END, 1)
-    README.write_text(f"{head}{START}\n{text}\n{END}{tail}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="pass --quick to every script")
@@ -64,7 +56,7 @@ def main() -> None:
         run_scripts(args.quick)
     text = table()
     print(text)
-    update_readme(text)
+    update_marked_section(README, "bench", text)
 
 
 if __name__ == "__main__":

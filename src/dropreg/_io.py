@@ -29,3 +29,27 @@ def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` all or nothing."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def update_marked_section(path: str | os.PathLike, name: str, content: str) -> None:
+    """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` in a file.
+
+    Raises:
+        ValueError: the file lacks the markers.
+
+    Example:
+        >>> import tempfile
+        >>> f = Path(tempfile.mkdtemp()) / "R.md"
+        >>> _ = f.write_text("a\\n<!-- t:start -->\\nold\\n<!-- t:end -->\\nb\\n")
+        >>> update_marked_section(f, "t", "new")
+        >>> f.read_text()
+        'a\\n<!-- t:start -->\\nnew\\n<!-- t:end -->\\nb\\n'
+    """
+    path = Path(path)
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = path.read_text(encoding="utf-8")
+    if start not in text or end not in text:
+        raise ValueError(f"{path} lacks the markers {start} ... {end}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    atomic_write_text(path, f"{head}{start}\n{content}\n{end}{tail}")

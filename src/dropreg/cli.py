@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_report = sub.add_parser("report", help="rebuild the report from stored results")
     p_report.add_argument("dir", metavar="DIR", help="a folder written by `dropreg reproduce`")
+    p_report.add_argument("--readme", metavar="FILE",
+                          help="also write the claims matrix between the <!-- claims:start --> "
+                          "and <!-- claims:end --> markers of FILE")
     return parser
 
 
@@ -183,6 +186,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     except FileNotFoundError as e:
         return _usage_error(str(e))
     print(f"report: {html_path}  {md_path}")
+    if args.readme:
+        from dropreg._io import update_marked_section
+        from dropreg.experiments.report import render_claims_matrix
+        from dropreg.experiments.store import load_results
+
+        try:
+            update_marked_section(args.readme, "claims", render_claims_matrix(
+                load_results(folder)[0]))
+        except (OSError, ValueError) as e:
+            return _usage_error(f"--readme {args.readme}: {e}")
+        print(f"claims matrix: {args.readme}")
     return EXIT_OK
 
 

@@ -184,3 +184,18 @@ def test_report_rebuilds_from_store_without_rerunning(tmp_path, fake_env):
 def test_report_of_empty_folder_is_a_usage_error(tmp_path):
     proc = run_cli("report", str(tmp_path))
     assert proc.returncode == 2 and "no stored results" in proc.stderr
+
+
+def test_report_writes_claims_matrix_into_readme(tmp_path, fake_env):
+    out = tmp_path / "out"
+    run_cli("reproduce", "--only", "dropreg.fake-pass", "--out", str(out), env=fake_env)
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- claims:start -->\nold\n<!-- claims:end -->\ntail\n")
+    proc = run_cli("report", str(out), "--readme", str(readme), env=fake_env)
+    assert proc.returncode == 0, proc.stderr
+    text = readme.read_text()
+    assert "`dropreg.fake-pass` | reproduced | x = 1" in text and "old" not in text
+    assert text.endswith("tail\n")
+    readme.write_text("no markers")
+    bad = run_cli("report", str(out), "--readme", str(readme), env=fake_env)
+    assert bad.returncode == 2 and "claims:start" in bad.stderr

@@ -74,6 +74,18 @@ def key_number(result: ClaimResult) -> str:
     return ""
 
 
+def render_claims_matrix(results: Sequence[ClaimResult]) -> str:
+    """The README's claims matrix: paper, claim, verdict and key number of each result."""
+    lines = ["| paper | claim | verdict | key number |", "|---|---|---|---|"]
+    for paper, group in _group_by_paper(results).items():
+        for r in group:
+            lines.append(f"| {paper} | `{r.id}` | {r.verdict} | {key_number(r)} |")
+    env = _environment_line(results)
+    profiles = ", ".join(sorted({f"{r.profile} profile, seed {r.seed}" for r in results}))
+    lines += ["", f"From `dropreg reproduce` ({profiles}) on: {env}."]
+    return "\n".join(lines)
+
+
 def _figure_file(result: ClaimResult, name: str) -> str:
     return f"{result.id}__{name}.png"
 
