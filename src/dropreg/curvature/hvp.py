@@ -54,6 +54,16 @@ def unflatten_params(vec: Tensor, like: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+def unflatten_params_batched(mat: Tensor, like: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Split rows of ``mat`` (k, P) into tensors shaped ``(k, *p.shape)`` like ``like``."""
+    out, i = {}, 0
+    for k, p in like.items():
+        n = p.numel()
+        out[k] = mat[:, i:i + n].reshape(mat.shape[0], *p.shape)
+        i += n
+    return out
+
+
 class HessianOperator:
     """The Hessian of a model's mean loss over ``(X, y)`` as a matrix-free symmetric operator.
 
@@ -226,15 +236,47 @@ class HessianOperator:
             self.method = "double-backward"
             return self._hvp_dbl(vd)
 
+    def _hmm_fwd(self, V: Tensor) -> Tensor:
+        """``H @ V`` for ``V`` (P, k) with vmap over the columns (forward-over-reverse)."""
+        out = torch.zeros(V.shape[1], self.num_params, dtype=self.dtype, device=self.device)
+        vd = unflatten_params_batched(V.T.to(self.dtype), self.params)
+        with dropout_state(self.model, self.is_dropout) as h:
+            for w, Xb, yb, md in self._pieces():
+                g = torch.func.grad(self._loss_of(h, md, Xb, yb))
+
+                def hvp(t: dict[str, Tensor], g=g) -> dict[str, Tensor]:
+                    return torch.func.jvp(g, (self.params,), (t,))[1]
+
+                hv = torch.func.vmap(hvp)(vd)
+                out += w * torch.cat([hv[k].reshape(V.shape[1], -1) for k in self.params], 1)
+        return out.T
+
+    def matmat(self, V: Tensor, chunk_size: int = 64) -> Tensor:
+        """``H @ V`` for ``V`` of shape (P, k): vectorised over columns where ``torch.func`` can,
+        one product at a time otherwise. Counts ``k`` products."""
+        if V.ndim != 2 or V.shape[0] != self.num_params:
+            raise ValueError(f"V must have shape ({self.num_params}, k), got {tuple(V.shape)}")
+        if self.method != "double-backward":
+            try:
+                cols = [self._hmm_fwd(V[:, i:i + chunk_size])
+                        for i in range(0, V.shape[1], chunk_size)]
+                self.num_matvecs += V.shape[1]
+                self.method = "forward-over-reverse"
+                return torch.cat(cols, 1)
+            except Exception:
+                if self.method == "forward-over-reverse":
+                    raise
+                self.method = "double-backward"
+        return torch.stack([self.matvec(c) for c in V.T], dim=1)
+
     def __matmul__(self, v: Tensor) -> Tensor:
         if v.ndim == 2:
-            return torch.stack([self.matvec(c) for c in v.T], dim=1)
+            return self.matmat(v)
         return self.matvec(v)
 
     def to_dense(self) -> Tensor:
-        """The full P x P Hessian from P products (small models only)."""
-        eye = torch.eye(self.num_params, dtype=self.dtype, device=self.device)
-        H = torch.stack([self.matvec(e) for e in eye], dim=1)
+        """The full P x P Hessian from P products (small models only), symmetrised."""
+        H = self.matmat(torch.eye(self.num_params, dtype=self.dtype, device=self.device))
         return (H + H.T) / 2
 
     def to_scipy(self):
