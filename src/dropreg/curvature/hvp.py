@@ -77,9 +77,16 @@ class HessianOperator:
             examples (per-example) or be shared.
         batch_size: examples per forward pass (``None``: the whole data set at once).
         params: names of the parameters to differentiate (default: all with ``requires_grad``).
-        method: ``"forward-over-reverse"``, ``"double-backward"`` or ``"auto"`` (the first, falling
-            back to the second if ``torch.func`` fails on the model).
+        method: ``"forward-over-reverse"``, ``"double-backward"`` or ``"auto"``: double backward
+            over a cached gradient graph when ``cache_graph``, else forward-over-reverse,
+            falling back to double backward if ``torch.func`` fails on the model.
         is_dropout: predicate selecting dropout modules (see :mod:`dropreg.curvature.state`).
+        cache_graph: keep the gradient's autograd graph between products (double backward),
+            so each product is one extra backward pass and no forward pass. Default: when the
+            whole evaluation is one piece (full batch, clean or one mask set); memory is that
+            of one forward and backward pass per piece.
+
+    The operator is taken at the parameters' values at construction.
 
     Attributes:
         num_matvecs: Hessian-vector products computed so far (one per vector, whatever M and the
@@ -109,6 +116,7 @@ class HessianOperator:
         params: Sequence[str] | None = None,
         method: Method = "auto",
         is_dropout: Callable[[nn.Module], bool] | None = None,
+        cache_graph: bool | None = None,
     ) -> None:
         if method not in ("auto", "forward-over-reverse", "double-backward"):
             raise ValueError(f"method must be 'auto', 'forward-over-reverse' or "
@@ -148,6 +156,11 @@ class HessianOperator:
         self.dtype = next(iter(self.params.values())).dtype
         self.device = next(iter(self.params.values())).device
         self.num_matvecs = 0
+        n_pieces = -(-n // self.batch_size) * (1 if self.masks is None else len(self.masks))
+        self.cache_graph = (n_pieces == 1) if cache_graph is None else bool(cache_graph)
+        self._graphs: list | None = None
+        if method == "auto":  # cached double backward skips the forward pass of every product
+            self.method = "double-backward" if self.cache_graph else "auto"
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -200,22 +213,37 @@ class HessianOperator:
                 out += w * flatten_params(hv)
         return out
 
-    def _hvp_dbl(self, vd: dict[str, Tensor]) -> Tensor:
-        out = torch.zeros(self.num_params, dtype=self.dtype, device=self.device)
-        leaves = {k: p.detach().requires_grad_(True) for k, p in self.params.items()}
-        vs = list(vd.values())
+    def _gradient_graphs(self):
+        """Yield ``(weight, leaves, grads with graph)`` per piece; cached when ``cache_graph``."""
+        if self._graphs is not None:
+            yield from self._graphs
+            return
+        built = []
         with dropout_state(self.model, self.is_dropout) as h:
             for w, Xb, yb, md in self._pieces():
-                loss = self._loss_of(h, md, Xb, yb)(leaves)
-                gs = torch.autograd.grad(loss, list(leaves.values()), create_graph=True,
-                                         allow_unused=True)
-                dot = sum((g * v).sum() for g, v in zip(gs, vs) if g is not None)
-                if not torch.is_tensor(dot) or not dot.requires_grad:
-                    continue  # loss is linear in these parameters on this batch
-                hv = torch.autograd.grad(dot, list(leaves.values()), allow_unused=True)
-                hv = [torch.zeros_like(p) if t is None else t
-                      for t, p in zip(hv, leaves.values())]
-                out += w * torch.cat([t.reshape(-1) for t in hv])
+                leaves = [p.detach().requires_grad_(True) for p in self.params.values()]
+                pd = dict(zip(self.params, leaves))
+                loss = self._loss_of(h, md, Xb, yb)(pd)
+                gs = torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True)
+                item = (w, leaves, gs)
+                if self.cache_graph:
+                    built.append(item)
+                yield item
+        if self.cache_graph:
+            self._graphs = built
+
+    def _hvp_dbl(self, vd: dict[str, Tensor]) -> Tensor:
+        out = torch.zeros(self.num_params, dtype=self.dtype, device=self.device)
+        vs = list(vd.values())
+        for w, leaves, gs in self._gradient_graphs():
+            pairs = [(g, v) for g, v in zip(gs, vs) if g is not None and g.requires_grad]
+            if not pairs:
+                continue  # loss is linear in these parameters on this piece
+            hv = torch.autograd.grad([g for g, _ in pairs], leaves,
+                                     grad_outputs=[v for _, v in pairs],
+                                     retain_graph=self.cache_graph, allow_unused=True)
+            hv = [torch.zeros_like(p) if t is None else t for t, p in zip(hv, leaves)]
+            out += w * torch.cat([t.reshape(-1) for t in hv])
         return out
 
     def matvec(self, v: Tensor) -> Tensor:
