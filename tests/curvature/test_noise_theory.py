@@ -180,3 +180,40 @@ def test_a_t5_alignment_at_interpolation(interp_net, half_mse, generator):
         cs.append(matrix_alignment(H, Q @ torch.diag(evals_s) @ Q.T))
     cs = torch.tensor(cs)
     assert abs(float(cs.mean()) - null) <= 5 * float(cs.std()) / math.sqrt(300)
+
+
+def test_shared_and_per_batch_masks_match_exact(interp_net, half_mse, generator):
+    """Shared masks (one per data set) and masks shared by batches of one example (= the
+    per-example law) both estimate their exact covariance without bias."""
+    p = 0.3
+    net, X, y = interp_net(p)
+    a, J, A = last_layer_terms(net, X, head="5")
+    S = 3000
+    for kwargs, per_example in (({"per_example": False}, False),
+                                ({"per_example": False, "batch_size": 1}, True)):
+        Sigma = last_layer_noise_covariance(a, J, A, p, per_example=per_example)
+        noise = dropout_gradient_noise(net, half_mse, (X, y), S, generator=generator,
+                                       chunk_size=1000, **kwargs)
+        sq = (noise.samples**2).sum(0)
+        se = float(sq.std()) / math.sqrt(S)
+        assert abs(noise.trace() - float(torch.trace(Sigma))) <= 5 * se
+
+
+def test_noise_argument_errors(interp_net, half_mse):
+    net, X, y = interp_net(0.2)
+    with pytest.raises(ValueError, match="num_samples"):
+        dropout_gradient_noise(net, half_mse, (X, y), 1)
+    with pytest.raises(ValueError, match="center"):
+        dropout_gradient_noise(net, half_mse, (X, y), 4, center="median")
+    with pytest.raises(ValueError, match="chunk_size"):
+        dropout_gradient_noise(net, half_mse, (X, y), 4, chunk_size=0)
+
+
+def test_to_scipy_eigsh_agrees(interp_net, half_mse):
+    from scipy.sparse.linalg import eigsh
+
+    net, X, y = interp_net(0.2)
+    op = HessianOperator(net, half_mse, (X, y))
+    H = op.to_dense()
+    val = eigsh(op.to_scipy(), k=1, which="LA", tol=1e-12, return_eigenvectors=False)[0]
+    assert val == pytest.approx(float(torch.linalg.eigvalsh(H)[-1]), rel=1e-9)

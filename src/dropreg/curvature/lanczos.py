@@ -155,7 +155,7 @@ def top_eigenpairs(
     max_iter = min(max_iter, n)
     if v0 is None:
         v0 = 2.0 * torch.randint(0, 2, (n,), generator=generator).to(dtype) - 1.0
-    Q = torch.zeros(max_iter, n, dtype=dtype)
+    Q = torch.zeros(min(max_iter, 32), n, dtype=dtype)  # grown by doubling
     alphas: list[float] = []
     betas: list[float] = []
     q = v0.to(dtype) / v0.norm()
@@ -163,6 +163,8 @@ def top_eigenpairs(
     theta = S = idx = None
     converged = False
     for j in range(max_iter):
+        if j == Q.shape[0]:
+            Q = torch.cat([Q, torch.zeros(min(Q.shape[0], max_iter - j), n, dtype=dtype)])
         Q[j] = q
         w = matvec(q).to(dtype)
         alpha = float(w @ q)
