@@ -144,6 +144,9 @@ def alignment(
     if exact_hessian:
         if isinstance(op, Tensor):
             H = op.to(dtype)
+        elif hasattr(op, "to_dense"):
+            H = op.to_dense()
+            used += P
         else:
             H = torch.stack([matvec(e) for e in torch.eye(P, dtype=dtype)], dim=1)
             H = (H + H.T) / 2
