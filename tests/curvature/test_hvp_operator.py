@@ -139,3 +139,11 @@ def test_bad_arguments(generator):
         HessianOperator(net, nn.functional.mse_loss, (X, y), dropout=bad)
     with pytest.raises(ValueError, match="num_masks"):
         sample_masks(net, X, 0)
+
+
+def test_sampling_masks_leaves_batchnorm_stats_alone(generator):
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Dropout(0.5)).double().train()
+    before = net[1].running_mean.clone()
+    sample_masks(net, torch.randn(6, 3, dtype=torch.float64, generator=generator), 2,
+                 generator=generator)
+    assert torch.equal(net[1].running_mean, before)

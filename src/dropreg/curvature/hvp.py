@@ -86,7 +86,9 @@ class HessianOperator:
             whole evaluation is one piece (full batch, clean or one mask set); memory is that
             of one forward and backward pass per piece.
 
-    The operator is taken at the parameters' values at construction.
+    The operator is taken at the parameters' values at construction. Modules other than
+    dropout run in the mode the user set: put BatchNorm in eval mode (or use
+    ``track_running_stats=False``), otherwise each product also updates its running statistics.
 
     Attributes:
         num_matvecs: Hessian-vector products computed so far (one per vector, whatever M and the
@@ -149,7 +151,7 @@ class HessianOperator:
             names = list(params)
         if not names:
             raise ValueError("no parameters to differentiate")
-        self.params = {k: named[k].detach() for k in names}
+        self.params = {k: named[k].detach().clone() for k in names}  # a snapshot
         self.method: Method = method
         self.is_dropout = is_dropout
         self.num_params = sum(p.numel() for p in self.params.values())

@@ -152,12 +152,16 @@ def _record_inputs(
         raise ValueError("model has no dropout module (is_dropout matched nothing)")
     hooks = [m.register_forward_pre_hook(lambda mod, args, n=n: seen.__setitem__(n, args[0]))
              for n, m in mods.items()]
+    saved = {k: b.clone() for k, b in model.named_buffers()}  # e.g. BatchNorm running stats
     try:
         with torch.no_grad(), dropout_state(model, is_dropout):
             model(inputs)
     finally:
         for h in hooks:
             h.remove()
+        with torch.no_grad():
+            for k, b in model.named_buffers():
+                b.copy_(saved[k])
     return seen
 
 
