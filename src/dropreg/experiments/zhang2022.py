@@ -375,6 +375,9 @@ def inverse_variance_flatness(profile: str, generator: torch.Generator,
                        10)
     c = float(vf.variances[0] * vf.flatness[0])
     ax.loglog(F, c / F, "k--", lw=1, label="prediction: decreasing (slope -1 guide)")
+    from matplotlib.ticker import NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("interval flatness F_i along PC i (parameter-space length)")
     ax.set_ylabel("variance sigma_i^2 of the trajectory along PC i (param^2)")
     ax.set_title("Inverse variance-flatness relation (dropout p = 0.2)")
