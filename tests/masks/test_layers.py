@@ -370,3 +370,32 @@ def test_errors_name_argument_and_range() -> None:
     layer = DropBlock2d(0.1, 3)
     with pytest.raises(ValueError, match="p must be in"):
         layer.p = 2.0
+
+
+def test_per_example_chunks_match_unchunked_and_bound_saved_memory() -> None:
+    """Chunked + checkpointed per-example DropConnect: same values and gradients as one chunk
+    with the same per-chunk seeds, and the graph does not keep N x out x in masks."""
+    x = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    y = DF.drop_connect_linear(x, w, None, 0.5, per_example=True, generator=_gen(20),
+                               max_mask_elements=40)  # 2 examples per chunk
+    gx, gw = torch.autograd.grad(y.square().sum(), (x, w))
+    # reference: recompute with the same chunk seeds, no checkpoint, masks kept
+    seeds = torch.randint(0, 2**62, (3,), generator=_gen(20)).tolist()
+    ref = []
+    for i, s in enumerate(seeds):
+        g = torch.Generator().manual_seed(s)
+        m = torch.empty(2, 4, 5, dtype=torch.float64).bernoulli_(0.5, generator=g) * 2.0
+        ref.append(torch.bmm(w * m, x[2 * i:2 * i + 2, :, None])[..., 0])
+    ref = torch.cat(ref)
+    torch.testing.assert_close(y, ref)
+    rx, rw = torch.autograd.grad(ref.square().sum(), (x, w))
+    torch.testing.assert_close(gx, rx)
+    torch.testing.assert_close(gw, rw)
+    # saved tensors of the checkpointed graph: no (chunk, out, in) mask survives forward
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t,
+                                                  lambda t: t):
+        DF.drop_connect_linear(x, w, None, 0.5, per_example=True, generator=_gen(20),
+                               max_mask_elements=40)
+    assert all(len(s) < 3 for s in saved), saved

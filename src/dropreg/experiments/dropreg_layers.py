@@ -26,18 +26,19 @@ PEER_RULES = ("torchvision", "timm", "dropblock")
 ELEMENTS: dict[str, int] = {"quick": 40_000_000, "full": 400_000_000}
 
 
-def _window_counts(size: int, k: int, anywhere: bool) -> torch.Tensor:
+def _window_counts(size: int, k: int, anywhere: bool, shift: int = 0) -> torch.Tensor:
     """Number of seed sites covering each position along one axis.
 
     Valid-centre seeds (``anywhere=False``): sites ``0..size-k``, a seed at ``s`` covers
     ``s..s+k-1``. Seeds anywhere (timm >= 1.0.23, dropblock): sites ``0..size-1``, expanded by
-    ``max_pool`` with padding ``k // 2``, so position ``i`` is covered by seeds
-    ``i - k//2 .. i - k//2 + k - 1`` that lie on the map.
+    ``max_pool`` with padding ``k // 2``, so position ``i`` is covered by the seeds
+    ``i - k//2 + shift .. i - k//2 + shift + k - 1`` that lie on the map (``shift = 1`` for an
+    even ``k`` in timm, which crops the first row of the pooled map; dropblock crops the last).
     """
     i = torch.arange(size)
     if anywhere:
-        lo = (i - k // 2).clamp(min=0)
-        hi = (i - k // 2 + k - 1).clamp(max=size - 1)
+        lo = (i - k // 2 + shift).clamp(min=0)
+        hi = (i - k // 2 + shift + k - 1).clamp(max=size - 1)
     else:
         lo = (i - k + 1).clamp(min=0)
         hi = i.clamp(max=size - k)
@@ -64,7 +65,8 @@ def peer_seed_rule(rule: str, H: int, W: int, block_size: int, p: float,
     elif rule == "timm":
         kh, kw = min(block_size, H), min(block_size, W)
         gamma = gamma_scale * p * H * W / (kh * kw) / ((H - kh + 1) * (W - kw + 1))
-        n = _window_counts(H, kh, True)[:, None] * _window_counts(W, kw, True)[None, :]
+        n = (_window_counts(H, kh, True, 1 - kh % 2)[:, None]
+             * _window_counts(W, kw, True, 1 - kw % 2)[None, :])
     elif rule == "dropblock":
         gamma = p / block_size**2
         n = _window_counts(H, block_size, True)[:, None] * _window_counts(W, block_size, True)[

@@ -379,6 +379,31 @@ def _chunk_size(n: int, per_example: int, max_mask_elements: int) -> int:
     return max(1, min(n, int(max_mask_elements) // max(per_example, 1)))
 
 
+def _per_example_chunks(chunk_fn, x: torch.Tensor, params: tuple, n: int, chunk: int,
+                        generator: torch.Generator | None) -> list[torch.Tensor]:
+    """Run ``chunk_fn(x_chunk, *params, seed)`` over chunks of the batch.
+
+    Each chunk draws its masks from a fresh generator seeded by one draw from ``generator`` (or the
+    default generator), so results are deterministic given the generator. When there is more than
+    one chunk and a gradient is needed, each chunk is checkpointed: its masks are not kept for
+    backward but re-drawn from the same seed, so at most one chunk of masks is ever alive.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    seeds = torch.randint(0, 2**62, (max(1, -(-n // chunk)),), generator=generator,
+                          device=generator.device if generator is not None else "cpu").tolist()
+    need_grad = torch.is_grad_enabled() and (
+        x.requires_grad or any(isinstance(t, torch.Tensor) and t.requires_grad for t in params))
+    outs = []
+    for i, start in enumerate(range(0, n, chunk)):
+        xb = x[start:start + chunk]
+        if need_grad and n > chunk:
+            outs.append(checkpoint(chunk_fn, xb, *params, seeds[i], use_reentrant=False))
+        else:
+            outs.append(chunk_fn(xb, *params, seeds[i]))
+    return outs
+
+
 def drop_connect_linear(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -394,8 +419,10 @@ def drop_connect_linear(
 
     By default one mask for the whole batch (AWD-LSTM style; same expected objective as per
     example, digest §2.4). With ``per_example=True`` each row of the flattened leading dimensions
-    gets its own ``(out, in)`` mask (Wan et al.); masks are drawn and applied in chunks of at most
-    ``max_mask_elements`` entries, so ``N x out x in`` is never materialised when it would not fit.
+    gets its own ``(out, in)`` mask (Wan et al.). When ``N x out x in`` exceeds
+    ``max_mask_elements``, masks are drawn in chunks of at most that many entries and each chunk
+    is checkpointed (its masks re-drawn from the chunk's seed in backward), so neither the forward
+    nor the state saved for backward holds more than one chunk of masks.
 
     Args:
         input: ``(*, in_features)`` tensor.
@@ -424,13 +451,15 @@ def drop_connect_linear(
     x = input.reshape(-1, input.shape[-1])
     n = x.shape[0]
     out_f, in_f = weight.shape
+    keep = 1.0 - p
+
+    def chunk_fn(xb: torch.Tensor, w: torch.Tensor, seed: int) -> torch.Tensor:
+        g = torch.Generator(device=w.device).manual_seed(seed)
+        masks = _bernoulli((xb.shape[0], out_f, in_f), keep, g, w).mul_(1.0 / keep)
+        return torch.bmm(w * masks, xb.unsqueeze(-1)).squeeze(-1)
+
     chunk = _chunk_size(n, out_f * in_f, max_mask_elements)
-    outs = []
-    for start in range(0, n, chunk):
-        xb = x[start:start + chunk]
-        masks = _bernoulli((xb.shape[0], out_f, in_f), 1.0 - p, generator, weight)
-        wb = weight * masks.mul_(1.0 / (1.0 - p))
-        outs.append(torch.bmm(wb, xb.unsqueeze(-1)).squeeze(-1))
+    outs = _per_example_chunks(chunk_fn, x, (weight,), n, chunk, generator) if n else []
     out = torch.cat(outs, 0) if outs else x.new_zeros((0, out_f))
     if bias is not None:
         out = out + bias
@@ -456,7 +485,7 @@ def drop_connect_conv2d(
 
     One mask per call by default; ``per_example=True`` gives each sample its own kernel mask,
     computed as a grouped convolution over chunks of samples with at most ``max_mask_elements``
-    mask entries at once.
+    mask entries at once (chunks checkpointed as in :func:`drop_connect_linear`).
 
     Example:
         >>> x, w = torch.ones(2, 1, 3, 3), torch.ones(1, 1, 2, 2)
@@ -472,17 +501,19 @@ def drop_connect_conv2d(
         return F.conv2d(input, w, bias, stride, padding, dilation, groups)
     n, c_in = input.shape[:2]
     c_out = weight.shape[0]
-    chunk = _chunk_size(n, weight.numel(), max_mask_elements)
-    outs = []
-    for start in range(0, n, chunk):
-        xb = input[start:start + chunk]
+    keep = 1.0 - p
+
+    def chunk_fn(xb: torch.Tensor, w: torch.Tensor, seed: int) -> torch.Tensor:
+        g = torch.Generator(device=w.device).manual_seed(seed)
         m = xb.shape[0]
-        masks = _bernoulli((m, *weight.shape), 1.0 - p, generator, weight)
-        wb = (weight * masks.mul_(1.0 / (1.0 - p))).reshape(m * c_out, *weight.shape[1:])
+        masks = _bernoulli((m, *w.shape), keep, g, w).mul_(1.0 / keep)
+        wb = (w * masks).reshape(m * c_out, *w.shape[1:])
         yb = F.conv2d(xb.reshape(1, m * c_in, *xb.shape[2:]), wb, None, stride, padding,
                       dilation, groups * m)
-        outs.append(yb.reshape(m, c_out, *yb.shape[2:]))
-    out = torch.cat(outs, 0)
+        return yb.reshape(m, c_out, *yb.shape[2:])
+
+    chunk = _chunk_size(n, weight.numel(), max_mask_elements)
+    out = torch.cat(_per_example_chunks(chunk_fn, input, (weight,), n, chunk, generator), 0)
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1)
     return out
