@@ -533,7 +533,8 @@ class KeepExactly(MaskLaw):
         width = self._check(width)
         _check_float_dtype(dtype)
         shape = (*_check_batch_shape(batch_shape), width)
-        u = torch.rand(shape, generator=generator, device=device)
+        # float64 keys: ties (which would bias the argsort order) have probability ~ width^2 2^-54
+        u = torch.rand(shape, generator=generator, dtype=torch.float64, device=device)
         idx = u.argsort(dim=-1)[..., : self.keep]
         return torch.zeros(shape, dtype=dtype, device=device).scatter_(-1, idx, 1.0)
 

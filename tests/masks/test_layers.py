@@ -399,3 +399,33 @@ def test_per_example_chunks_match_unchunked_and_bound_saved_memory() -> None:
         DF.drop_connect_linear(x, w, None, 0.5, per_example=True, generator=_gen(20),
                                max_mask_elements=40)
     assert all(len(s) < 3 for s in saved), saved
+
+
+def test_sparse_sampler_chunked_at_high_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Index chunking (forced small) keeps the law: drop fraction p within 5 s.e."""
+    monkeypatch.setattr(DF, "_INDEX_CHUNK", 50)
+    p = 0.95
+    mask = DF._sliding_block_mask(3000, 9, 9, (3, 3), p, _gen(21),
+                                  torch.empty((), dtype=torch.float64), method="sparse")
+    frac = (mask == 0).to(torch.float64).mean((1, 2))
+    assert abs(float(frac.mean()) - p) <= 5 * float(frac.std()) / math.sqrt(3000)
+
+
+def test_fused_path_equals_mask_path_and_handles_layouts() -> None:
+    """The fused (multiply then zero) path gives input * mask for the same draw, for contiguous,
+    channels-last and non-contiguous inputs, and gradient = mask."""
+    x = torch.randn(3, 4, 9, 7, dtype=torch.float64)
+    mask = DF._sliding_block_mask(12, 9, 7, (3, 2), 0.3, _gen(22), x).view(3, 4, 9, 7)
+    for inp in (x, x.to(memory_format=torch.channels_last),
+                x.transpose(2, 3).contiguous().transpose(2, 3)):
+        inp = inp.clone().requires_grad_(True)
+        y = DF.drop_block2d(inp, 0.3, (3, 2), generator=_gen(22))
+        torch.testing.assert_close(y, x * mask, rtol=0, atol=0)
+        y.backward(torch.ones_like(y))
+        torch.testing.assert_close(inp.grad, mask, rtol=0, atol=0)
+
+
+def test_fused_path_double_backward() -> None:
+    x = torch.randn(2, 2, 5, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(
+        lambda t: DF.drop_block2d(t, 0.3, 2, generator=_gen(23)) ** 2, (x,))

@@ -7,6 +7,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dropreg.masks import (
     SUPPORT_LIMIT,
@@ -265,3 +267,14 @@ def test_bad_types_and_ranges() -> None:
         Custom([[1.0, 0.0]], [1.0]).normalized_covariance(2)
     with pytest.raises(TypeError, match="shape"):
         SlidingBlocks2d(0.1, 3).mean(4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(H=st.integers(1, 40), W=st.integers(1, 40), bh=st.integers(1, 12), bw=st.integers(1, 12),
+       p=st.floats(1e-9, 1.0, exclude_max=True))
+def test_2d_law_exact_p_property(H, W, bh, bw, p) -> None:
+    law = SlidingBlocks2d(p, (bh, bw))
+    assert abs(law.drop_fraction((H, W)) - p) <= 1e-13 * p
+    mu = law.mean((H, W))
+    assert mu.shape == (H, W) and bool((mu > 0).all()) and bool((mu <= 1).all())
+    assert 0.0 <= law.seed_rate((H, W)) <= p + 1e-15

@@ -179,13 +179,17 @@ def _block_scale(H: int, W: int, kh: int, kw: int, p: float) -> tuple[float, tor
     return gamma, scale
 
 
+#: Largest number of block positions indexed at once by the sparse DropBlock sampler.
+_INDEX_CHUNK: int = 2**22
+
+
 @functools.lru_cache(maxsize=64)
 def _block_offsets(kh: int, kw: int, W: int) -> torch.Tensor:
     return (torch.arange(kh)[:, None] * W + torch.arange(kw)[None, :]).reshape(-1)
 
 
 @torch.compiler.disable
-def _sliding_block_mask(
+def _sliding_block_sample(
     planes: int,
     H: int,
     W: int,
@@ -194,25 +198,30 @@ def _sliding_block_mask(
     generator: torch.Generator | None,
     like: torch.Tensor,
     method: str = "auto",
-) -> torch.Tensor:
-    """Scaled keep-mask ``z / E[z]`` of shape (planes, H, W), law ``SlidingBlocks2d(p, block)``.
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Sample law ``SlidingBlocks2d(p, block)`` on ``planes`` maps of ``H x W``.
+
+    Returns ``(scale, dropped_index, mask)``: ``scale`` is ``1 / E[z]`` as ``(H, W)`` in the
+    dtype of ``like``; either ``dropped_index`` (flat indices into a contiguous
+    ``(planes, H, W)`` tensor of the dropped positions, possibly repeated; ``mask`` is ``None``)
+    or ``mask``, the scaled keep-mask ``(planes, H, W)``.
 
     ``"sparse"`` (CPU default): a Poisson number ``K ~ Poisson(M lam)`` of seed hits,
     ``lam = -log(1 - gamma)``, placed uniformly on the ``M`` valid seed sites; by Poisson splitting
     each site receives an independent ``Poisson(lam)`` number of hits, so "at least one hit" is
-    exactly iid Bernoulli(gamma). The ``K * kh * kw`` covered positions are then zeroed in a copy
-    of the scale map: the cost is ``O(numel + K kh kw)`` instead of ``O(numel kh kw)``.
-    ``"dense"`` (GPU default, no host synchronisation): Bernoulli(gamma) seeds on the valid grid,
-    expanded by ``max_pool2d``.
+    exactly iid Bernoulli(gamma). The ``K * kh * kw`` covered positions are listed (generated in
+    chunks of at most ``_INDEX_CHUNK`` positions): cost ``O(K kh kw)`` instead of
+    ``O(numel kh kw)``. ``"dense"`` (GPU default, no host synchronisation): Bernoulli(gamma) seeds
+    on the valid grid, expanded by ``max_pool2d``.
 
-    Under ``torch.compile`` the sampling runs eagerly (its size is data-dependent); the multiply
-    that uses the mask is compiled.
+    Under ``torch.compile`` the sampling runs eagerly (its size is data-dependent); the arithmetic
+    that applies it is compiled.
     """
     kh, kw = min(block[0], H), min(block[1], W)
     gamma, scale64 = _block_scale(H, W, kh, kw, p)
     scale = scale64.to(device=like.device, dtype=like.dtype)
     if gamma >= 1.0:
-        return torch.zeros((planes, H, W), dtype=like.dtype, device=like.device)
+        return scale, None, torch.zeros((planes, H, W), dtype=like.dtype, device=like.device)
     Hs, Ws = H - kh + 1, W - kw + 1
     if method == "auto":
         method = "sparse" if like.device.type == "cpu" else "dense"
@@ -220,23 +229,83 @@ def _sliding_block_mask(
         sites = planes * Hs * Ws
         rate = torch.tensor([sites * -math.log1p(-gamma)], dtype=torch.float64)
         hits = int(torch.poisson(rate, generator=generator).item()) if gamma > 0 else 0
-        mask = torch.empty((planes, H, W), dtype=like.dtype, device=like.device).copy_(scale)
-        if hits:
-            i = torch.randint(sites, (hits,), generator=generator, device=like.device)
+        offsets = _block_offsets(kh, kw, W).to(like.device)
+        step = max(1, _INDEX_CHUNK // (kh * kw))  # bounds the index memory at high seed rates
+        chunks = []
+        for start in range(0, hits, step):
+            i = torch.randint(sites, (min(step, hits - start),), generator=generator,
+                              device=like.device)
             plane = torch.div(i, Hs * Ws, rounding_mode="floor")
             rem = i - plane * (Hs * Ws)
             s = torch.div(rem, Ws, rounding_mode="floor")
             base = plane * (H * W) + s * W + (rem - s * Ws)
-            offsets = _block_offsets(kh, kw, W).to(like.device)
-            mask.view(-1).index_fill_(0, (base[:, None] + offsets).reshape(-1), 0.0)
-        return mask
+            chunks.append((base[:, None] + offsets).reshape(-1))
+        if len(chunks) == 1:
+            return scale, chunks[0], None
+        if not chunks:
+            return scale, torch.zeros(0, dtype=torch.int64, device=like.device), None
+        # many chunks: apply them to a mask one at a time instead of concatenating indices
+        mask = torch.empty((planes, H, W), dtype=like.dtype, device=like.device).copy_(scale)
+        for idx in chunks:
+            mask.view(-1).index_fill_(0, idx, 0.0)
+        return scale, None, mask
     if method != "dense":
         raise ValueError(f"method must be 'auto', 'sparse' or 'dense', got {method!r}")
     seeds = torch.empty((planes, 1, Hs, Ws), dtype=like.dtype, device=like.device)
     seeds.bernoulli_(gamma, generator=generator)
     dropped = F.max_pool2d(F.pad(seeds, (kw - 1, kw - 1, kh - 1, kh - 1)), (kh, kw), stride=1)
-    return torch.where(dropped[:, 0] > 0, torch.zeros((), dtype=like.dtype, device=like.device),
-                       scale)
+    zero = torch.zeros((), dtype=like.dtype, device=like.device)
+    return scale, None, torch.where(dropped[:, 0] > 0, zero, scale)
+
+
+class _ScaleAndDrop(torch.autograd.Function):
+    """``y = x * scale`` with the positions ``idx`` of the flat contiguous result set to 0.
+
+    Forward and backward are one broadcast multiply plus one ``index_fill_``; only the ``(H, W)``
+    scale and the indices are saved (a full-size mask costs an extra pass and its memory).
+    Double backward works: the backward is made of differentiable ops.
+    """
+
+    @staticmethod
+    def forward(x: torch.Tensor, scale: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        out = (x * scale).contiguous()
+        out.view(-1).index_fill_(0, idx, 0.0)
+        return out
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(inputs[1], inputs[2])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        scale, idx = ctx.saved_tensors
+        grad_in = (grad * scale).contiguous()
+        grad_in.view(-1).index_fill_(0, idx, 0.0)
+        return grad_in, None, None
+
+
+def _sliding_block_mask(planes, H, W, block, p, generator, like, method="auto") -> torch.Tensor:
+    """Scaled keep-mask ``z / E[z]`` of shape (planes, H, W), law ``SlidingBlocks2d(p, block)``."""
+    scale, idx, mask = _sliding_block_sample(planes, H, W, block, p, generator, like, method)
+    if mask is None:
+        mask = torch.empty((planes, H, W), dtype=like.dtype, device=like.device).copy_(scale)
+        mask.view(-1).index_fill_(0, idx, 0.0)
+    return mask
+
+
+def _apply_sliding_blocks(input: torch.Tensor, planes: int, H: int, W: int,
+                          block: tuple[int, int], p: float, generator, view: tuple[int, ...]
+                          ) -> torch.Tensor:
+    """``input * z / E[z]``; ``input`` viewed as ``view`` (its mask broadcast over dim 1 when
+    ``planes`` counts samples only). Independent masks take the fused path
+    (:class:`_ScaleAndDrop`), which builds and saves no full-size mask."""
+    scale, idx, mask = _sliding_block_sample(planes, H, W, block, p, generator, input)
+    if idx is not None and planes * H * W == input.numel():
+        return _ScaleAndDrop.apply(input.reshape(planes, H, W), scale, idx).view(input.shape)
+    if mask is None:
+        mask = torch.empty((planes, H, W), dtype=input.dtype, device=input.device).copy_(scale)
+        mask.view(-1).index_fill_(0, idx, 0.0)
+    return input * mask.reshape(view)
 
 
 def drop_block2d(
@@ -284,8 +353,8 @@ def drop_block2d(
         return input
     N, C, H, W = input.shape
     planes = N if share_channels else N * C
-    mask = _sliding_block_mask(planes, H, W, block, p, generator, input)
-    return input * mask.view(N, 1 if share_channels else C, H, W)
+    return _apply_sliding_blocks(input, planes, H, W, block, p, generator,
+                                 (N, 1 if share_channels else C, H, W))
 
 
 def drop_block1d(
@@ -338,9 +407,8 @@ def drop_block1d(
         nb = Blocks(p, k).n_blocks(L)
         kept = _bernoulli((planes, nb), 1.0 - p, generator, input).mul_(1.0 / (1.0 - p))
         mask = kept.repeat_interleave(k, dim=-1)[:, :L]
-    else:
-        mask = _sliding_block_mask(planes, 1, L, (1, k), p, generator, input)
-    return input * mask.reshape(view)
+        return input * mask.reshape(view)
+    return _apply_sliding_blocks(input, planes, 1, L, (1, k), p, generator, view)
 
 
 # --------------------------------------------------------------------------- DropConnect
