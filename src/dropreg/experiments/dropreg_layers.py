@@ -22,7 +22,7 @@ ANCHOR_SETTINGS: tuple[tuple[int, int, float], ...] = (
 
 PEER_RULES = ("torchvision", "timm", "dropblock")
 
-#: Sampled positions per setting, by profile (quick: ~10 s on one core; full: ~100 s).
+#: Sampled positions per setting, by profile (quick: ~10 s on one core; full: ~40 s).
 ELEMENTS: dict[str, int] = {"quick": 40_000_000, "full": 400_000_000}
 
 
