@@ -754,7 +754,9 @@ class SlidingBlocks2d:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "p", _check_probability("p", self.p))
-        _pair("block_size", self.block_size)
+        bh, bw = _pair("block_size", self.block_size)
+        if not isinstance(self.block_size, numbers.Integral):
+            object.__setattr__(self, "block_size", (bh, bw))
 
     def _shape(self, shape: object) -> tuple[int, int]:
         if not isinstance(shape, Sequence) or isinstance(shape, str) or len(shape) != 2:
