@@ -293,8 +293,11 @@ def test_drop_connect_conv2d_per_example_mean() -> None:
     exact = torch.nn.functional.conv2d(x1, w, b, padding=1)[0]
     assert _within(y.mean(0), exact, y.std(0) / math.sqrt(y.shape[0]))
     assert not torch.equal(y[0], y[1])
-    layer = DropConnectConv2d(2, 2, 3, p=0.3, padding=1, dtype=torch.float64)
+    layer = DropConnectConv2d(2, 2, 3, p=0.3, padding="same", dtype=torch.float64,
+                              per_example=True)
     assert layer(x[:4]).shape == (4, 2, 5, 5)
+    assert layer(x[:0]).shape == (0, 2, 5, 5)
+    assert DropConnectLinear(5, 2, per_example=True)(torch.ones(0, 5)).shape == (0, 2)
 
 
 def test_mask_dropout_unbiased() -> None:

@@ -564,7 +564,7 @@ def drop_connect_conv2d(
     p = _check_p(p)
     if not training or p == 0.0:
         return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
-    if not per_example or p == 1.0:
+    if not per_example or p == 1.0 or input.shape[0] == 0:
         w = drop_connect(weight, p, generator=generator)
         return F.conv2d(input, w, bias, stride, padding, dilation, groups)
     n, c_in = input.shape[:2]
