@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import shutil
 
 import pytest
 import torch
@@ -232,6 +233,8 @@ def test_torch_compile_drop_block2d() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="inductor on CPU needs a C++ compiler")
 def test_torch_compile_inductor_dropout_layers() -> None:
     layer = torch.nn.Sequential(DropBlock2d(0.2, 3), GaussianDropout(0.1))
     compiled = torch.compile(layer)
