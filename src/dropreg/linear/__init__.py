@@ -1,0 +1,78 @@
+"""Single-hidden-layer and deep linear networks under dropout-type masks.
+
+Exact expected objectives of any mask law, the spectral k-support norm, closed-form global
+minimizers with equal-norm factors and a certificate, the deep-linear regularizer, last-layer
+predictions and a scikit-learn style estimator (digest ``pal2020_structured_dropout.md``).
+"""
+
+from dropreg.linear.closed_form import (
+    Certificate,
+    LinearSolution,
+    Whitening,
+    block_norm_spread,
+    block_norms,
+    cross_covariance,
+    dropblock_singular_values,
+    dropout_singular_values,
+    numerical_rank,
+    solve_dropblock,
+    solve_dropout,
+    whiten,
+)
+from dropreg.linear.ksupport import (
+    ksupport_box_weights,
+    ksupport_dual_norm,
+    ksupport_norm,
+    prox_squared_ksupport,
+    prox_squared_spectral_ksupport,
+    spectral_ksupport_dual_norm,
+    spectral_ksupport_norm,
+)
+from dropreg.linear.objective import (
+    drop_to_lam,
+    dropblock_regularizer,
+    dropconnect_expected_loss,
+    dropconnect_masked_loss,
+    dropconnect_regularizer,
+    dropout_regularizer,
+    expected_loss,
+    factorized_objective,
+    induced_regularizer,
+    linear_loss,
+    masked_loss,
+    normalized_covariance_of,
+)
+
+__all__ = [
+    "Certificate",
+    "LinearSolution",
+    "Whitening",
+    "block_norm_spread",
+    "block_norms",
+    "cross_covariance",
+    "drop_to_lam",
+    "dropblock_regularizer",
+    "dropblock_singular_values",
+    "dropconnect_expected_loss",
+    "dropconnect_masked_loss",
+    "dropconnect_regularizer",
+    "dropout_regularizer",
+    "dropout_singular_values",
+    "expected_loss",
+    "factorized_objective",
+    "induced_regularizer",
+    "ksupport_box_weights",
+    "ksupport_dual_norm",
+    "ksupport_norm",
+    "linear_loss",
+    "masked_loss",
+    "normalized_covariance_of",
+    "numerical_rank",
+    "prox_squared_ksupport",
+    "prox_squared_spectral_ksupport",
+    "solve_dropblock",
+    "solve_dropout",
+    "spectral_ksupport_dual_norm",
+    "spectral_ksupport_norm",
+    "whiten",
+]
