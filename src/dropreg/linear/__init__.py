@@ -19,6 +19,15 @@ from dropreg.linear.closed_form import (
     solve_dropout,
     whiten,
 )
+from dropreg.linear.deep import (
+    RankOneOptimum,
+    deep_linear_expected_loss,
+    deep_linear_regularizer,
+    envelope_constant,
+    flat_rank_one_network,
+    rank_one_optimum,
+)
+from dropreg.linear.estimators import DropBlockRegressor
 from dropreg.linear.ksupport import (
     ksupport_box_weights,
     ksupport_dual_norm,
@@ -28,6 +37,7 @@ from dropreg.linear.ksupport import (
     spectral_ksupport_dual_norm,
     spectral_ksupport_norm,
 )
+from dropreg.linear.last_layer import last_layer_singular_values, last_layer_solution
 from dropreg.linear.objective import (
     drop_to_lam,
     dropblock_regularizer,
@@ -44,6 +54,15 @@ from dropreg.linear.objective import (
 )
 
 __all__ = [
+    "DropBlockRegressor",
+    "RankOneOptimum",
+    "deep_linear_expected_loss",
+    "deep_linear_regularizer",
+    "envelope_constant",
+    "flat_rank_one_network",
+    "rank_one_optimum",
+    "last_layer_singular_values",
+    "last_layer_solution",
     "Certificate",
     "LinearSolution",
     "Whitening",

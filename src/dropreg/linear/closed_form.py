@@ -19,7 +19,7 @@ Example:
     >>> sol.certificate.attained, sol.rank
     (True, 2)
     >>> block_norms(sol.U, sol.V, 2)
-    tensor([1.4142, 1.4142], dtype=torch.float64)
+    tensor([1.2019, 1.2019], dtype=torch.float64)
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def dropout_singular_values(s: Tensor, width: int, lam: float) -> tuple[Tensor, 
     Example:
         >>> import torch
         >>> dropout_singular_values(torch.tensor([3.0, 1.0], dtype=torch.float64), 2, 1.0)
-        (tensor([1.6667, 0.0000], dtype=torch.float64), 1, 1.3333333333333333)
+        (tensor([2., 0.], dtype=torch.float64), 1, 1.0)
     """
     n = min(width, s.numel())
     j = torch.arange(1, n + 1, dtype=s.dtype)
@@ -280,10 +280,17 @@ def _fusion_frame(t_mid: np.ndarray, b: int, q1: int, iters: int = 2000
     between the two constraint sets, started from a unit-norm frame; returns the residual
     ``||sum F_g F_g^T - b diag(t)||_F``."""
     target = b * t_mid
+    m = t_mid.size
     n = b * q1
+    if q1 == m - 1:
+        # complements: I - F_g F_g^T = n_g n_g^T with sum_g n_g n_g^T = b diag(1 - t)
+        Nf = _unit_norm_frame(b * (1.0 - t_mid) * (b / (b * (1.0 - t_mid)).sum()), b)
+        blocks = [np.linalg.svd(Nf[:, [g]], full_matrices=True)[0][:, 1:] for g in range(b)]
+        S = sum(Fg @ Fg.T for Fg in blocks)
+        return blocks, float(np.linalg.norm(S - np.diag(target)))
     F = _unit_norm_frame(target * (n / target.sum()), n)
     if q1 == 1:
-        return [F[:, [g]] for g in range(b)], float(np.abs(F @ F.T - np.diag(target)).max())
+        return [F[:, [g]] for g in range(b)], float(np.linalg.norm(F @ F.T - np.diag(target)))
     sq = np.sqrt(target)
     res = math.inf
     for _ in range(iters):
@@ -406,7 +413,7 @@ def solve_dropout(M: Tensor, width: int, p: float) -> LinearSolution:
         >>> import torch
         >>> sol = solve_dropout(torch.diag(torch.tensor([3.0, 1.0], dtype=torch.float64)), 2, 0.5)
         >>> sol.singular_values, sol.threshold
-        (tensor([1.6667, 0.0000], dtype=torch.float64), 1.3333333333333333)
+        (tensor([2., 0.], dtype=torch.float64), 1.0)
     """
     M = _check_M(M)
     _check_width(width, 1)
@@ -490,8 +497,10 @@ def solve_dropblock(M: Tensor, width: int, p: float, block_size: int, *, starts:
     warm: np.ndarray | None = None
     if rho > r:
         reason = f"rank of the convex minimizer ({rho}) exceeds the width r = {r}"
-    elif mid.size and b * q1 < mid.size:
-        reason = f"b (q+1) = {b * q1} < {mid.size} middle directions: no fusion frame exists"
+    elif mid.size and min(b * q1, b * (mid.size - q1)) < mid.size:
+        reason = (f"{b} blocks with q+1 = {q1} of {mid.size} middle directions: b(q+1) or "
+                  f"b(|mid|-q-1) < |mid|, so no fusion frame exists and the bound is not "
+                  "attainable (few blocks, digest §2.5(4))")
     elif mid.size and b == 1:
         reason = "one block: a single projection cannot have fractional weights t"
     else:

@@ -11,7 +11,7 @@ the leading ones. They keep the input's floating dtype (float32 or float64).
 Example:
     >>> import torch
     >>> w = torch.tensor([3.0, 1.0, -4.0, 2.0, -5.0], dtype=torch.float64)
-    >>> float(ksupport_norm(w, 3) ** 2)
+    >>> round(float(ksupport_norm(w, 3) ** 2), 12)     # sqrt(75), not the blog's sqrt(50)
     75.0
     >>> float(ksupport_dual_norm(w, 2) ** 2)
     41.0
@@ -189,8 +189,8 @@ def prox_squared_ksupport(w: Tensor, k: int, lam: float, *, return_weights: bool
     Example:
         >>> import torch
         >>> w = torch.tensor([3.0, 1.0, -4.0, 2.0, -5.0], dtype=torch.float64)
-        >>> prox_squared_ksupport(w, 1, 0.1)  # k = 1: soft threshold at 0.1 * ||x||_1
-        tensor([ 1.8571,  0.0000, -2.8571,  0.8571, -3.8571], dtype=torch.float64)
+        >>> prox_squared_ksupport(w, 1, 0.1)  # k = 1: soft threshold at 0.1 * ||x||_1 = 1
+        tensor([ 2.0000,  0.0000, -3.0000,  1.0000, -4.0000], dtype=torch.float64)
     """
     _check_float(w, "w", 1)
     k = _check_k(k)
