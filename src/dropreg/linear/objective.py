@@ -246,9 +246,12 @@ def dropconnect_regularizer(U: Tensor, V: Tensor, p: float,
     * ``layer="first"`` (mask on ``V^T``): ``lam sum_i ||u_i||^2 v_i^T diag(Sigma_X) v_i``.
     * ``layer="second"`` (mask on ``U``): ``lam sum_i ||u_i||^2 v_i^T Sigma_X v_i``.
 
-    The second equals Dropout with the same ``p`` for any data; the first equals Dropout whenever
-    ``diag(Sigma_X) = 1`` (e.g. whitened data). So DropConnect at rate ``p`` is Dropout at rate
-    ``p``: same expected objective, same minimizers.
+    The second equals Dropout with the same ``p`` for any data. The first equals Dropout for all
+    weights iff ``Sigma_X`` is diagonal (uncorrelated inputs, e.g. whitened data); with
+    ``diag(Sigma_X) = 1`` but correlated inputs it equals the *whitened* Dropout formula
+    ``lam sum_i ||u_i||^2 ||v_i||^2``, not Dropout on those data (the digest's "more generally
+    whenever diag(Sigma_X) = I" is to be read that way). On whitened data DropConnect at rate
+    ``p`` is Dropout at rate ``p``: same expected objective, same minimizers.
 
     Example:
         >>> import torch
