@@ -52,8 +52,12 @@ from dropreg.linear.objective import (
     masked_loss,
     normalized_covariance_of,
 )
+from dropreg.linear.training import SGDRun, expected_objective_from_moments, train_masked_sgd
 
 __all__ = [
+    "SGDRun",
+    "expected_objective_from_moments",
+    "train_masked_sgd",
     "DropBlockRegressor",
     "RankOneOptimum",
     "deep_linear_expected_loss",
