@@ -364,7 +364,8 @@ def _solution(M, P, s, Rm, a_map, U, V, lam, p, r, k, bound, method, reason, sta
     tol = ATTAIN_RTOL * max(1.0, abs(bound))
     attained = gap <= tol
     if attained and a_map is not None:
-        A = (P * a_map) @ Rm.T
+        nz = int((a_map > 0).sum())
+        A = (P[:, :nz] * a_map[:nz]) @ Rm[:, :nz].T
         sv = a_map
     else:
         A = U @ V.T

@@ -41,6 +41,7 @@ class SGDRun:
         objective: exact expected objective ``E_z loss`` at those steps.
         seconds: wall time of the SGD loop, evaluations excluded.
         lr: step size of each recorded step.
+        times: cumulative SGD wall time (evaluations excluded) at each recorded step.
     """
 
     U: Tensor
@@ -49,6 +50,7 @@ class SGDRun:
     objective: list[float]
     seconds: float
     lr: list[float]
+    times: list[float]
 
 
 def expected_objective_from_moments(U: Tensor, V: Tensor, M: Tensor, sigma: Tensor,
@@ -120,7 +122,8 @@ def train_masked_sgd(X: Tensor, Y: Tensor, width: int, law: Any, *, steps: int, 
     sigma = X.T @ X / N
     yy = float((Y**2).sum()) / N
     every = eval_every or max(1, steps // 50)
-    rec_steps, rec_obj, rec_lr = [0], [expected_objective_from_moments(U, V, M, sigma, yy, C)], [lr]
+    rec_steps, rec_lr, rec_t = [0], [lr], [0.0]
+    rec_obj = [expected_objective_from_moments(U, V, M, sigma, yy, C)]
     t_start = int(decay_start * steps)
     tau = max(decay_scale * steps, 1.0)
     elapsed = 0.0
@@ -142,4 +145,6 @@ def train_masked_sgd(X: Tensor, Y: Tensor, width: int, law: Any, *, steps: int, 
             rec_steps.append(t + 1)
             rec_obj.append(expected_objective_from_moments(U, V, M, sigma, yy, C))
             rec_lr.append(eta)
-    return SGDRun(U=U, V=V, steps=rec_steps, objective=rec_obj, seconds=elapsed, lr=rec_lr)
+            rec_t.append(elapsed)
+    return SGDRun(U=U, V=V, steps=rec_steps, objective=rec_obj, seconds=elapsed, lr=rec_lr,
+                  times=rec_t)
