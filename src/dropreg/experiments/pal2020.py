@@ -146,12 +146,13 @@ def expected_objective_identities(profile: str, generator: torch.Generator,
     ax1.set_title("exact identities (RQ1)")
     ax1.legend(fontsize=7, loc="upper left")
     xs = np.arange(len(mc))
-    ax2.bar(xs - 0.2, [m[3] for m in mc], width=0.4, color="0.7",
-            label="prediction (deterministic formula)")
-    ax2.errorbar(xs + 0.2, [m[1] for m in mc], yerr=[5 * m[2] for m in mc], fmt="o",
-                 color="C3", capsize=4, label=f"Monte-Carlo mean ± 5 s.e. ({n_mc} masks)")
+    ax2.axhline(0.0, color="0.4", lw=1, label="prediction: MC mean = formula")
+    ax2.axhspan(-5, 5, color="0.9", label="tolerance: 5 standard errors")
+    ax2.plot(xs, [(m[1] - m[3]) / m[2] for m in mc], "o", color="C3",
+             label=f"measured ({n_mc} sampled masks each)")
+    ax2.set_ylim(-7, 7)
     ax2.set_xticks(xs, [m[0].replace(" (", "\n(") for m in mc], fontsize=8)
-    ax2.set_ylabel("expected loss (squared error per example)")
+    ax2.set_ylabel("(Monte-Carlo mean - formula) / standard error")
     ax2.set_title("sampled losses vs formula")
     ax2.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -160,9 +161,9 @@ def expected_objective_identities(profile: str, generator: torch.Generator,
         "Left: exact enumeration of every mask against the formula, for Dropout, DropBlock "
         "(k=2, 3), KeepExactly, sliding-seed DropBlock, a random mask pmf and DropConnect on "
         "either layer (random non-whitened data, p = 0.3); the paper predicts every point on "
-        f"the diagonal, the largest relative deviation is {worst:.1e}. Right: Monte-Carlo mean "
-        "of the sampled loss (one mask per minibatch) with 5 standard errors against the "
-        "formula.", fig)
+        f"the diagonal, the largest relative deviation is {worst:.1e}. Right: deviation of the "
+        "Monte-Carlo mean of the sampled loss (one mask per minibatch) from the formula, in "
+        "standard errors; the paper predicts 0 up to sampling error.", fig)
     ms = [Measurement("max relative deviation, formula vs exact enumeration (8 laws)", worst,
                       expected=0.0, tolerance=1e-12, kind="at_most")]
     for kind, mean, se, exact in mc:
@@ -352,7 +353,8 @@ def low_rank_equal_block_norms(profile: str, generator: torch.Generator,
         spread = float((norms.max() - norms.min()) / norms.max())
         rows.append(dict(r=r, k=k, p=p, rank_pred=sol.rank, rank=numerical_rank(A, 1e-6),
                          spread=spread, pred_norm=pred, norms=norms.tolist(), gap=rel_gap,
-                         attained=sol.certificate.attained, sv=torch.linalg.svdvals(A)))
+                         attained=sol.certificate.attained, sv=torch.linalg.svdvals(A),
+                         pred_sv=sol.singular_values))
         progress.advance()
     plt = _plt()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -362,7 +364,10 @@ def low_rank_equal_block_norms(profile: str, generator: torch.Generator,
                  label=f"L-BFGS optimum, {lab}")
         ax1.axhline(row["pred_norm"], color=f"C{i}", ls="--", lw=1,
                     label="predicted (k/r)||A||_(k)")
-        ax2.plot(np.arange(1, 9), row["sv"].numpy(), "o-", color=f"C{i}", label=lab)
+        ax2.plot(np.arange(1, 9), row["sv"].numpy(), "o-", color=f"C{i}",
+                 label=f"L-BFGS optimum, {lab}")
+        ax2.plot(np.arange(1, 9), row["pred_sv"].numpy(), "s", mfc="none", ms=10,
+                 color=f"C{i}", label="predicted (closed form)")
     ax2.plot(np.arange(1, 9), s.numpy(), "k:", label="singular values of M")
     ax1.set_xlabel("block g")
     ax1.set_ylabel("||U_g V_g^T||_F")
@@ -398,7 +403,8 @@ def low_rank_equal_block_norms(profile: str, generator: torch.Generator,
         notes="The optimum is found by a search independent of the closed form (L-BFGS with "
               "autograd gradients). Tolerance on the spread: a relative objective gap eps "
               "leaves parameter errors of order sqrt(eps), so 10 sqrt(eps) (at least 1e-6).",
-        details={"rows": [{k: v for k, v in x.items() if k != "sv"} for x in rows]})
+        details={"rows": [{k: v for k, v in x.items() if k not in ("sv", "pred_sv")}
+                          for x in rows]})
 
 
 # --------------------------------------------------------------------------------------- RQ3
@@ -551,15 +557,20 @@ def dropblock_approximation_curves(profile: str, generator: torch.Generator,
                            drop=law.drop_fraction(r)))
         progress.advance()
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 4.3))
+    fig, (ax, axb) = plt.subplots(1, 2, figsize=(12, 4.3))
     for i, c in enumerate(curves):
         ax.plot(c["run"].steps, c["run"].objective, color=f"C{i}",
                 label=f"{c['name']}: its expected objective")
-    ax.set_yscale("log")
-    ax.set_xlabel("SGD step")
+        axb.plot(c["run"].steps, c["run"].plain_loss, color=f"C{i}",
+                 label=f"{c['name']}: training MSE without masks")
+    for a in (ax, axb):
+        a.set_yscale("log")
+        a.set_xlabel("SGD step")
+        a.legend(fontsize=8)
     ax.set_ylabel("expected training objective (per example)")
-    ax.set_title(f"DropBlock approximation, width {r}, block {k}, drop rate {p}")
-    ax.legend(fontsize=8)
+    ax.set_title(f"expected objective, width {r}, block {k}, drop rate {p}")
+    axb.set_ylabel("training mean squared error (per example)")
+    axb.set_title("plain training loss along training")
     fig.tight_layout()
     figure = Figure.from_matplotlib(
         "training-curves",

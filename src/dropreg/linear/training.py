@@ -42,6 +42,7 @@ class SGDRun:
         seconds: wall time of the SGD loop, evaluations excluded.
         lr: step size of each recorded step.
         times: cumulative SGD wall time (evaluations excluded) at each recorded step.
+        plain_loss: training loss without masks, ``(1/N)||Y - X V U^T||^2``, at those steps.
     """
 
     U: Tensor
@@ -51,6 +52,7 @@ class SGDRun:
     seconds: float
     lr: list[float]
     times: list[float]
+    plain_loss: list[float]
 
 
 def expected_objective_from_moments(U: Tensor, V: Tensor, M: Tensor, sigma: Tensor,
@@ -124,6 +126,8 @@ def train_masked_sgd(X: Tensor, Y: Tensor, width: int, law: Any, *, steps: int, 
     every = eval_every or max(1, steps // 50)
     rec_steps, rec_lr, rec_t = [0], [lr], [0.0]
     rec_obj = [expected_objective_from_moments(U, V, M, sigma, yy, C)]
+    zero = torch.zeros_like(C)
+    rec_plain = [expected_objective_from_moments(U, V, M, sigma, yy, zero)]
     t_start = int(decay_start * steps)
     tau = max(decay_scale * steps, 1.0)
     elapsed = 0.0
@@ -146,5 +150,6 @@ def train_masked_sgd(X: Tensor, Y: Tensor, width: int, law: Any, *, steps: int, 
             rec_obj.append(expected_objective_from_moments(U, V, M, sigma, yy, C))
             rec_lr.append(eta)
             rec_t.append(elapsed)
+            rec_plain.append(expected_objective_from_moments(U, V, M, sigma, yy, zero))
     return SGDRun(U=U, V=V, steps=rec_steps, objective=rec_obj, seconds=elapsed, lr=rec_lr,
-                  times=rec_t)
+                  times=rec_t, plain_loss=rec_plain)
