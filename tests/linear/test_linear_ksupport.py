@@ -199,7 +199,8 @@ def test_spectral_prox_is_vector_prox_on_singular_values():
 
 
 @settings(max_examples=40, deadline=None)
-@given(d=st.integers(1, 30), k=st.integers(1, 35), lam=st.floats(0.0, 10.0),
+@given(d=st.integers(1, 30), k=st.integers(1, 35),
+       lam=st.one_of(st.just(0.0), st.floats(1e-6, 10.0)),
        batch=st.integers(1, 3), seed=st.integers(0, 2**31 - 1))
 def test_property_prox_shapes_and_optimality_conditions(d, k, lam, batch, seed):
     g = torch.Generator().manual_seed(seed)
@@ -211,6 +212,11 @@ def test_property_prox_shapes_and_optimality_conditions(d, k, lam, batch, seed):
     for i in range(batch):
         np.testing.assert_allclose(x[i].numpy(), _prox_argyriou(w[i].numpy(), k, lam)
                                    if lam > 0 else w[i].numpy(), rtol=0, atol=1e-11)
+
+
+def test_prox_denormal_lam_is_identity():
+    w = torch.tensor([0.3, -2.0, 1.0], dtype=F64)
+    torch.testing.assert_close(prox_squared_ksupport(w, 1, 5e-324), w, rtol=0, atol=1e-15)
 
 
 def test_bad_arguments():
