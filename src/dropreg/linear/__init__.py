@@ -52,12 +52,18 @@ from dropreg.linear.objective import (
     masked_loss,
     normalized_covariance_of,
 )
-from dropreg.linear.training import SGDRun, expected_objective_from_moments, train_masked_sgd
+from dropreg.linear.training import (
+    SGDRun,
+    expected_objective_from_moments,
+    masked_loss_grad,
+    train_masked_sgd,
+)
 
 __all__ = [
     "SGDRun",
     "expected_objective_from_moments",
     "train_masked_sgd",
+    "masked_loss_grad",
     "DropBlockRegressor",
     "RankOneOptimum",
     "deep_linear_expected_loss",

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from dropreg.linear.objective import normalized_covariance_of
 
-__all__ = ["SGDRun", "train_masked_sgd", "expected_objective_from_moments"]
+__all__ = ["SGDRun", "train_masked_sgd", "masked_loss_grad", "expected_objective_from_moments"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,23 @@ def expected_objective_from_moments(U: Tensor, V: Tensor, M: Tensor, sigma: Tens
     A = U @ V.T
     plain = yy - 2.0 * float((A * M).sum()) + float(((A @ sigma) * A).sum())
     return plain + float((C * (U.T @ U) * (V.T @ sigma @ V)).sum())
+
+
+def masked_loss_grad(U: Tensor, V: Tensor, X: Tensor, Y: Tensor, zs: Tensor
+                     ) -> tuple[Tensor, Tensor]:
+    """Gradients in ``(U, V)`` of ``(1/B) sum_b ||y_b - U diag(zs_b) V^T x_b||^2`` with scaled
+    masks ``zs = z / mu`` (one row per example); an unbiased estimate of the gradient of the
+    expected loss when ``z`` is drawn from the law.
+
+    Example:
+        >>> import torch
+        >>> o = torch.ones(1, 1)
+        >>> masked_loss_grad(o, o, o, 2 * o, o)        # d/du (2 - u v)^2 = -2 (2 - 1) v
+        (tensor([[-2.]]), tensor([[-2.]]))
+    """
+    H = (X @ V) * zs
+    dP = (2.0 / X.shape[0]) * (H @ U.T - Y)
+    return dP.T @ H, X.T @ ((dP @ U) * zs)
 
 
 def train_masked_sgd(X: Tensor, Y: Tensor, width: int, law: Any, *, steps: int, lr: float,
@@ -138,10 +155,7 @@ def train_masked_sgd(X: Tensor, Y: Tensor, width: int, law: Any, *, steps: int, 
         idx = torch.randint(0, N, (B,), generator=gen)
         Xb, Yb = X[idx], Y[idx]
         z = law.sample((B,), r, generator=gen, dtype=dtype) / mu
-        H = (Xb @ V) * z
-        dP = (2.0 / B) * (H @ U.T - Yb)
-        gU = dP.T @ H
-        gV = Xb.T @ ((dP @ U) * z)
+        gU, gV = masked_loss_grad(U, V, Xb, Yb, z)
         U = U - eta * gU
         V = V - eta * gV
         elapsed += time.perf_counter() - tic
