@@ -189,7 +189,7 @@ def _sgd_setting(profile):
     if profile == "quick":
         return dict(n=2000, d=6, D=4, rank=4, r=8, noise=0.5, steps=12_000, batch=256, lr=0.1,
                     runs=[(2, 0.3), (1, 0.3)])
-    return dict(n=4000, d=20, D=10, rank=10, r=16, noise=0.5, steps=60_000, batch=256, lr=0.05,
+    return dict(n=4000, d=20, D=10, rank=10, r=16, noise=0.5, steps=60_000, batch=1024, lr=0.05,
                 runs=[(1, 0.5), (4, 0.5), (8, 0.5), (4, 0.2)])
 
 
