@@ -12,7 +12,8 @@ import torch
 from dropreg.experiments.claims import NullProgress, Outcome, get_claim, registered_claims
 
 QUICK = ["pal2020.expected-objective-identities", "pal2020.low-rank-equal-block-norms",
-         "mianjy2018.dropout-equalized-global-optimum", "mianjy2019.deep-linear-envelope"]
+         "mianjy2018.dropout-equalized-global-optimum", "mianjy2019.deep-linear-envelope",
+         "cavazza2018.dropout-expected-objective"]
 TINY = ["pal2020.dropblock-sgd-reaches-closed-form", "pal2020.last-layer-singular-values",
         "pal2020.dropblock-approximation-training-curves"]
 
