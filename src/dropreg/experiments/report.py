@@ -101,7 +101,8 @@ def _group_by_paper(results: Sequence[ClaimResult]) -> dict[str, list[ClaimResul
 
 def _summary_line(results: Sequence[ClaimResult]) -> str:
     counts = Counter(r.verdict for r in results)
-    return ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v])
+    noun = "claim" if len(results) == 1 else "claims"
+    return f"{len(results)} {noun}: " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v])
 
 
 def _environment_line(results: Sequence[ClaimResult]) -> str:
@@ -120,7 +121,7 @@ def _environment_line(results: Sequence[ClaimResult]) -> str:
 def render_markdown(results: Sequence[ClaimResult], problems: Sequence[str] = ()) -> str:
     """The Markdown report (figures referenced as ``figures/<claim>__<name>.png``)."""
     lines = ["# dropreg reproduction report", ""]
-    lines.append(f"{len(results)} claims: {_summary_line(results)}.")
+    lines.append(f"{_summary_line(results)}.")
     env = _environment_line(results)
     if env:
         lines += ["", f"Environment: {env}."]
@@ -191,7 +192,7 @@ def render_html(results: Sequence[ClaimResult], problems: Sequence[str] = ()) ->
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
            "<title>dropreg reproduction report</title>", f"<style>{_CSS}</style></head><body>",
            "<h1>dropreg reproduction report</h1>",
-           f"<p>{len(results)} claims: {e(_summary_line(results))}.</p>"]
+           f"<p>{e(_summary_line(results))}.</p>"]
     env = _environment_line(results)
     if env:
         out.append(f'<p class="meta">Environment: {e(env)}.</p>')
