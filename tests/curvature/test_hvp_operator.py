@@ -147,3 +147,24 @@ def test_sampling_masks_leaves_batchnorm_stats_alone(generator):
     sample_masks(net, torch.randn(6, 3, dtype=torch.float64, generator=generator), 2,
                  generator=generator)
     assert torch.equal(net[1].running_mean, before)
+
+
+def test_dropreg_layers_are_dropout_by_default(generator):
+    """dropreg.nn layers (Dropout, DropBlock2d) get fixed masks without any predicate."""
+    from dropreg.nn import DropBlock2d, Dropout
+
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Tanh(), DropBlock2d(0.2, 3),
+                        nn.Flatten(), nn.Linear(2 * 6 * 6, 5), nn.Tanh(), Dropout(0.3),
+                        nn.Linear(5, 1)).double()
+    X = torch.randn(4, 1, 6, 6, dtype=torch.float64, generator=generator)
+    y = torch.randn(4, 1, dtype=torch.float64, generator=generator)
+    ms = sample_masks(net, X, 1, generator=generator)[0]
+    assert set(ms.masks) == {"2", "6"} and ms.masks["2"].shape == (4, 2, 6, 6)
+    op = HessianOperator(net, nn.functional.mse_loss, (X, y), dropout=ms)
+    with torch.no_grad():
+        h = torch.tanh(net[0](X)) * ms.masks["2"]
+        h = torch.tanh(net[4](h.flatten(1))) * ms.masks["6"]
+        ref = float(nn.functional.mse_loss(net[7](h), y))
+    assert op.loss() == pytest.approx(ref, rel=1e-13)
+    assert op.loss() == op.loss()

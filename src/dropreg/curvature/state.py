@@ -12,11 +12,13 @@ deterministic one while an operator evaluates the model:
 * **expected**: a sequence of :class:`DropoutMasks`, averaged by the caller (the Hessian of the
   expected dropout loss over those masks).
 
-A module counts as dropout when ``is_dropout(module)`` is true; the default accepts
-``torch.nn.Dropout``, ``Dropout1d/2d/3d`` (not ``AlphaDropout``, which is affine). Any other module
-whose output is its input times a random mask (DropBlock, dropreg's layers, ...) works too: pass
-``is_dropout`` and its masks are captured by calling the module on a tensor of ones in train mode,
-with torch's global generator seeded from ``generator`` and restored afterwards.
+A module counts as dropout when ``is_dropout(module)`` is true; the default
+(:func:`is_dropout_layer`) accepts ``torch.nn.Dropout``, ``Dropout1d/2d/3d`` (not
+``AlphaDropout``, which is affine) and dropreg's input-mask layers. Any other module whose output
+is its input times a random mask works too: pass ``is_dropout``. Masks of modules other than
+torch's are captured by calling the module on a tensor of ones in train mode, with torch's global
+generator seeded from ``generator`` and restored afterwards (a layer with its own ``generator``
+draws from that one).
 
 Masks are batch-first: a mask's leading dimension is the number of examples (masks drawn per
 example, as ``nn.Dropout`` does) or 1 (one mask shared by the batch).
@@ -35,9 +37,30 @@ __all__ = [
     "DropoutMasks",
     "dropout_modules",
     "dropout_state",
+    "is_dropout_layer",
     "is_torch_dropout",
     "sample_masks",
 ]
+
+
+def is_dropout_layer(module: nn.Module) -> bool:
+    """Default dropout predicate: torch's multiplicative dropout modules and dropreg's
+    input-mask layers (``dropreg.nn`` ``Dropout``, ``GaussianDropout``, ``DropBlock1d/2d``,
+    ``MaskDropout``); not DropConnect, whose mask is on the weights.
+
+    Example:
+        >>> from dropreg.nn import DropBlock2d, DropConnectLinear
+        >>> is_dropout_layer(DropBlock2d(0.1, 3)), is_dropout_layer(DropConnectLinear(2, 2, 0.1))
+        (True, False)
+    """
+    if is_torch_dropout(module):
+        return True
+    try:
+        from dropreg.nn.modules import DropLayer
+    except ImportError:  # pragma: no cover - dropreg.nn absent
+        return False
+    weight_masks = (nn.Linear, nn.modules.conv._ConvNd)
+    return isinstance(module, DropLayer) and not isinstance(module, weight_masks)
 
 
 def is_torch_dropout(module: nn.Module) -> bool:
@@ -61,7 +84,7 @@ def dropout_modules(
         >>> list(dropout_modules(net))
         ['1']
     """
-    pred = is_torch_dropout if is_dropout is None else is_dropout
+    pred = is_dropout_layer if is_dropout is None else is_dropout
     return {name: m for name, m in model.named_modules() if name and pred(m)}
 
 
@@ -201,7 +224,7 @@ def sample_masks(
         num_masks: number of independent realisations, >= 1.
         per_example: one mask per example (as ``nn.Dropout``) or one shared by the batch.
         generator: source of randomness.
-        is_dropout: predicate selecting dropout modules (default :func:`is_torch_dropout`).
+        is_dropout: predicate selecting dropout modules (default :func:`is_dropout_layer`).
         dtype: dtype of the masks (default: the dtype of each module's input).
 
     Returns:
