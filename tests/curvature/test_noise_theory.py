@@ -217,3 +217,22 @@ def test_to_scipy_eigsh_agrees(interp_net, half_mse):
     H = op.to_dense()
     val = eigsh(op.to_scipy(), k=1, which="LA", tol=1e-12, return_eigenvectors=False)[0]
     assert val == pytest.approx(float(torch.linalg.eigvalsh(H)[-1]), rel=1e-9)
+
+
+def test_alignment_cosine_stderr_matches_spread(interp_net, half_mse, generator):
+    """The jackknife s.e. of the cosine agrees with the spread over independent repeats
+    (5 standard errors of a standard deviation from R repeats)."""
+    p = 0.2
+    net, X, y = interp_net(p)
+    H = HessianOperator(net, half_mse, (X, y)).to_dense()
+    R = 40
+    cos, ses = [], []
+    for _ in range(R):
+        noise = dropout_gradient_noise(net, half_mse, (X, y), 200, generator=generator,
+                                       chunk_size=200)
+        r = alignment(H, noise, k=3)
+        cos.append(r.cosine)
+        ses.append(r.cosine_stderr)
+    sd = float(torch.tensor(cos).std())
+    se = float(torch.tensor(ses).mean())
+    assert abs(sd / se - 1.0) <= 5 / math.sqrt(2 * (R - 1))

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from dropreg.curvature.lanczos import EigenResult, Operator, as_operator, top_eigenpairs
-from dropreg.curvature.noise import GradientNoise
+from dropreg.curvature.noise import GradientNoise, squared_frobenius_from_gram
 from dropreg.curvature.trace import squared_frobenius, trace
 
 __all__ = ["AlignmentResult", "alignment", "matrix_alignment", "null_alignment", "spearman"]
@@ -74,6 +74,8 @@ class AlignmentResult:
         spearman: rank correlation of the two (``nan`` when ``k < 3``).
         num_matvecs: Hessian-vector products spent.
         exact_hessian: whether ``||H||_F``, ``tr H`` and the eigenpairs came from the dense ``H``.
+        cosine_stderr: delete-a-group jackknife (20 groups of noise samples) standard error of
+            ``cosine`` from the noise sampling (the Hessian's norm is held fixed).
     """
 
     cosine: float
@@ -89,6 +91,7 @@ class AlignmentResult:
     spearman: float
     num_matvecs: int
     exact_hessian: bool
+    cosine_stderr: float = float("nan")
 
 
 def alignment(
@@ -182,5 +185,25 @@ def alignment(
     null = h_tr * s_tr / (P * denom) if denom > 0 else float("nan")
     pv = noise.projected_variance(evecs)
     rho = spearman(evals, pv) if evals.numel() >= 3 else float("nan")
+    cos_se = _jackknife_cosine(quad, noise.gram(), noise.center, h_fro)
     return AlignmentResult(cos, null, tr_hs, tr_hs_se, h_fro, s_fro, h_tr, s_tr,
-                           evals.double(), pv, rho, used, exact_hessian)
+                           evals.double(), pv, rho, used, exact_hessian, cos_se)
+
+
+def _jackknife_cosine(quad: Tensor, G: Tensor, center: str, h_fro: float,
+                      groups: int = 20) -> float:
+    """Delete-a-group jackknife s.e. of ``mean(quad) / (h_fro * ||Sigma||_F)``."""
+    S, m = G.shape[0], quad.numel()
+    B = min(groups, m, S)
+    if B < 2 or S - -(-S // B) < 4:
+        return float("nan")
+    vals = []
+    for b in range(B):
+        keep = torch.arange(S) % B != b
+        keep_q = torch.arange(m) % B != b
+        sf = squared_frobenius_from_gram(G[keep][:, keep], center)
+        if sf <= 0:
+            return float("nan")
+        vals.append(float(quad[keep_q].mean()) / (h_fro * math.sqrt(sf)))
+    v = torch.tensor(vals, dtype=torch.float64)
+    return float(math.sqrt((B - 1) / B * float(((v - v.mean()) ** 2).sum())))

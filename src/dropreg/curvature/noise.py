@@ -23,7 +23,12 @@ from torch.func import functional_call
 from dropreg.curvature.hvp import HessianOperator, flatten_params
 from dropreg.curvature.state import DropoutMasks, dropout_state, sample_masks
 
-__all__ = ["GradientNoise", "dropout_gradient_noise", "dropout_gradients"]
+__all__ = [
+    "GradientNoise",
+    "dropout_gradient_noise",
+    "dropout_gradients",
+    "squared_frobenius_from_gram",
+]
 
 
 @dataclass(frozen=True)
@@ -69,22 +74,40 @@ class GradientNoise:
         ``center="clean"``: ``sum_{s != t} (xi_s . xi_t)^2 / (S (S-1))``. ``center="mean"``: the
         estimator of Himeno & Yamada (2014, JMVA 130), unbiased without normality (needs S >= 4).
         """
-        G = self.gram()
-        n = G.shape[0]
-        if self.center == "clean":
-            off = (G**2).sum() - (G.diagonal() ** 2).sum()
-            return float(off) / (n * (n - 1))
-        if n < 4:
-            raise ValueError(f"need num_samples >= 4 for an unbiased ||Sigma||_F, got {n}")
-        tr_s = float(G.trace()) / (n - 1)
-        tr_s2 = float((G**2).sum()) / (n - 1) ** 2
-        q = float((G.diagonal() ** 2).sum()) / (n - 1)
-        return (n - 1) / (n * (n - 2) * (n - 3)) * ((n - 1) * (n - 2) * tr_s2 + tr_s**2 - n * q)
+        return squared_frobenius_from_gram(self.gram(), self.center)
 
     def projected_variance(self, directions: Tensor) -> Tensor:
         """Unbiased ``v^T Sigma v`` for each column ``v`` of ``directions`` ``(P, k)``."""
         proj = directions.T.to(self.samples.dtype) @ self.samples
         return (proj.double() ** 2).sum(1) / self.dof
+
+
+def squared_frobenius_from_gram(G: Tensor, center: str) -> float:
+    """Unbiased ``||Sigma||_F^2`` from the Gram matrix ``G`` of S noise samples.
+
+    ``center="clean"`` (samples iid about a fixed point): ``sum_{s != t} G_st^2 / (S (S-1))``.
+    ``center="mean"`` (samples centred by their mean; ``G`` is re-centred here, so any
+    common shift is harmless): Himeno & Yamada (2014, JMVA 130), unbiased without normality,
+    needs S >= 4.
+
+    Example:
+        >>> xi = torch.tensor([[1.0, -1.0, 1.0, -1.0], [1.0, 1.0, -1.0, -1.0]])
+        >>> round(squared_frobenius_from_gram(xi.T @ xi, "clean"), 4)  # E = ||I||_F^2 = 2
+        1.3333
+    """
+    G = G.double()
+    n = G.shape[0]
+    if center == "clean":
+        off = (G**2).sum() - (G.diagonal() ** 2).sum()
+        return float(off) / (n * (n - 1))
+    if n < 4:
+        raise ValueError(f"need num_samples >= 4 for an unbiased ||Sigma||_F, got {n}")
+    r = G.mean(0)
+    G = G - r[None, :] - r[:, None] + r.mean()  # = C G C, C the centring matrix
+    tr_s = float(G.trace()) / (n - 1)
+    tr_s2 = float((G**2).sum()) / (n - 1) ** 2
+    q = float((G.diagonal() ** 2).sum()) / (n - 1)
+    return (n - 1) / (n * (n - 2) * (n - 3)) * ((n - 1) * (n - 2) * tr_s2 + tr_s**2 - n * q)
 
 
 def _stack_masks(ms: Sequence[DropoutMasks]) -> dict[str, Tensor]:
