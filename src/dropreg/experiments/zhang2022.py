@@ -589,7 +589,6 @@ def flatter_minima_mnist1d(profile: str, generator: torch.Generator,
                    s=300, color="k", zorder=3, label="prediction: dropout below this")
         ax.set_xticks(list(xs), [f"seed {s}" for s in SEEDS])
         ax.set_ylabel(f"{lab} of the training-loss Hessian (nats / param^2)")
-        ax.set_yscale("log")
         ax.legend(fontsize=7)
     axes[0].set_title(f"MLP 40-{st['width']}-{st['width']}-10, MNIST-1D")
     fig.tight_layout()
