@@ -1,11 +1,9 @@
-"""Constructions and rescalings of Helmbold & Long (2017) against exact enumeration (digest §B.8)."""
+"""Constructions and rescalings of Helmbold & Long (2017) vs exact enumeration (digest §B.8)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-
-pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
 
 from dropreg.relu import (
     StandardNet,
@@ -34,6 +32,9 @@ from dropreg.relu import (
     w_neg,
     weight_decay_criterion,
 )
+
+
+pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
 
 
 def test_b_t1_figure1():

@@ -30,10 +30,14 @@ from dropreg.relu import (
 from dropreg.relu.criterion import _data, _exact_engine, _params
 
 
+pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
+
+
 def brute_force(net, X, Y, p, weights=None):
     """Plain loop over every pattern of every dropped node (digest appendix (1)), in numpy."""
     layers = [(lin.weight.detach().double().numpy(),
-               np.zeros(lin.out_features) if lin.bias is None else lin.bias.detach().double().numpy())
+               np.zeros(lin.out_features) if lin.bias is None
+               else lin.bias.detach().double().numpy())
               for lin in linear_layers(net)]
     X = X.double().numpy()
     Y = Y.double().numpy().reshape(X.shape[0], -1)

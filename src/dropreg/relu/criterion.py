@@ -18,8 +18,8 @@ How the exact value is computed (all float64, all differentiable with autograd):
 * **Patterns are enumerated as a tree, layer by layer.** The activations of layer ``j`` under every
   pattern of the layers before it are one tensor ``(N, S, w_j)``; all ``2^{w_j}`` masks of layer
   ``j`` are applied at once by one matrix product with the stacked masked weights
-  ``[diag(m) W^T / (1-p)]_m`` of shape ``(w_j, M w_{j+1})``. Each prefix is computed once and shared by
-  all its continuations.
+  ``[diag(m) W^T / (1-p)]_m`` of shape ``(w_j, M w_{j+1})``. Each prefix is computed once and
+  shared by all its continuations.
 * **Memory is bounded.** States and masks are processed in chunks of at most ``chunk_size`` numbers
   per intermediate tensor (depth-first), so memory is ``O(depth * chunk_size)`` whatever the number
   of patterns.

@@ -39,7 +39,8 @@ class StandardNet(nn.Sequential):
 
     ``K`` inputs, ``d`` layers counting the output but not the inputs (so ``d - 1`` hidden layers of
     ``n`` ReLU units), one linear output, biases everywhere. It is an ``nn.Sequential``
-    ``Linear(K, n), ReLU(), ..., Linear(n, 1)``, so every function of :mod:`dropreg.relu` accepts it.
+    ``Linear(K, n), ReLU(), ..., Linear(n, 1)``, so every function of :mod:`dropreg.relu`
+    accepts it.
 
     Weights and biases are initialised as Torch does (uniform in ``[-1/sqrt(fan_in),
     1/sqrt(fan_in)]``), from ``generator``.

@@ -7,8 +7,8 @@ is not modified):
   ``D(W', A x, R) = D(W, x, R)`` for every pattern, so ``J_D`` and ``R`` on ``A o P`` equal those of
   ``W`` on ``P``.
 * :func:`rescale_layers` (Theorem 5): ``W_j -> c_j W_j`` and ``b_j -> (c_1 ... c_j) b_j``; then
-  ``D(W', x, R) = (c_1 ... c_d) D(W, x, R)`` for every pattern. With product 1, ``J_D``, ``R`` and the
-  penalty are unchanged while ``||W||^2`` is not (weight decay has no such invariance).
+  ``D(W', x, R) = (c_1 ... c_d) D(W, x, R)`` for every pattern. With product 1, ``J_D``, ``R`` and
+  the penalty are unchanged while ``||W||^2`` is not (weight decay has no such invariance).
 * :func:`rescale_output` (Theorem 6): output weights and bias times ``c``; then
   ``J_D(W'; c y) = c^2 J_D(W; y)`` (the dropout aversion scales by ``c^2``).
 """
