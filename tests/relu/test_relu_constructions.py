@@ -33,7 +33,6 @@ from dropreg.relu import (
     weight_decay_criterion,
 )
 
-
 pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
 
 

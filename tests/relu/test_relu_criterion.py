@@ -7,8 +7,6 @@ import itertools
 import numpy as np
 import pytest
 import torch
-
-pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -28,7 +26,6 @@ from dropreg.relu import (
     weight_decay_criterion,
 )
 from dropreg.relu.criterion import _data, _exact_engine, _params
-
 
 pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
 
