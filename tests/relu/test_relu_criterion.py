@@ -84,6 +84,9 @@ def test_exact_matches_brute_force(K, hidden, out, p):
     net, X, Y = random_case(K * 10 + len(hidden), K, hidden, out)
     ref, ref_mean = brute_force(net, X, Y, p)
     got = dropout_criterion(net, X, Y, p)
+    with torch.no_grad():  # the in-place path without autograd
+        fast = dropout_criterion(net, X, Y, p, chunk_size=5)
+    assert abs(float(fast) - ref) <= 1e-12 * abs(ref)
     assert got.method == "exact" and got.stderr == 0.0
     assert got.n_patterns == 2 ** num_dropout_nodes(net)
     assert abs(float(got) - ref) <= 1e-12 * abs(ref)

@@ -56,8 +56,8 @@ __all__ = [
 DEFAULT_MAX_NODES = 30
 """Default limit on the enumerated nodes (inputs and hidden units not in the last hidden layer)."""
 
-DEFAULT_CHUNK_SIZE = 1 << 21
-"""Default cap on the numbers held by one intermediate tensor (16 MiB in float64)."""
+DEFAULT_CHUNK_SIZE = 1 << 18
+"""Default cap on the numbers held by one intermediate tensor (2 MiB in float64)."""
 
 
 @dataclass(frozen=True)
@@ -275,13 +275,22 @@ def _exact_engine(
     widths = [X.shape[1]] + [W.shape[0] for W, _ in layers[:-1]]
     acc = _Accumulator()
     Yb = None if Y is None else Y[:, None, :]
-    stacked: dict[tuple[int, int, int], tuple[Tensor, Tensor]] = {}
+    stacked: dict[tuple[int, int, int], tuple[Tensor, Tensor, Tensor]] = {}
+    # without autograd, intermediate buffers are reused in place (fewer passes over memory)
+    inplace = not (torch.is_grad_enabled() and any(
+        t.requires_grad for pair in layers for t in pair))
+
+    W_out, b_out = layers[-1]
+    W_out_sq_lam = lam * (W_out * W_out).T
 
     def finish_fold(a: Tensor, w: Tensor) -> None:
-        # a: (N, S, w_last) activations of the last dropped layer; fold its mask in closed form.
-        W, b = layers[-1]
-        mean = a @ W.T + b  # (N, S, out)
-        var = lam * ((a * a) @ (W * W).T)  # (N, S, out)
+        # a: (N, S, w_last) activations of the last dropped layer; fold its mask in closed form:
+        # E_r (w.(r a)/keep + b - y)^2 = (w.a + b - y)^2 + lam sum_j w_j^2 a_j^2.
+        mean = a @ W_out.T + b_out  # (N, S, out)
+        if inplace:  # a is a scratch buffer owned by the engine
+            var = a.square_() @ W_out_sq_lam
+        else:
+            var = (a * a) @ W_out_sq_lam  # (N, S, out)
         err = mean if Yb is None else mean - Yb
         loss = (err * err + var).sum(-1)  # (N, S)
         acc.add(loss @ w, torch.einsum("nso,s->no", mean, w))
@@ -300,7 +309,7 @@ def _exact_engine(
             Wm = (masks.T[:, :, None] * W.T[:, None, :] / keep).reshape(widths[j], -1)
             if len(stacked) > 64:
                 stacked.clear()
-            stacked[key] = (Wm, probs)
+            stacked[key] = (Wm, probs, b.repeat(m1 - m0))
         return stacked[key]
 
     def expand(a: Tensor, w: Tensor, j: int) -> None:
@@ -323,15 +332,15 @@ def _exact_engine(
             s = s1 - s0
             for m0 in range(0, M, m_step):
                 m1 = min(M, m0 + m_step)
-                Wm, probs = masked_weights(j, m0, m1)
+                Wm, probs, b_tiled = masked_weights(j, m0, m1)
                 mc = m1 - m0
-                pre = (a_s.reshape(N * s, -1) @ Wm).reshape(N, s, mc, k) + b
-                pre = pre.reshape(N, s * mc, k)
+                # one GEMM applies every mask of this chunk to every state: (N s, w_j) x (w_j, mc k)
+                pre = torch.addmm(b_tiled, a_s.reshape(N * s, -1), Wm).reshape(N, s * mc, k)
                 w_new = (w_s[:, None] * probs[None, :]).reshape(-1)
                 if j == L - 1:
                     finish_out(pre, w_new)
                 else:
-                    expand(torch.relu(pre), w_new, j + 1)
+                    expand(pre.relu_() if inplace else torch.relu(pre), w_new, j + 1)
 
     expand(X[:, None, :], torch.ones(1, dtype=dt), 0)
     return acc.loss, acc.mean  # type: ignore[return-value]
