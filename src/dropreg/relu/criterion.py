@@ -283,11 +283,11 @@ def _exact_engine(
     W_out, b_out = layers[-1]
     W_out_sq_lam = lam * (W_out * W_out).T
 
-    def finish_fold(a: Tensor, w: Tensor) -> None:
+    def finish_fold(a: Tensor, w: Tensor, owned: bool) -> None:
         # a: (N, S, w_last) activations of the last dropped layer; fold its mask in closed form:
         # E_r (w.(r a)/keep + b - y)^2 = (w.a + b - y)^2 + lam sum_j w_j^2 a_j^2.
         mean = a @ W_out.T + b_out  # (N, S, out)
-        if inplace:  # a is a scratch buffer owned by the engine
+        if inplace and owned:  # a is a scratch buffer of the engine (never the caller's X)
             var = a.square_() @ W_out_sq_lam
         else:
             var = (a * a) @ W_out_sq_lam  # (N, S, out)
@@ -315,7 +315,7 @@ def _exact_engine(
     def expand(a: Tensor, w: Tensor, j: int) -> None:
         # a: (N, S, w_j) activations (before the mask) of dropped layer j; w: (S,) probabilities
         if fold_last and j == L - 1:
-            finish_fold(a, w)
+            finish_fold(a, w, owned=j > 0)
             return
         S = a.shape[1]
         W, b = layers[j]
