@@ -233,3 +233,12 @@ def test_property_exact_equals_brute_force(K, hidden, p, seed):
     net, X, Y = random_case(seed, K, hidden, N=2)
     ref, _ = brute_force(net, X, Y, p)
     assert abs(float(dropout_criterion(net, X, Y, p)) - ref) <= 1e-11 * max(ref, 1e-300)
+
+
+def test_inputs_are_not_modified():
+    net, X, Y = random_case(9, 3, [], N=4)  # d = 1: the input layer itself is folded
+    X0, Y0 = X.clone(), Y.clone()
+    with torch.no_grad():
+        dropout_criterion(net, X, Y, 0.5)
+        dropout_criterion(net, X, Y, 0.5, method="monte_carlo", samples=10)
+    assert torch.equal(X, X0) and torch.equal(Y, Y0)
