@@ -63,8 +63,9 @@ def _f(x) -> float:
 @claim(
     "helmbold2017.negative-dropout-penalty",
     "helmbold2017",
-    "The dropout penalty can be negative: for the 2-2-1 all-ones ReLU net of Fig. 1 on x = (1, -1), "
-    "y = 8 and p = 1/2, the dropout criterion is 54 while the risk is 64 (penalty -10).",
+    "The dropout penalty can be negative: for the 2-2-1 all-ones ReLU net of Fig. 1 on "
+    "x = (1, -1), y = 8 and p = 1/2, the dropout criterion is 54 while the risk is 64 "
+    "(penalty -10).",
 )
 def negative_dropout_penalty(profile: str, generator: torch.Generator,
                              progress: Progress) -> Outcome:
@@ -178,7 +179,8 @@ def label_dependent_penalty(profile: str, generator: torch.Generator,
         "penalty-vs-label",
         "Dropout penalty against the label for one fixed input. The paper predicts a dependence on "
         "y (6 - 2y at p = 1/2); exact enumeration (dots) lies on the predicted lines to "
-        f"{max(dev_half, slope_dev):.1e}; the slope -2(E_R D - W(x)) = -4p is non-zero for every p.",
+        f"{max(dev_half, slope_dev):.1e}; the slope -2(E_R D - W(x)) = -4p is non-zero for "
+        "every p.",
         fig,
     )
     return Outcome(
@@ -263,7 +265,8 @@ def penalty_exponential_in_depth(profile: str, generator: torch.Generator,
                     label="measured: exact enumeration")
         else:
             ax.errorbar([r[3] for r in sel], [r[4] for r in sel], yerr=[2 * r[5] for r in sel],
-                        fmt="s", color=col, ms=4, label=f"measured: Monte Carlo ({samples}), ±2 s.e.")
+                        fmt="s", color=col, ms=4,
+                        label=f"measured: Monte Carlo ({samples}), ±2 s.e.")
         ax.plot(dd, [theorem18_weight_decay(K, K, int(d), y, lam_wd) for d in dd], "--",
                 color=col, lw=1.2, label=f"weight decay J_2 (lam = 1/2), K = n = {K}")
         ax.plot([r[3] for r in sel], [r[7] for r in sel], "x", color=col, ms=5)
@@ -278,7 +281,8 @@ def penalty_exponential_in_depth(profile: str, generator: torch.Generator,
         "Theorem 18's witness (all weights equal, risk 0, y = 1, p = 1/2). The paper predicts a "
         "dropout penalty (1 + 1/K)(1 + 1/n)^(d-1) - 1, exponential in d (solid lines), against a "
         "weight-decay value polynomial in d (dashed, x = measured). Measured: exact enumeration "
-        f"(K = n = 2, deviation {worst_rel:.1e}) and Monte Carlo (K = n = 4, max |z| = {zmax:.2f}); "
+        f"(K = n = 2, deviation {worst_rel:.1e}) and Monte Carlo (K = n = 4, "
+        f"max |z| = {zmax:.2f}); "
         f"fitted log-slope of the exact penalty {slope_dropout:.3f} per layer.",
         fig,
     )
@@ -315,9 +319,9 @@ def penalty_exponential_in_depth(profile: str, generator: torch.Generator,
 @claim(
     "helmbold2017.rescaling-invariance",
     "helmbold2017",
-    "The dropout criterion is invariant under diagonal input rescaling (W_1 -> W_1 A^-1 on data Ax, "
-    "Theorem 4) and under layer rescalings with product 1 (Theorem 5), and scales by c^2 when the "
-    "output weights and labels scale by c (Theorem 6); weight decay is not invariant.",
+    "The dropout criterion is invariant under diagonal input rescaling (W_1 -> W_1 A^-1 on data "
+    "Ax, Theorem 4) and under layer rescalings with product 1 (Theorem 5), and scales by c^2 "
+    "when the output weights and labels scale by c (Theorem 6); weight decay is not invariant.",
 )
 def rescaling_invariance(profile: str, generator: torch.Generator,
                          progress: Progress) -> Outcome:
