@@ -275,7 +275,7 @@ def _exact_engine(
     widths = [X.shape[1]] + [W.shape[0] for W, _ in layers[:-1]]
     acc = _Accumulator()
     Yb = None if Y is None else Y[:, None, :]
-    stacked: dict[tuple[int, int, int], tuple[Tensor, Tensor, Tensor]] = {}
+    stacked: dict[tuple[int, int, int], tuple[Tensor, Tensor]] = {}
     # without autograd, intermediate buffers are reused in place (fewer passes over memory)
     inplace = not (torch.is_grad_enabled() and any(
         t.requires_grad for pair in layers for t in pair))
@@ -303,13 +303,24 @@ def _exact_engine(
         key = (j, m0, m1)
         if key not in stacked:
             W, b = layers[j]
-            masks = all_patterns(widths[j], dt)[m0:m1]  # (M, w_j)
+            idx = torch.arange(m0, m1, dtype=torch.int64)
+            masks = ((idx[:, None] >> torch.arange(widths[j])) & 1).to(dt)  # (M, w_j)
             probs = _pattern_probs(masks, keep)
             # Wm[i, m, k] = masks[m, i] * W[k, i] / keep  -> (w_j, M * w_{j+1})
-            Wm = (masks.T[:, :, None] * W.T[:, None, :] / keep).reshape(widths[j], -1)
+            # Wm[i, m, k] = masks[m, i] W[k, i] / keep, plus the bias as an extra row i = w_j
+            # (the states get a column of ones), so that the GEMM writes its output once
+            wj, k = widths[j], W.shape[0]
+            if inplace:
+                Wm = torch.empty(wj + 1, m1 - m0, k, dtype=dt)
+                torch.mul(masks.T[:, :, None], (W.T / keep)[:, None, :], out=Wm[:wj])
+                Wm[wj] = b
+                Wm = Wm.reshape(wj + 1, -1)
+            else:
+                Wm = (masks.T[:, :, None] * W.T[:, None, :] / keep).reshape(wj, -1)
+                Wm = torch.cat([Wm, b.repeat(m1 - m0)[None, :]], 0)
             if len(stacked) > 64:
                 stacked.clear()
-            stacked[key] = (Wm, probs, b.repeat(m1 - m0))
+            stacked[key] = (Wm, probs)
         return stacked[key]
 
     def expand(a: Tensor, w: Tensor, j: int) -> None:
@@ -330,12 +341,14 @@ def _exact_engine(
             s1 = min(S, s0 + s_step)
             a_s, w_s = a[:, s0:s1], w[s0:s1]
             s = s1 - s0
+            a_aug = torch.cat([a_s.reshape(N * s, -1), torch.ones(N * s, 1, dtype=dt)], 1)
             for m0 in range(0, M, m_step):
                 m1 = min(M, m0 + m_step)
-                Wm, probs, b_tiled = masked_weights(j, m0, m1)
+                Wm, probs = masked_weights(j, m0, m1)
                 mc = m1 - m0
-                # one GEMM applies every mask of this chunk to every state: (N s, w_j) x (w_j, mc k)
-                pre = torch.addmm(b_tiled, a_s.reshape(N * s, -1), Wm).reshape(N, s * mc, k)
+                # one GEMM applies every mask of this chunk to every state:
+                # (N s, w_j + 1) x (w_j + 1, mc k), the last column/row carrying the bias
+                pre = (a_aug @ Wm).reshape(N, s * mc, k)
                 w_new = (w_s[:, None] * probs[None, :]).reshape(-1)
                 if j == L - 1:
                     finish_out(pre, w_new)
