@@ -14,7 +14,11 @@ FAST = [
     "helmbold2017.penalty-exponential-in-depth",
     "helmbold2017.rescaling-invariance",
 ]
-SLOW = ["helmbold2017.negative-weights-monotone-target", "helmbold2017.dropout-scale-invariant-sgd"]
+SLOW = [
+    "helmbold2017.negative-weights-monotone-target",
+    "helmbold2017.dropout-scale-invariant-sgd",
+    "helmbold2017.weight-decay-scale-sensitive",
+]
 
 
 def _check(outcome: Outcome) -> None:
