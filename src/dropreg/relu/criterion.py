@@ -453,6 +453,12 @@ def dropout_criterion(
         :class:`CriterionResult` with the value (differentiable), its standard error, the method
         and the number of patterns averaged over.
 
+    Note:
+        With autograd on (grad mode and parameters that require grad) the chunks are kept for the
+        backward pass, so memory grows with the number of patterns; for values only, call it under
+        ``torch.no_grad()``, which also reuses buffers in place (faster, memory bounded by
+        ``chunk_size`` per layer).
+
     Raises:
         ValueError: ``method="exact"`` on a net with more than ``max_nodes`` enumerated nodes.
 
