@@ -144,7 +144,7 @@ def negative_dropout_penalty(profile: str, generator: torch.Generator,
 )
 def label_dependent_penalty(profile: str, generator: torch.Generator,
                             progress: Progress) -> Outcome:
-    ys = np.linspace(-2.0, 5.0, 8 if profile == "quick" else 29)
+    ys = np.linspace(-2.0, 5.0, 8 if profile == "quick" else 29)  # contains y = 0
     ps = (0.1, 0.25, 0.5, 0.75, 0.9)
     progress.set_total(len(ps))
     pen: dict[float, list[float]] = {}
@@ -165,13 +165,15 @@ def label_dependent_penalty(profile: str, generator: torch.Generator,
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, p in enumerate(ps):
-        pred = [two_unit_penalty(p, y) for y in ys]
+        base = two_unit_penalty(p, 0.0)
+        pred = [two_unit_penalty(p, y) - base for y in ys]
         ax.plot(ys, pred, color=f"C{i}", lw=1.5,
-                label=f"p = {p}: predicted {two_unit_penalty(p, 0):.3g} - {4 * p:g} y")
-        ax.plot(ys, pen[p], "o", color=f"C{i}", ms=4)
-    ax.set_yscale("symlog", linthresh=1.0)
+                label=f"p = {p}: predicted -{4 * p:g} y (penalty(0) = {base:.3g})")
+        ax.plot(ys, np.array(pen[p]) - pen[p][int(np.argmin(np.abs(ys)))], "o", color=f"C{i}",
+                ms=4)
+    ax.axhline(0.0, color="0.7", lw=1, ls=":", label="label-independent penalty (GLMs)")
     ax.set_xlabel("label y (same input x = (1, -2))")
-    ax.set_ylabel("dropout penalty J_D - R (symlog scale)")
+    ax.set_ylabel("penalty(y) - penalty(0) (squared output units)")
     ax.set_title("Label dependence of the dropout penalty (Theorem 20)")
     ax.legend(fontsize=7, title="lines: prediction, dots: exact", title_fontsize=7)
     fig.tight_layout()
