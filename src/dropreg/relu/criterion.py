@@ -306,7 +306,6 @@ def _exact_engine(
             idx = torch.arange(m0, m1, dtype=torch.int64)
             masks = ((idx[:, None] >> torch.arange(widths[j])) & 1).to(dt)  # (M, w_j)
             probs = _pattern_probs(masks, keep)
-            # Wm[i, m, k] = masks[m, i] * W[k, i] / keep  -> (w_j, M * w_{j+1})
             # Wm[i, m, k] = masks[m, i] W[k, i] / keep, plus the bias as an extra row i = w_j
             # (the states get a column of ones), so that the GEMM writes its output once
             wj, k = widths[j], W.shape[0]
@@ -318,7 +317,8 @@ def _exact_engine(
             else:
                 Wm = (masks.T[:, :, None] * W.T[:, None, :] / keep).reshape(wj, -1)
                 Wm = torch.cat([Wm, b.repeat(m1 - m0)[None, :]], 0)
-            if len(stacked) > 64:
+            # the cache of stacked weights holds at most 8 chunks' worth of numbers
+            if sum(v[0].numel() for v in stacked.values()) + Wm.numel() > 8 * chunk_size:
                 stacked.clear()
             stacked[key] = (Wm, probs)
         return stacked[key]
@@ -332,11 +332,13 @@ def _exact_engine(
         W, b = layers[j]
         k = W.shape[0]
         M = 1 << widths[j]
-        per_state = N * M * max(k, widths[j])
-        if per_state <= chunk_size:
-            s_step, m_step = max(1, chunk_size // per_state), M
+        # numbers per (state, mask): the GEMM output and activations, N max(k, w_j); per mask:
+        # the stacked weights, (w_j + 1) k. Chunks keep both under chunk_size.
+        per_mask = max(N * max(k, widths[j]), (widths[j] + 1) * k)
+        if M * per_mask <= chunk_size:
+            s_step, m_step = max(1, chunk_size // (M * N * max(k, widths[j]))), M
         else:
-            s_step, m_step = 1, max(1, chunk_size // (N * max(k, widths[j])))
+            s_step, m_step = 1, max(1, chunk_size // per_mask)
         for s0 in range(0, S, s_step):
             s1 = min(S, s0 + s_step)
             a_s, w_s = a[:, s0:s1], w[s0:s1]
