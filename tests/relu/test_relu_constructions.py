@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dropreg.relu import (
     StandardNet,
     all_patterns,
+    best_output_scale,
     dropout_criterion,
     dropout_output,
     dropout_penalty,
@@ -179,3 +182,26 @@ def test_rescaling_rejects_bad_factors():
         rescale_output(net, 0.0)
     with pytest.raises(ValueError, match="multiple of K"):
         w_neg(3, 4, 2)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), d=st.integers(1, 4))
+def test_property_layer_rescaling_with_product_one(seed, d):
+    g = torch.Generator().manual_seed(seed)
+    net = StandardNet(2, d, 2, generator=g)
+    X = torch.randn(3, 2, generator=g, dtype=torch.float64)
+    Y = torch.randn(3, 1, generator=g, dtype=torch.float64)
+    logc = torch.randn(d, generator=g, dtype=torch.float64)
+    c = torch.exp(logc - logc.mean()).tolist()
+    a = float(dropout_criterion(net, X, Y, 0.3))
+    b = float(dropout_criterion(rescale_layers(net, c), X, Y, 0.3))
+    assert abs(a - b) <= 1e-12 * a
+
+
+def test_best_output_scale_rejects_dead_output():
+    net = w_neg(2, 4, 2)
+    with torch.no_grad():
+        linear_layers(net)[0].weight.zero_()
+    X, Y = monotone_target(2)
+    with pytest.raises(ValueError, match="not strictly convex"):
+        best_output_scale(net, X, Y)
