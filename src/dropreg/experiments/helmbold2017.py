@@ -112,9 +112,9 @@ def negative_dropout_penalty(profile: str, generator: torch.Generator,
     )
     return Outcome(
         measurements=[
+            Measurement("dropout penalty J_D - R", jd - r, expected=-10.0, tolerance=1e-12),
             Measurement("dropout criterion J_D (p = 1/2)", jd, expected=54.0, tolerance=1e-12),
             Measurement("risk R", r, expected=64.0, tolerance=1e-12),
-            Measurement("dropout penalty J_D - R", jd - r, expected=-10.0, tolerance=1e-12),
             Measurement("patterns with non-zero output (paper: 3)", float(len(nonzero)),
                         expected=3.0, tolerance=0.0),
             Measurement("max |enumeration - closed form| over p", dev, expected=0.0,
@@ -484,14 +484,14 @@ def negative_weights_monotone_target(profile: str, generator: torch.Generator,
     )
     return Outcome(
         measurements=[
+            Measurement(f"min J_D over optimised non-negative nets (n = {n_fit})", min(nonneg),
+                        expected=0.125, kind="at_least"),
             Measurement("max |J_D(W_neg) - Lemma 10|", lemma_dev, expected=0.0, tolerance=1e-12,
                         kind="at_most"),
             Measurement(f"J_D(W_neg), n = {ns[-1]} (paper: -> 1/10; below 1/8)", wneg[-1],
                         expected=0.125, kind="at_most"),
             Measurement(f"J_D(W_neg) - 1/10 at n = {ns[-1]} (O(1/n))", wneg[-1] - 0.1,
                         kind="info"),
-            Measurement(f"min J_D over optimised non-negative nets (n = {n_fit})", min(nonneg),
-                        expected=0.125, kind="at_least"),
             Measurement(f"min J_D over optimised unconstrained nets (n = {n_fit})", min(free),
                         expected=0.125, kind="at_most"),
             Measurement(f"J_D(W_neg) at n = {n_fit}", at_fit, kind="info"),
