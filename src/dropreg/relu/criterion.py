@@ -332,13 +332,15 @@ def _exact_engine(
         W, b = layers[j]
         k = W.shape[0]
         M = 1 << widths[j]
-        # numbers per (state, mask): the GEMM output and activations, N max(k, w_j); per mask:
-        # the stacked weights, (w_j + 1) k. Chunks keep both under chunk_size.
-        per_mask = max(N * max(k, widths[j]), (widths[j] + 1) * k)
-        if M * per_mask <= chunk_size:
-            s_step, m_step = max(1, chunk_size // (M * N * max(k, widths[j]))), M
-        else:
-            s_step, m_step = 1, max(1, chunk_size // per_mask)
+        # Chunks keep under chunk_size both the stacked weights, (w_j + 1) k numbers per mask, and
+        # the GEMM output / activations, N max(k, w_j) numbers per (state, mask); chunks of masks
+        # are balanced in size.
+        m_max = max(1, chunk_size // ((widths[j] + 1) * k))
+        n_mchunks = -(-M // m_max)
+        m_step = -(-M // n_mchunks)
+        s_step = max(1, chunk_size // (N * m_step * max(k, widths[j])))
+        if s_step == 1 and N * m_step * max(k, widths[j]) > chunk_size:
+            m_step = max(1, chunk_size // (N * max(k, widths[j])))
         for s0 in range(0, S, s_step):
             s1 = min(S, s0 + s_step)
             a_s, w_s = a[:, s0:s1], w[s0:s1]
