@@ -242,3 +242,40 @@ def test_inputs_are_not_modified():
         dropout_criterion(net, X, Y, 0.5)
         dropout_criterion(net, X, Y, 0.5, method="monte_carlo", samples=10)
     assert torch.equal(X, X0) and torch.equal(Y, Y0)
+
+
+@pytest.mark.parametrize("K,hidden", [(3, [2]), (3, [2, 2]), (4, [3, 1])])
+def test_zero_inputs_folded_path_matches_brute_force(K, hidden):
+    """Inputs with zeros take the folded path (input patterns deduplicated per example)."""
+    net, X, Y = random_case(21 + K, K, hidden, N=5)
+    X[0] = 0.0
+    X[1, 1:] = 0.0
+    X[2, 0] = 0.0
+    ref, ref_mean = brute_force(net, X, Y, 0.4)
+    for chunk in (1 << 18, 5):
+        got = float(dropout_criterion(net, X, Y, 0.4, chunk_size=chunk))
+        assert abs(got - ref) <= 1e-12 * ref
+        with torch.no_grad():
+            fast = float(dropout_criterion(net, X, Y, 0.4, chunk_size=chunk))
+        assert abs(fast - ref) <= 1e-12 * ref
+    mean = expected_dropout_output(net, X, 0.4)
+    torch.testing.assert_close(mean, torch.from_numpy(ref_mean), rtol=1e-12, atol=1e-12)
+    # the folded and the plain engine agree
+    layers = [(W.detach(), b.detach()) for W, b in _params(net, torch.float64)]
+    Xc, Yc, pi = _data(layers, X, Y, None)
+    plain = pi @ _exact_engine(layers, Xc, Yc, 0.4, 1 << 18)[0]
+    assert abs(float(plain) - ref) <= 1e-12 * ref
+
+
+def test_zero_inputs_gradient_matches_brute_force_autograd():
+    net, X, Y = random_case(31, 3, [2, 2], N=3)
+    X[0, 0] = 0.0
+    X[1] = 0.0
+    R = all_patterns(num_dropout_nodes(net))
+    k = R.sum(1)
+    probs = 0.7**k * 0.3 ** (R.shape[1] - k)
+    ref = (probs * ((dropout_output(net, X, R, 0.3) - Y) ** 2).sum(-1).mean(1)).sum()
+    g_ref = torch.autograd.grad(ref, list(net.parameters()))
+    g = torch.autograd.grad(dropout_criterion(net, X, Y, 0.3).value, list(net.parameters()))
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

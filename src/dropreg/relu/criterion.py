@@ -265,8 +265,13 @@ def _exact_engine(
     p: float,
     chunk_size: int,
     fold_last: bool = True,
+    input_dropout: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    """Per-example ``E_R (D - y)^2`` (or ``E_R |D|^2`` if Y is None) and ``E_R D``."""
+    """Per-example ``E_R (D - y)^2`` (or ``E_R |D|^2`` if Y is None) and ``E_R D``.
+
+    With ``input_dropout=False`` the rows of ``X`` are already masked and scaled inputs (see
+    :func:`_folded_inputs`) and only the hidden layers are dropped.
+    """
     keep = 1.0 - p
     lam = p / keep
     L = len(layers)
@@ -303,19 +308,24 @@ def _exact_engine(
         key = (j, m0, m1)
         if key not in stacked:
             W, b = layers[j]
-            idx = torch.arange(m0, m1, dtype=torch.int64)
-            masks = ((idx[:, None] >> torch.arange(widths[j])) & 1).to(dt)  # (M, w_j)
-            probs = _pattern_probs(masks, keep)
+            scale = keep
+            if j == 0 and not input_dropout:  # the rows of X are masked inputs already
+                masks, probs = torch.ones(1, widths[0], dtype=dt), torch.ones(1, dtype=dt)
+                scale = 1.0
+            else:
+                idx = torch.arange(m0, m1, dtype=torch.int64)
+                masks = ((idx[:, None] >> torch.arange(widths[j])) & 1).to(dt)  # (M, w_j)
+                probs = _pattern_probs(masks, keep)
             # Wm[i, m, k] = masks[m, i] W[k, i] / keep, plus the bias as an extra row i = w_j
             # (the states get a column of ones), so that the GEMM writes its output once
             wj, k = widths[j], W.shape[0]
             if inplace:
                 Wm = torch.empty(wj + 1, m1 - m0, k, dtype=dt)
-                torch.mul(masks.T[:, :, None], (W.T / keep)[:, None, :], out=Wm[:wj])
+                torch.mul(masks.T[:, :, None], (W.T / scale)[:, None, :], out=Wm[:wj])
                 Wm[wj] = b
                 Wm = Wm.reshape(wj + 1, -1)
             else:
-                Wm = (masks.T[:, :, None] * W.T[:, None, :] / keep).reshape(wj, -1)
+                Wm = (masks.T[:, :, None] * W.T[:, None, :] / scale).reshape(wj, -1)
                 Wm = torch.cat([Wm, b.repeat(m1 - m0)[None, :]], 0)
             # the cache of stacked weights holds at most 8 chunks' worth of numbers
             if sum(v[0].numel() for v in stacked.values()) + Wm.numel() > 8 * chunk_size:
@@ -331,7 +341,7 @@ def _exact_engine(
         S = a.shape[1]
         W, b = layers[j]
         k = W.shape[0]
-        M = 1 << widths[j]
+        M = 1 if (j == 0 and not input_dropout) else 1 << widths[j]
         # Chunks keep under chunk_size both the stacked weights, (w_j + 1) k numbers per mask, and
         # the GEMM output / activations, N max(k, w_j) numbers per (state, mask); chunks of masks
         # are balanced in size.
@@ -361,6 +371,63 @@ def _exact_engine(
 
     expand(X[:, None, :], torch.ones(1, dtype=dt), 0)
     return acc.loss, acc.mean  # type: ignore[return-value]
+
+
+def _folded_inputs(X: Tensor, keep: float, rows: int):
+    """Input dropout folded into the data, zero inputs deduplicated (chunks of ``rows`` rows).
+
+    A dropped input and a zero input look the same to the network, so example ``i`` only needs
+    the input patterns supported on its non-zero coordinates: ``2^{s_i}`` masked inputs
+    ``x * m / keep`` with probabilities ``keep^{|m|} (1 - keep)^{s_i - |m|}``, instead of ``2^K``.
+    Yields ``(owner, masked inputs, probabilities)``.
+    """
+    N, K = X.shape
+    nz = X != 0
+    bit = torch.arange(K, dtype=torch.int64)
+    supp = (nz.to(torch.int64) << bit).sum(1)
+    s = nz.sum(1)
+    full = torch.arange(1 << K, dtype=torch.int64)
+    per_block = max(1, rows // (1 << K))
+    for i0 in range(0, N, per_block):
+        sub = supp[i0:i0 + per_block]
+        owner, m = ((full[None, :] & ~sub[:, None]) == 0).nonzero(as_tuple=True)
+        for c0 in range(0, owner.shape[0], rows):
+            o, mm = owner[c0:c0 + rows] + i0, m[c0:c0 + rows]
+            bits = ((mm[:, None] >> bit) & 1).to(X.dtype)
+            k = bits.sum(1)
+            prob = keep**k * (1.0 - keep) ** (s[o].to(X.dtype) - k)
+            yield o, X[o] * bits / keep, prob
+
+
+def _exact_folded(
+    layers: list[tuple[Tensor, Tensor]],
+    X: Tensor,
+    Y: Tensor | None,
+    p: float,
+    chunk_size: int,
+) -> tuple[Tensor, Tensor]:
+    """:func:`_exact_engine` with input dropout folded into the data (:func:`_folded_inputs`)."""
+    keep = 1.0 - p
+    N = X.shape[0]
+    out = layers[-1][0].shape[0]
+    width = max(W.shape[0] for W, _ in layers)
+    rows = max(1, chunk_size // max(width, X.shape[1]))
+    loss = X.new_zeros(N)
+    mean = X.new_zeros(N, out)
+    for o, Xv, prob in _folded_inputs(X, keep, rows):
+        lv, mv = _exact_engine(layers, Xv, None if Y is None else Y[o], p, chunk_size,
+                               input_dropout=False)
+        loss = loss.index_add(0, o, prob * lv)
+        mean = mean.index_add(0, o, prob[:, None] * mv)
+    return loss, mean
+
+
+def _exact(layers: list[tuple[Tensor, Tensor]], X: Tensor, Y: Tensor | None, p: float,
+           chunk_size: int) -> tuple[Tensor, Tensor]:
+    """Exact per-example moments; folds input dropout into the data when inputs have zeros."""
+    if len(layers) > 1 and X.shape[1] <= 40 and bool((X == 0).any()):
+        return _exact_folded(layers, X, Y, p, chunk_size)
+    return _exact_engine(layers, X, Y, p, chunk_size)
 
 
 def _enumerated(layers: list[tuple[Tensor, Tensor]]) -> int:
@@ -487,7 +554,7 @@ def dropout_criterion(
         count = _enumerated(layers)
         if count > max_nodes:
             raise _limit_error(count, max_nodes)
-        loss, _ = _exact_engine(layers, X, Y, p, chunk_size)
+        loss, _ = _exact(layers, X, Y, p, chunk_size)
         return CriterionResult(pi @ loss, 0.0, "exact", 1 << total_nodes)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
         raise ValueError(f"samples must be an int >= 2, got {samples!r}")
@@ -593,5 +660,5 @@ def expected_dropout_output(
     count = _enumerated(layers)
     if count > max_nodes:
         raise _limit_error(count, max_nodes)
-    _, mean = _exact_engine(layers, X, None, p, chunk_size)
+    _, mean = _exact(layers, X, None, p, chunk_size)
     return mean
