@@ -20,6 +20,11 @@ How the exact value is computed (all float64, all differentiable with autograd):
   ``j`` are applied at once by one matrix product with the stacked masked weights
   ``[diag(m) W^T / (1-p)]_m`` of shape ``(w_j, M w_{j+1})``. Each prefix is computed once and
   shared by all its continuations.
+* **Input dropout is folded into the data.** A dropped input and a zero input look the same to
+  the network, so when inputs have zeros, example ``i`` is expanded into its ``2^{s_i}`` distinct
+  masked inputs (``s_i`` its non-zero coordinates) with their probabilities, instead of ``2^K``,
+  and the enumeration continues from the first hidden layer (a large saving on sparse or binary
+  inputs; dense inputs take the plain tree).
 * **Memory is bounded.** States and masks are processed in chunks of at most ``chunk_size`` numbers
   per intermediate tensor (depth-first), so memory is ``O(depth * chunk_size)`` whatever the number
   of patterns.
