@@ -512,18 +512,12 @@ def negative_weights_monotone_target(profile: str, generator: torch.Generator,
 
 
 def _sign_parity_sets(runs: int, K: int, n: int, scales, generator: torch.Generator):
-    try:
-        from dropreg.data import sign_parity
-    except ImportError:  # pragma: no cover - before dropreg.data landed
-        sign_parity = None
+    from dropreg.data import sign_parity
+
     Xs, Ys, inits = [], [], []
     for _ in range(runs):
-        if sign_parity is not None:
-            ds = sign_parity(10, 0, K=K, generator=generator)
-            X, y = ds.X_train, ds.y_train[:, 0]
-        else:  # pragma: no cover
-            X = 2 * torch.rand(10, K, generator=generator, dtype=torch.float64) - 1
-            y = torch.sign(X).prod(1)
+        ds = sign_parity(10, 0, K=K, generator=generator)
+        X, y = ds.X_train, ds.y_train[:, 0]
         init = StandardNet(K, 2, n, generator=generator)  # Torch default init
         lin1, lin2 = linear_layers(init)
         params = [t.detach().numpy().copy() for t in
