@@ -209,7 +209,7 @@ def w_neg(K: int, n: int, d: int, c: float | None = None, output_bias: float = 0
     Example:
         >>> from dropreg.relu import dropout_criterion
         >>> X, Y = monotone_target(2)
-        >>> float(dropout_criterion(w_neg(2, 4, 2), X, Y, p=0.5))
+        >>> round(float(dropout_criterion(w_neg(2, 4, 2), X, Y, p=0.5)), 12)
         0.25
     """
     _check_knd(K, n, d)
