@@ -9,7 +9,7 @@ Example:
     >>> import torch
     >>> from dropreg.relu import figure1_example, dropout_criterion, risk
     >>> net, X, Y = figure1_example()
-    >>> float(dropout_criterion(net, X, Y, p=0.5)), float(risk(net, X, Y))
+    >>> float(dropout_criterion(net, X, Y, p=0.5)), risk(net, X, Y).item()
     (54.0, 64.0)
 """
 

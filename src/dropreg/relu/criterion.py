@@ -544,7 +544,7 @@ def dropout_criterion(
         >>> X, Y = torch.tensor([[1.0, -1.0]]), torch.tensor([8.0])
         >>> float(dropout_criterion(net, X, Y, p=0.5))
         54.0
-        >>> float(risk(net, X, Y))
+        >>> risk(net, X, Y).item()
         64.0
     """
     p = _check_p(p)
