@@ -34,6 +34,8 @@ def _enumerated_dropout_loss(U, V, X, Y, p):
 def dropout_expected_objective(
     profile: str, generator: torch.Generator, progress: Progress
 ) -> Outcome:
+    from dropreg.linear import dropout_regularizer, linear_loss
+
     widths = (4, 6) if profile == "quick" else (4, 6, 8, 10)
     drop_rates = (0.1, 0.3, 0.5, 0.7)
     progress.set_total(len(widths) * len(drop_rates))
@@ -46,9 +48,9 @@ def dropout_expected_objective(
             V = torch.randn(d, r, generator=generator, dtype=torch.float64)
             X = torch.randn(d, N, generator=generator, dtype=torch.float64)
             Y = torch.randn(D, N, generator=generator, dtype=torch.float64)
-            lam = p / (1 - p)
-            loss = ((Y - U @ V.T @ X) ** 2).sum() / N
-            reg = lam * ((U**2).sum(0) * ((X.T @ V) ** 2).sum(0)).sum() / N
+            # the library's formula (dropreg.linear), rows = examples: X.T is (N, d)
+            loss = linear_loss(U, V, X.T, Y.T)
+            reg = dropout_regularizer(U, V, p, sigma_x=X @ X.T / N)
             exact = _enumerated_dropout_loss(U, V, X, Y, p)
             rel = float(abs(exact - (loss + reg)) / exact)
             worst = max(worst, rel)
