@@ -28,6 +28,16 @@ _BADGE = {
 }
 
 
+def md_cell(text: object) -> str:
+    """Text safe inside a Markdown table cell (pipes escaped, one line).
+
+    Example:
+        >>> print(md_cell("||A||_* = 3"))
+        \\|\\|A\\|\\|_* = 3
+    """
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def format_number(x: float | None) -> str:
     """Compact number for tables.
 
@@ -79,7 +89,7 @@ def render_claims_matrix(results: Sequence[ClaimResult]) -> str:
     lines = ["| paper | claim | verdict | key number |", "|---|---|---|---|"]
     for paper, group in _group_by_paper(results).items():
         for r in group:
-            lines.append(f"| {paper} | `{r.id}` | {r.verdict} | {key_number(r)} |")
+            lines.append(f"| {paper} | `{r.id}` | {r.verdict} | {md_cell(key_number(r))} |")
     env = _environment_line(results)
     profiles = ", ".join(sorted({f"{r.profile} profile, seed {r.seed}" for r in results}))
     lines += ["", f"From `dropreg reproduce` ({profiles}) on: {env}."]
@@ -133,7 +143,7 @@ def render_markdown(results: Sequence[ClaimResult], problems: Sequence[str] = ()
     lines += ["", "| claim | paper | verdict | key number | time (s) |", "|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| [{r.id}](#{r.id.replace('.', '')}) | {r.paper} | **{r.verdict}** | "
-                     f"{key_number(r)} | {r.elapsed_s:.1f} |")
+                     f"{md_cell(key_number(r))} | {r.elapsed_s:.1f} |")
     for paper, group in _group_by_paper(results).items():
         lines += ["", f"## {paper}", "", f"*{PAPERS.get(paper, paper)}*"]
         for r in group:
@@ -147,7 +157,7 @@ def render_markdown(results: Sequence[ClaimResult], problems: Sequence[str] = ()
                 for m in r.measurements:
                     se = f" ± {format_number(m.stderr)}" if m.stderr is not None else ""
                     ok = {True: "yes", False: "**no**", None: ""}[m.passed]
-                    lines.append(f"| {m.name} | {format_number(m.value)}{se} {m.unit} | "
+                    lines.append(f"| {md_cell(m.name)} | {format_number(m.value)}{se} {m.unit} | "
                                  f"{describe_expectation(m)} | {ok} |")
             if r.notes:
                 lines += ["", r.notes]
