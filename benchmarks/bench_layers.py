@@ -195,6 +195,49 @@ def machine() -> dict:
             "threads": torch.get_num_threads(), "python": platform.python_version()}
 
 
+def summary_rows(result: dict) -> list[dict]:
+    """The README table rows of a result (read by ``benchmarks/run_all.py``)."""
+    rows = []
+    frac = result["drop_fraction"]
+    worst = max(frac["rows"], key=lambda r: abs(r["dropreg_rel_error"]))
+    tv = max(abs(r["torchvision_rel_error"]) for r in frac["rows"])
+    tm = max(abs(r["timm_rel_error"]) for r in frac["rows"])
+    rows.append({
+        "benchmark": f"DropBlock2d realised drop fraction, worst of {len(frac['rows'])} "
+                     "settings of anchors.md §1.5 (relative error)",
+        "dropreg": f"{worst['dropreg_rel_error']:+.2%}",
+        "baseline": f"torchvision {tv:.1%}, timm {tm:.0%}",
+        "ratio": "-", "goal": "within 1% of p"})
+    t = result["dropblock2d_time"]
+    r = t["ratio_to_dropout"]
+    shape = "x".join(map(str, t["shape"]))
+    rows.append({
+        "benchmark": f"DropBlock2d fwd+bwd ({shape}, p {t['p']}, block {t['block_size']}), "
+                     "per-channel masks",
+        "dropreg": f"{r['dropreg drop_block2d']:.2f}x F.dropout",
+        "baseline": f"torchvision {r['torchvision drop_block2d']:.2f}x, timm per-channel "
+                    f"{r['timm drop_block_2d couple_channels=False']:.2f}x F.dropout",
+        "ratio": f"{t['dropreg_per_channel_over_fastest_per_channel_peer']:.2f}x time",
+        "goal": "<= 2x dropout, <= fastest peer"})
+    rows.append({
+        "benchmark": "DropBlock2d fwd+bwd, one mask shared across channels",
+        "dropreg": f"{r['dropreg drop_block2d share_channels']:.2f}x F.dropout",
+        "baseline": f"timm default {r['timm drop_block_2d (default couple_channels=True)']:.2f}x",
+        "ratio": f"{t['dropreg_shared_over_timm_coupled']:.2f}x time",
+        "goal": "<= fastest peer"})
+    dc = result["dropconnect_linear_time"]
+    rows.append({
+        "benchmark": "DropConnectLinear fwd+bwd (" + "x".join(map(str, dc["shape"])) +
+                     ", p 0.5), one mask per batch",
+        "dropreg": f"{dc['seconds']['DropConnectLinear (mask per batch)'] * 1e3:.1f} ms",
+        "baseline": f"nn.Linear + dropout {dc['seconds']['nn.Linear + F.dropout(input)'] * 1e3:.1f}"
+                    " ms",
+        "ratio": f"{dc['ratio_to_linear_plus_dropout']['DropConnectLinear (mask per batch)']:.2f}"
+                 "x time",
+        "goal": "<= 2x"})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer samples and repeats")
@@ -326,6 +369,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    result["rows"] = summary_rows(result)
     args.out.write_text(json.dumps(result, indent=2, default=float) + "\n")
     print(f"\nwrote {args.out}")
     return result

@@ -39,7 +39,8 @@ def table() -> str:
     for path in sorted((HERE / "results").glob("*.json")):
         record = json.loads(path.read_text())
         machine = record.get("machine", {})
-        where = ", ".join(str(machine[k]) for k in ("cpu", "cores", "torch") if k in machine)
+        where = (f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
+                 f"torch {machine.get('torch', '?')}")
         for row in record.get("rows", []):
             lines.append(f"| {path.stem} | {row.get('benchmark', '')} | {row.get('dropreg', '')} "
                          f"| {row.get('baseline', '')} | {row.get('ratio', '')} "
