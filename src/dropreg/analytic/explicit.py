@@ -97,10 +97,9 @@ def sampled_regularizer(
     N = num_terms(outputs, targets, loss)
     hs = [h for _, h in items]
     total = outputs.new_zeros(())
-    for i in range(n_samples):
+    for _ in range(n_samples):
         P = sampled_pseudo_loss(outputs, targets, loss, kind=kind, generator=generator)
-        gs = torch.autograd.grad(P, hs, create_graph=create_graph,
-                                 retain_graph=create_graph or i < n_samples - 1)
+        gs = torch.autograd.grad(P, hs, create_graph=create_graph, retain_graph=True)
         for (site, h), g in zip(items, gs):
             c = site_coefficient(site, coefficient)
             if c == 0.0:

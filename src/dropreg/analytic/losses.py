@@ -28,8 +28,9 @@ def check_loss(loss: str) -> str:
 
 
 def num_terms(outputs: torch.Tensor, targets: torch.Tensor, loss: str) -> int:
-    """Number ``N`` of loss terms the mean runs over."""
-    if check_loss(loss) == "cross_entropy":
+    """Number ``N`` of loss terms the mean runs over (checks the shapes)."""
+    _check_shapes(outputs, targets, check_loss(loss))
+    if loss == "cross_entropy":
         return targets.numel()
     return outputs.shape[0] if outputs.dim() > 0 else 1
 

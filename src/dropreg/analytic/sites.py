@@ -198,7 +198,10 @@ def site_mode(
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             if mode == "record":
-                out = x.view_as(x)
+                if torch.is_grad_enabled() and not x.requires_grad:
+                    out = x.detach().requires_grad_(True)  # e.g. dropout on the input
+                else:
+                    out = x.view_as(x)
             elif mode == "perturb":
                 d = None if rec.deltas is None else rec.deltas.get(site.name)
                 out = x.view_as(x) if d is None else x + d
