@@ -19,10 +19,10 @@ from dropreg.analytic import (
     explicit,
     explicit_implicit,
     explicit_regularizer,
-    sampled_regularizer,
     language_model_windows,
     no_dropout,
     pydoc_corpus,
+    sampled_regularizer,
     site_mode,
     train,
 )
