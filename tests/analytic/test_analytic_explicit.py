@@ -218,6 +218,8 @@ def test_monte_carlo_gap_matches_enumeration(generator):
     gap = monte_carlo_dropout_gap(net, x, y, n_masks=4000, generator=generator)
     assert bool(((gap.per_term - exact).abs() < 5 * gap.per_term_stderr).all())
     assert abs(gap.value - float(exact.mean())) < 5 * gap.stderr
+    fast = monte_carlo_dropout_gap(net, x, y, n_masks=4000, repeats=50, generator=generator)
+    assert bool(((fast.per_term - exact).abs() < 5 * fast.per_term_stderr).all())
 
 
 def test_taylor_term_matches_deletion_limit_for_wide_layers():

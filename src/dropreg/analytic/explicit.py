@@ -56,6 +56,7 @@ def site_coefficient(site: DropoutSite, coefficient: Coefficient = None) -> floa
     a mapping from site name to float, or a callable ``site -> float``.
 
     Example:
+        >>> from dropreg.analytic import dropout_sites
         >>> s = dropout_sites(torch.nn.Sequential(torch.nn.Dropout(0.4)))[0]
         >>> round(site_coefficient(s), 4), site_coefficient(s, 0.66)
         (0.3333, 0.66)
@@ -300,11 +301,20 @@ class DropoutGap:
 def monte_carlo_dropout_gap(
     model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
     loss: str = "cross_entropy", n_masks: int = 1000, generator: torch.Generator | None = None,
+    repeats: int = 1,
 ) -> DropoutGap:
     """True explicit regularizer ``R_drop = E_eta l(F(x, eta)) - l(F(x))`` by Monte Carlo (§1.3).
 
     Every forward pass draws independent masks for every term, so per-term estimates are
     independent and the standard error of the mean gap is ``sqrt(sum se_n^2) / N``.
+
+    Args:
+        model, inputs, targets, loss: as in :func:`explicit_regularizer`.
+        n_masks: mask draws per loss term (at least 2).
+        generator: random source of the masks.
+        repeats: stack this many copies of the batch (along dim 0) in each forward pass, so one
+            pass draws ``repeats`` masks per term (faster for small models; rows must be
+            independent examples).
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(2, 1, bias=False))
@@ -319,17 +329,21 @@ def monte_carlo_dropout_gap(
     check_loss(loss)
     if n_masks < 2:
         raise ValueError(f"n_masks must be >= 2, got {n_masks}")
+    if repeats < 1 or n_masks % repeats:
+        raise ValueError(f"repeats must be >= 1 and divide n_masks={n_masks}, got {repeats}")
     with site_mode(model, "record") as rec:
         rec.clear()
         clean = per_term_loss(model(inputs), targets, loss).double()
     s1 = torch.zeros_like(clean)
     s2 = torch.zeros_like(clean)
+    big_x = inputs.repeat(repeats, *([1] * (inputs.dim() - 1))) if repeats > 1 else inputs
+    big_y = targets.repeat(repeats, *([1] * (targets.dim() - 1))) if repeats > 1 else targets
     with site_mode(model, "sample", generator=generator) as rec:
-        for _ in range(n_masks):
+        for _ in range(n_masks // repeats):
             rec.clear()
-            d = per_term_loss(model(inputs), targets, loss).double() - clean
-            s1 += d
-            s2 += d * d
+            d = per_term_loss(model(big_x), big_y, loss).double().reshape(repeats, -1) - clean
+            s1 += d.sum(0)
+            s2 += (d * d).sum(0)
     mean = s1 / n_masks
     var = (s2 / n_masks - mean * mean).clamp_min(0.0) * n_masks / (n_masks - 1)
     se = (var / n_masks).sqrt()
