@@ -60,6 +60,11 @@ def _seed_from(generator: torch.Generator) -> int:
     return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
 
 
+def _pick(profile: str, quick, full, smoke):
+    """Size by profile; ``"smoke"`` is a test-only profile, tiny and fast."""
+    return {"quick": quick, "full": full, "smoke": smoke}[profile]
+
+
 def _fmt(rows: Sequence[dict], key: str) -> str:
     return ", ".join(f"{r[key]:.3g}" for r in rows)
 
@@ -138,11 +143,12 @@ def explicit_vs_gap(qs: Sequence[float], *, hidden: int = 50, n_train: int = 100
     "derivation's q/(2(1-q))) than to 2 (the q/(1-q) of the authors' run settings).",
 )
 def explicit_matches_gap(profile: str, generator: torch.Generator, progress: Progress) -> Outcome:
-    quick = profile == "quick"
-    qs = (0.05, 0.1, 0.2, 0.4) if quick else (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
-    kw = dict(hidden=50, n_train=1000 if quick else 2000, epochs=8 if quick else 20,
-              n_eval=64 if quick else 256, n_masks=1000 if quick else 8000,
-              confident_epochs=20 if quick else 60)
+    qs = _pick(profile, (0.05, 0.1, 0.2, 0.4), (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5),
+               (0.1, 0.4))
+    kw = dict(hidden=50, n_train=_pick(profile, 1000, 2000, 200),
+              epochs=_pick(profile, 8, 20, 1), n_eval=_pick(profile, 64, 256, 16),
+              n_masks=_pick(profile, 1000, 8000, 100),
+              confident_epochs=_pick(profile, 20, 60, 1))
     progress.set_total(2 * len(qs))
     rows = explicit_vs_gap(qs, generator=generator, progress=progress, **kw)
     ms = []
@@ -284,11 +290,10 @@ def xi_covariance_comparison(qs: Sequence[float], *, n_examples: int = 3, n_mask
     "trace ratio within 15% and cosine >= 0.9 at q = 0.05, cosine >= 0.8 at q = 0.4 (digest T7).",
 )
 def xi_approx_matches(profile: str, generator: torch.Generator, progress: Progress) -> Outcome:
-    quick = profile == "quick"
-    qs = (0.05, 0.4) if quick else (0.05, 0.1, 0.2, 0.4)
-    n_ex = 2 if quick else 4
+    qs = _pick(profile, (0.05, 0.4), (0.05, 0.1, 0.2, 0.4), (0.05, 0.4))
+    n_ex = _pick(profile, 2, 4, 1)
     progress.set_total(len(qs) * n_ex)
-    rows = xi_covariance_comparison(qs, n_examples=n_ex, n_masks=600 if quick else 4000,
+    rows = xi_covariance_comparison(qs, n_examples=n_ex, n_masks=_pick(profile, 600, 4000, 60),
                                     generator=generator, progress=progress)
     ms = []
     for r in rows:
@@ -366,9 +371,8 @@ def _trace_cov(S: torch.Tensor) -> tuple[float, float]:
     "dropout's covariance, so Dropout_k + sqrt(1-1/k) xi~_drop restores it (Sec. 3, 3.1).",
 )
 def dropout_k_scaling(profile: str, generator: torch.Generator, progress: Progress) -> Outcome:
-    quick = profile == "quick"
-    ks = (1, 4, 16) if quick else (1, 2, 4, 8, 16, 32)
-    n = 150 if quick else 600
+    ks = _pick(profile, (1, 4, 16), (1, 2, 4, 8, 16, 32), (1, 4))
+    n = _pick(profile, 150, 600, 20)
     X, y, _, _ = _mnist1d(64)
     torch.manual_seed(_seed_from(generator))
     net = MLP(40, 64, 10, p=0.4, depth=2)
@@ -445,40 +449,44 @@ class Testbed:
 
 
 def mnist1d_testbed(profile: str) -> Testbed:
-    """MLP 40-256-256-10 (ReLU, p = 0.4) on 1000 MNIST-1D training examples."""
-    X, y, Xt, yt = _mnist1d(1000 if profile == "full" else 500)
-    if profile != "full":
-        Xt, yt = Xt[:500], yt[:500]
-    return Testbed("MLP on MNIST-1D", (X, y, Xt, yt),
-                   lambda: MLP(40, 256 if profile == "full" else 128, 10, p=0.4, depth=2),
-                   epochs=40 if profile == "full" else 12, batch_size=32, lr=0.05, momentum=0.9,
+    """ReLU MLP 40-H-H-10 (p = 0.4 on both hidden layers) on a small MNIST-1D training subset."""
+    n_train = _pick(profile, 500, 1000, 64)
+    X, y, Xt, yt = _mnist1d(n_train)
+    n_test = _pick(profile, 500, 1000, 64)
+    hidden = _pick(profile, 128, 256, 16)
+    return Testbed("MLP on MNIST-1D", (X, y, Xt[:n_test], yt[:n_test]),
+                   lambda: MLP(40, hidden, 10, p=0.4, depth=2),
+                   epochs=_pick(profile, 12, 40, 1), batch_size=32, lr=0.05, momentum=0.9,
                    clip=None, metric="test cross-entropy (nats)")
 
 
 def lstm_testbed(profile: str) -> Testbed:
-    """2-layer word LSTM (p = 0.4 on embedding, between layers, before the decoder) on the text
-    of ``pydoc_data.topics``; train on the first windows, test on the last ones."""
-    full = profile == "full"
-    ids, _ = pydoc_corpus(2000 if full else 500)
-    seq = 20
-    x, y, xt, yt = language_model_windows(ids, seq, 2000 if full else 300, 500 if full else 100)
-    V = 2000 if full else 500
+    """2-layer word LSTM (emb 32, hidden 64; p = 0.4 on the embedding, between the layers and
+    before the decoder) on the text of ``pydoc_data.topics`` (500-word vocabulary, windows of 20
+    tokens); trained on the first windows, tested on the last ones. SGD lr 2, momentum 0.9,
+    gradient clipping 0.25."""
+    ids, _ = pydoc_corpus(500)
+    n_train = _pick(profile, 200, 300, 8)
+    x, y, xt, yt = language_model_windows(ids, 20, n_train, _pick(profile, 100, 100, 8))
+    size = _pick(profile, (32, 64), (32, 64), (8, 8))
     return Testbed("word LSTM on pydoc topics", (x, y, xt, yt),
-                   lambda: WordLSTM(V, 64 if full else 32, 128 if full else 64, 2, p=0.4),
-                   epochs=25 if full else 6, batch_size=32, lr=1.0, momentum=0.9, clip=0.25,
-                   metric="test cross-entropy per token (nats)")
+                   lambda: WordLSTM(500, size[0], size[1], 2, p=0.4),
+                   epochs=_pick(profile, 6, 30, 1), batch_size=32, lr=2.0, momentum=0.9,
+                   clip=0.25, metric="test cross-entropy per token (nats)")
 
 
 def training_rules(profile: str) -> list[UpdateRule]:
-    """The T10 configurations (k = 8 in quick, 4 and 16 in full)."""
+    """The T10 configurations: Dropout_k with k = 8; the loss-Jacobian ablation in full only."""
+    if profile == "smoke":
+        return [no_dropout(), dropout(1), dropout(2), dropout_with_noise(2, "xi_tilde"),
+                dropout_with_noise(2, "xi_approx"), explicit(), explicit_implicit(),
+                ablation("identity", implicit=True)]
+    rules = [no_dropout(), dropout(1), dropout(8), dropout_with_noise(8, "xi_tilde"),
+             dropout_with_noise(8, "xi_approx"), explicit(), explicit_implicit(),
+             ablation("identity", implicit=True)]
     if profile == "full":
-        return [no_dropout(), dropout(1), dropout(4), dropout(16),
-                dropout_with_noise(16, "xi_tilde"), dropout_with_noise(16, "xi_approx"),
-                explicit(), explicit_implicit(), ablation("identity", implicit=True),
-                ablation("loss_jacobian", implicit=True)]
-    return [no_dropout(), dropout(1), dropout(8), dropout_with_noise(8, "xi_tilde"),
-            dropout_with_noise(8, "xi_approx"), explicit(), explicit_implicit(),
-            ablation("identity", implicit=True)]
+        rules.append(ablation("loss_jacobian", implicit=True))
+    return rules
 
 
 def compare_training(bed: Testbed, rules: Sequence[UpdateRule], seeds: Sequence[int],
@@ -595,11 +603,10 @@ def _training_outcome(bed: Testbed, results, rules, seeds, profile) -> Outcome:
         "(e) R_approx alone between Dropout_k and Dropout_1, (g) R_id worse than R_approx. "
         "Measured best test losses: " + ", ".join(f"{n} {m:.3f}" for n, m in zip(names, means))
         + ".", fig)
-    quick = profile == "quick"
     return Outcome(
         measurements=ms, figures=[figure],
         inconclusive_reason=("quick profile: one seed and a few epochs; run the full profile "
-                             "for a verdict") if quick else None,
+                             "for a verdict") if profile != "full" else None,
         notes=("Metric: best clean test loss over epochs (the paper reports best validation "
                "perplexity). Orderings '> 0' are judged on the paired difference across seeds; "
                "'~0' passes when the difference is within 2 standard errors. Coefficients are "
@@ -611,7 +618,7 @@ def _training_outcome(bed: Testbed, results, rules, seeds, profile) -> Outcome:
 def _run_training_claim(bed_fn, profile, generator, progress) -> Outcome:
     bed = bed_fn(profile)
     rules = training_rules(profile)
-    seeds = [_seed_from(generator) for _ in range(1 if profile == "quick" else 3)]
+    seeds = [_seed_from(generator) for _ in range(_pick(profile, 1, 3, 1))]
     progress.set_total(len(rules) * len(seeds))
     results = compare_training(bed, rules, seeds, progress)
     return _training_outcome(bed, results, rules, seeds, profile)
