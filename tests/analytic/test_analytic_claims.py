@@ -1,4 +1,4 @@
-"""The wei2020 claims run end to end (test-sized "smoke" profile) and return well-formed outcomes."""
+"""The wei2020 claims run end to end (test-sized "smoke" profile) with well-formed outcomes."""
 
 from __future__ import annotations
 

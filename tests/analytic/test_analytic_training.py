@@ -120,7 +120,7 @@ def test_trainer_records_clean_metrics():
     hist = train(net, explicit_implicit(), X, y, X[:10], y[:10], epochs=3, batch_size=16, lr=0.1,
                  clip_grad_norm=1.0, generator=g, progress=True)
     assert [e.epoch for e in hist.epochs] == [0, 1, 2, 3]
-    assert hist.steps == 9 and hist.seconds_per_step > 0
+    assert hist.steps == 9 and hist.seconds_per_step > 0 and hist.cpu_seconds_per_step >= 0
     assert hist.final.train_loss < hist.epochs[0].train_loss
     assert 0 <= hist.final.test_accuracy <= 1 and hist.best_test_loss <= hist.final.test_loss
     reg = MLP(5, 8, 2, p=0.2)

@@ -509,6 +509,7 @@ def compare_training(bed: Testbed, rules: Sequence[UpdateRule], seeds: Sequence[
                                        train=hist.final.train_loss,
                                        curve=[e.test_loss for e in hist.epochs],
                                        s_per_step=hist.seconds_per_step,
+                                       cpu_s_per_step=hist.cpu_seconds_per_step,
                                        wall=time.perf_counter() - t0))
             if progress is not None:
                 progress.advance()
@@ -563,10 +564,10 @@ def _training_outcome(bed: Testbed, results, rules, seeds, profile) -> Outcome:
         ms.append(Measurement(f"{n}: best {bed.metric}", float(vals.mean()), kind="info",
                               stderr=se))
     if "R_approx + xi_approx" in results:
-        step = torch.tensor([r["s_per_step"] for r in results["R_approx + xi_approx"]]).median()
-        base = torch.tensor([r["s_per_step"] for r in results[d1]]).median()
-        ms.append(Measurement(f"(h) time per step, R_approx + xi_approx / {d1}",
-                              float(step / base), kind="info"))
+        step = torch.tensor([r["cpu_s_per_step"] for r in results["R_approx + xi_approx"]])
+        base = torch.tensor([r["cpu_s_per_step"] for r in results[d1]])
+        ms.append(Measurement(f"(h) CPU time per step, R_approx + xi_approx / {d1}",
+                              float(step.median() / base.median()), kind="info"))
 
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
