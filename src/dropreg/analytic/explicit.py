@@ -89,6 +89,11 @@ def sampled_regularizer(
     ``P`` from :func:`dropreg.analytic.losses.sampled_pseudo_loss`; cross-term pairs vanish in
     expectation because the sampled residuals are independent and mean zero. ``create_graph=True``
     makes the result differentiable w.r.t. the weights (double backprop, through ``g`` and ``h``).
+
+    The value is unbiased. Its weight-gradient is unbiased for squared loss (constant ``H``); for
+    cross entropy it differentiates through the softmax ``p`` inside the sampled-label loss but
+    not through the sampling distribution of the label, exactly as the authors' code does, so it
+    misses the score-function part of the derivative of ``H_out`` (digest §2.6).
     """
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
