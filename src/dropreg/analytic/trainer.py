@@ -52,6 +52,9 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
              loss: str = "cross_entropy", batch_size: int = 1024) -> tuple[float, float]:
     """Clean mean loss and accuracy (NaN for mse) with every dropout site passing through.
 
+    The model is evaluated in ``eval()`` mode (so e.g. batch-norm statistics are not updated) and
+    put back in its previous mode.
+
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5))
         >>> loss, acc = evaluate(net, torch.randn(4, 2), torch.tensor([0, 1, 0, 1]))
@@ -60,6 +63,8 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
     """
     check_loss(loss)
     total, correct, count = 0.0, 0.0, 0
+    was_training = model.training
+    model.eval()
     with site_mode(model, "record") as rec:
         for i in range(0, inputs.shape[0], batch_size):
             rec.clear()
@@ -70,6 +75,7 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
             count += terms.numel()
             if loss == "cross_entropy":
                 correct += float((out.argmax(-1) == t).double().sum())
+    model.train(was_training)
     return total / count, (correct / count if loss == "cross_entropy" else math.nan)
 
 
@@ -113,6 +119,7 @@ def train(
         vl, va = evaluate(model, X_test, y_test, loss=loss)
         return EpochRecord(epoch, tl, ta, vl, va, objective)
 
+    model.train()
     history = [record(0, math.nan)]
     times: list[float] = []
     cpu: list[float] = []
