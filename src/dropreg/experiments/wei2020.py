@@ -620,7 +620,8 @@ def _training_outcome(bed: Testbed, results, rules, seeds, profile) -> Outcome:
                              "for a verdict") if profile != "full" else None,
         notes=("Judged metric: best clean test loss over epochs (the paper reports best "
                "validation perplexity); the same differences at the final epoch are reported "
-               "too (late in training the implicit effect shows as slower overfitting). Orderings '> 0' are judged on the paired difference across seeds; "
+               "too (late in training the implicit effect shows as slower overfitting). "
+               "Orderings '> 0' are judged on the paired difference across seeds; "
                "'~0' passes when the difference is within 2 standard errors. Coefficients are "
                "the theory values (p/(2(1-p)) explicit, p/(1-p) noise variance), untuned."),
         details={"results": results, "seeds": list(seeds), "epochs": bed.epochs},
