@@ -43,8 +43,8 @@ def brute_force_site1(net, x, y, kind):
     total = 0.0
     for n in range(x.shape[0]):
         if kind == "gn":
-            J = jacobian(rest, h[n])  # (C, H)
-            p = torch.softmax(rest(h[n]), -1)
+            J = jacobian(rest, h[n]).detach()  # (C, H)
+            p = torch.softmax(rest(h[n]), -1).detach()
             Hout = torch.diag(p) - torch.outer(p, p)
             total += sum(float((J[:, j] * h[n, j]) @ Hout @ (J[:, j] * h[n, j]))
                          for j in range(h.shape[1]))

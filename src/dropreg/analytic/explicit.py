@@ -186,10 +186,10 @@ def _exact_regularizer(model, inputs, targets, loss, estimator, coefficient, red
                 total = total + c * torch.einsum("ig,ij,jg->", Pm, Hm, Pm)
         rec.deltas = None
     if estimator == "gauss_newton":
-        return per_term if reduction == "none" else per_term.sum()
+        return (per_term if reduction == "none" else per_term.sum()).detach()
     if reduction == "none":
         raise ValueError("reduction='none' is available for the 'gauss_newton' estimator only")
-    return total
+    return total.detach()
 
 
 def explicit_regularizer(
@@ -215,7 +215,8 @@ def explicit_regularizer(
             (see :func:`site_coefficient`).
         n_samples: label draws averaged by the sampled estimators (one forward pass is reused).
         generator: random source of the sampled labels.
-        create_graph: keep the graph so that the result can be differentiated (sampled only).
+        create_graph: keep the graph so that the result can be differentiated (sampled
+            estimators; the exact ones return values without a graph).
         reduction: ``"mean"`` (the regularizer of the mean loss) or ``"none"`` (one value per loss
             term, ``"gauss_newton"`` only; their sum is the ``"mean"`` value).
 

@@ -436,7 +436,7 @@ def dropout_k_scaling(profile: str, generator: torch.Generator, progress: Progre
 # ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Testbed:
+class TrainingBed:
     """A training comparison set-up: data, model factory and optimizer settings."""
 
     name: str
@@ -450,19 +450,19 @@ class Testbed:
     metric: str
 
 
-def mnist1d_testbed(profile: str) -> Testbed:
+def mnist1d_testbed(profile: str) -> TrainingBed:
     """ReLU MLP 40-H-H-10 (p = 0.4 on both hidden layers) on a small MNIST-1D training subset."""
     n_train = _pick(profile, 500, 1000, 64)
     X, y, Xt, yt = _mnist1d(n_train)
     n_test = _pick(profile, 500, 1000, 64)
     hidden = _pick(profile, 128, 256, 16)
-    return Testbed("MLP on MNIST-1D", (X, y, Xt[:n_test], yt[:n_test]),
+    return TrainingBed("MLP on MNIST-1D", (X, y, Xt[:n_test], yt[:n_test]),
                    lambda: MLP(40, hidden, 10, p=0.4, depth=2),
                    epochs=_pick(profile, 12, 40, 1), batch_size=32, lr=0.05, momentum=0.9,
                    clip=None, metric="test cross-entropy (nats)")
 
 
-def lstm_testbed(profile: str) -> Testbed:
+def lstm_testbed(profile: str) -> TrainingBed:
     """2-layer word LSTM (emb 32, hidden 64; p = 0.4 on the embedding, between the layers and
     before the decoder) on the text of ``pydoc_data.topics`` (500-word vocabulary, windows of 20
     tokens); trained on the first windows, tested on the last ones. SGD lr 2, momentum 0.9,
@@ -471,7 +471,7 @@ def lstm_testbed(profile: str) -> Testbed:
     n_train = _pick(profile, 200, 300, 8)
     x, y, xt, yt = language_model_windows(ids, 20, n_train, _pick(profile, 100, 100, 8))
     size = _pick(profile, (32, 64), (32, 64), (8, 8))
-    return Testbed("word LSTM on pydoc topics", (x, y, xt, yt),
+    return TrainingBed("word LSTM on pydoc topics", (x, y, xt, yt),
                    lambda: WordLSTM(500, size[0], size[1], 2, p=0.4),
                    epochs=_pick(profile, 6, 30, 1), batch_size=32, lr=2.0, momentum=0.9,
                    clip=0.25, metric="test cross-entropy per token (nats)")
@@ -491,7 +491,7 @@ def training_rules(profile: str) -> list[UpdateRule]:
     return rules
 
 
-def compare_training(bed: Testbed, rules: Sequence[UpdateRule], seeds: Sequence[int],
+def compare_training(bed: TrainingBed, rules: Sequence[UpdateRule], seeds: Sequence[int],
                      progress: Progress | None = None) -> dict[str, list]:
     """Train every rule on every seed (same initialisation and batch order per seed)."""
     X, y, Xt, yt = bed.data
@@ -526,7 +526,7 @@ def _paired(results, a: str, b: str, key: str = "best") -> tuple[float, float]:
     return float(d.mean()), se
 
 
-def _training_outcome(bed: Testbed, results, rules, seeds, profile) -> Outcome:
+def _training_outcome(bed: TrainingBed, results, rules, seeds, profile) -> Outcome:
     names = [r.name for r in rules]
     kk = [r.k for r in rules if r.k > 1 and r.top_up == "none"]
     k_big = max(kk)
