@@ -18,7 +18,6 @@ import hashlib
 import os
 import pickle
 import struct
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from dropreg._io import atomic_write_bytes
 
 __all__ = [
     "Dataset",
@@ -169,20 +170,6 @@ def cache_dir() -> Path:
     return Path(base) / "dropreg"
 
 
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 _MNIST1D_KEYS = ("x", "y", "x_test", "y_test")
 
 
@@ -225,7 +212,7 @@ def load_mnist1d(cache_dir: str | os.PathLike | None = None, seed: int = 42) -> 
         made = make_dataset(args)
         data = {k: np.asarray(made[k]) for k in _MNIST1D_KEYS}
         payload = pickle.dumps(data, protocol=4)
-        _atomic_write_bytes(path, hashlib.sha256(payload).digest() + payload)
+        atomic_write_bytes(path, hashlib.sha256(payload).digest() + payload)
     return Dataset(
         torch.tensor(data["x"], dtype=torch.float32),
         torch.tensor(data["y"], dtype=torch.int64),

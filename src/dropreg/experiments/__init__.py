@@ -2,12 +2,15 @@
 
 Every module in this package that is not infrastructure (``claims``, ``runner``, ``store``,
 ``report``) is a paper module and is imported by :func:`load_all`, so adding
-``experiments/<paper>.py`` is all it takes to add claims.
+``experiments/<paper>.py`` is all it takes to add claims. Claims of your own, outside dropreg,
+are registered the same way in any importable module named in the environment variable
+``DROPREG_CLAIM_MODULES`` (comma-separated).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 
 INFRASTRUCTURE = frozenset({"claims", "runner", "store", "report", "plotting"})
@@ -25,3 +28,6 @@ def load_all() -> None:
     """Import every paper module so that its claims are registered."""
     for name in paper_modules():
         importlib.import_module(f"{__name__}.{name}")
+    for name in os.environ.get("DROPREG_CLAIM_MODULES", "").split(","):
+        if name.strip():
+            importlib.import_module(name.strip())

@@ -1,0 +1,41 @@
+# One command to set up and run the main job, one to set up and run the tests.
+# Uses the active virtual environment if there is one, else creates .venv here.
+# torch==2.13.0 is installed first: on CPU machines it resolves to the CPU wheel, so no
+# multi-GB CUDA build is downloaded.
+
+ifdef VIRTUAL_ENV
+PYTHON := python
+STAMP := $(VIRTUAL_ENV)/.dropreg-installed
+else
+PYTHON := .venv/bin/python
+STAMP := .venv/.dropreg-installed
+endif
+PIP := $(PYTHON) -m pip
+OUT ?= results
+PROFILE ?= quick
+
+.PHONY: install run test lint bench clean
+
+$(STAMP): pyproject.toml
+ifndef VIRTUAL_ENV
+	test -x .venv/bin/python || python3 -m venv .venv
+endif
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(PYTHON) -m dropreg.cli reproduce --profile $(PROFILE) --out $(OUT)
+
+test: install
+	$(PYTHON) -m ruff check src tests benchmarks
+	$(PYTHON) -m pytest
+
+bench: install
+	$(PYTHON) benchmarks/run_all.py
+
+clean:
+	rm -rf .venv results .pytest_cache .ruff_cache

@@ -1,0 +1,379 @@
+"""Benchmark of dropreg's dropout-family layers against torchvision, timm and plain dropout.
+
+1. Realised drop fraction vs requested p of DropBlock2d on the settings of anchors.md §1.5:
+   dropreg's ``drop_block2d``, torchvision's ``drop_block2d`` and timm's ``drop_block_2d``,
+   measured by running each library's own code on all-ones inputs.
+2. Forward + backward time of DropBlock2d on a (32, 64, 56, 56) float32 tensor, as a ratio to
+   ``torch.nn.functional.dropout`` on the same tensor and to the peers.
+3. Forward + backward time of DropConnectLinear against ``nn.Linear`` + dropout.
+
+Peers: on a CPU-only machine torchvision cannot be imported against a different torch build, so
+the pure-Python module files (``torchvision/ops/drop_block.py``, ``timm/layers/drop.py``) are read
+from their wheels (``pip download --no-deps``, or ``--wheel-dir``) and loaded with
+``importlib.util.spec_from_file_location``; torchvision's only relative import
+(``..utils._log_api_usage_once``, a usage logger) is stubbed with a no-op. Where the packages import
+normally (a GPU machine with matching builds), they are imported. If neither works, the peers'
+published seeding rules are reimplemented here (``--reimplement`` forces it) and the JSON says so.
+
+Usage::
+
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/bench_layers.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import types
+import zipfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from dropreg.experiments.dropreg_layers import ANCHOR_SETTINGS, peer_expected_drop_fraction
+from dropreg.nn import DropConnectLinear
+from dropreg.nn import functional as DF
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results" / "layers.json"
+
+
+# --------------------------------------------------------------------------- loading peers
+
+
+def _find_wheel(wheel_dir: Path, name: str) -> Path | None:
+    found = sorted(wheel_dir.glob(f"{name}-*.whl"))
+    return found[-1] if found else None
+
+
+def _download(wheel_dir: Path, name: str) -> Path | None:
+    wheel = _find_wheel(wheel_dir, name)
+    if wheel is None:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d",
+                        str(wheel_dir), name], check=False, timeout=600)
+        wheel = _find_wheel(wheel_dir, name)
+    return wheel
+
+
+def _load_file(module_name: str, path: Path) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_peers(wheel_dir: Path, reimplement: bool) -> dict[str, dict]:
+    """Return {"torchvision": {"fn", "how", "version"}, "timm": {...}}."""
+    peers: dict[str, dict] = {}
+    if not reimplement:
+        for name in ("torchvision", "timm"):
+            try:
+                if name == "torchvision":
+                    mod = importlib.import_module("torchvision.ops")
+                    fn = mod.drop_block2d
+                else:
+                    fn = importlib.import_module("timm.layers").drop_block_2d
+                peers[name] = {"fn": fn, "how": "imported",
+                               "version": importlib.import_module(name).__version__}
+            except Exception:  # noqa: BLE001 - any import failure falls back to the wheel
+                pass
+        wheel_dir.mkdir(parents=True, exist_ok=True)
+        extract = Path(tempfile.mkdtemp(prefix="bench_layers_"))
+        if "torchvision" not in peers:
+            wheel = _download(wheel_dir, "torchvision")
+            if wheel is not None:
+                with zipfile.ZipFile(wheel) as z:
+                    z.extract("torchvision/ops/drop_block.py", extract)
+                for pkg in ("torchvision", "torchvision.ops"):
+                    stub = types.ModuleType(pkg)
+                    stub.__path__ = []
+                    sys.modules.setdefault(pkg, stub)
+                utils = types.ModuleType("torchvision.utils")
+                utils._log_api_usage_once = lambda obj: None
+                sys.modules.setdefault("torchvision.utils", utils)
+                mod = _load_file("torchvision.ops.drop_block",
+                                 extract / "torchvision/ops/drop_block.py")
+                peers["torchvision"] = {"fn": mod.drop_block2d, "how": f"file from {wheel.name}",
+                                        "version": wheel.name.split("-")[1]}
+        if "timm" not in peers:
+            wheel = _download(wheel_dir, "timm")
+            if wheel is not None:
+                with zipfile.ZipFile(wheel) as z:
+                    z.extract("timm/layers/drop.py", extract)
+                mod = _load_file("_timm_layers_drop", extract / "timm/layers/drop.py")
+                peers["timm"] = {"fn": mod.drop_block_2d, "how": f"file from {wheel.name}",
+                                 "version": wheel.name.split("-")[1]}
+    for name, fn in (("torchvision", _tv_reimplemented), ("timm", _timm_reimplemented)):
+        if name not in peers:
+            peers[name] = {"fn": fn, "how": "reimplemented seeding rule (loading failed)",
+                           "version": None}
+    return peers
+
+
+def _tv_reimplemented(x, p, block_size, inplace=False, eps=1e-6, training=True):
+    """torchvision's published rule: valid-centre seeds, per channel, global empirical scale."""
+    N, C, H, W = x.shape
+    k = min(block_size, H, W)
+    gamma = p * H * W / (k * k * (H - k + 1) * (W - k + 1))
+    noise = torch.empty((N, C, H - k + 1, W - k + 1), dtype=x.dtype).bernoulli_(gamma)
+    noise = F.pad(noise, [k // 2] * 4, value=0)
+    noise = F.max_pool2d(noise, stride=(1, 1), kernel_size=(k, k), padding=k // 2)
+    noise = 1 - noise
+    return x * noise * (noise.numel() / (eps + noise.sum()))
+
+
+def _timm_reimplemented(x, drop_prob=0.1, block_size=7, couple_channels=True, **_):
+    """timm >= 1.0.23 rule (odd blocks): seeds anywhere, global empirical scale."""
+    B, C, H, W = x.shape
+    kh, kw = min(block_size, H), min(block_size, W)
+    gamma = drop_prob * H * W / (kh * kw) / ((H - kh + 1) * (W - kw + 1))
+    m = torch.empty((B, 1 if couple_channels else C, H, W), dtype=x.dtype).bernoulli_(gamma)
+    keep = 1 - F.max_pool2d(m, (kh, kw), stride=1, padding=(kh // 2, kw // 2))
+    return x * keep * (keep.numel() / (keep.sum() + 1e-7))
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def realised_drop(fn, H: int, bs: int, p: float, elements: int) -> tuple[float, float]:
+    """Fraction of zeros of ``fn`` on all-ones (N, 16, H, H) inputs, with its standard error.
+
+    The standard error comes from the spread of the per-sample fractions (samples are independent
+    in every implementation; channels are not when a mask is shared across them).
+    """
+    C = 16
+    n = max(1, 2_000_000 // (C * H * H))
+    x = torch.ones(n, C, H, H)
+    s = s2 = 0.0
+    m = 0
+    while m * H * H < elements:
+        frac = (fn(x) == 0).to(torch.float64).mean((1, 2, 3))
+        s += float(frac.sum())
+        s2 += float((frac**2).sum())
+        m += frac.numel()
+    mean = s / m
+    return mean, math.sqrt(max(s2 / m - mean**2, 0.0) / (m - 1))
+
+
+def time_fwd_bwd(fn, x: torch.Tensor, repeats: int, warmup: int = 2) -> float:
+    """Median seconds of ``fn(x)`` forward plus backward of ``sum``-like gradient."""
+    grad = torch.ones_like(x)
+    times = []
+    for i in range(warmup + repeats):
+        t0 = time.perf_counter()
+        y = fn(x)
+        y.backward(grad)
+        dt = time.perf_counter() - t0
+        x.grad = None
+        if i >= warmup:
+            times.append(dt)
+    return statistics.median(times)
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "python": platform.python_version()}
+
+
+def summary_rows(result: dict) -> list[dict]:
+    """The README table rows of a result (read by ``benchmarks/run_all.py``)."""
+    rows = []
+    frac = result["drop_fraction"]
+    worst = max(frac["rows"], key=lambda r: abs(r["dropreg_rel_error"]))
+    tv = max(abs(r["torchvision_rel_error"]) for r in frac["rows"])
+    tm = max(abs(r["timm_rel_error"]) for r in frac["rows"])
+    rows.append({
+        "benchmark": f"DropBlock2d realised drop fraction, worst of {len(frac['rows'])} "
+                     "settings of anchors.md §1.5 (relative error)",
+        "dropreg": f"{worst['dropreg_rel_error']:+.2%}",
+        "baseline": f"torchvision {tv:.1%}, timm {tm:.0%}",
+        "ratio": "-", "goal": "within 1% of p"})
+    t = result["dropblock2d_time"]
+    r = t["ratio_to_dropout"]
+    shape = "x".join(map(str, t["shape"]))
+    rows.append({
+        "benchmark": f"DropBlock2d fwd+bwd ({shape}, p {t['p']}, block {t['block_size']}), "
+                     "per-channel masks",
+        "dropreg": f"{r['dropreg drop_block2d']:.2f}x F.dropout",
+        "baseline": f"torchvision {r['torchvision drop_block2d']:.2f}x, timm per-channel "
+                    f"{r['timm drop_block_2d couple_channels=False']:.2f}x F.dropout",
+        "ratio": f"{t['dropreg_per_channel_over_fastest_per_channel_peer']:.2f}x time",
+        "goal": "<= 2x dropout, <= fastest peer"})
+    rows.append({
+        "benchmark": "DropBlock2d fwd+bwd, one mask shared across channels",
+        "dropreg": f"{r['dropreg drop_block2d share_channels']:.2f}x F.dropout",
+        "baseline": f"timm default {r['timm drop_block_2d (default couple_channels=True)']:.2f}x",
+        "ratio": f"{t['dropreg_shared_over_timm_coupled']:.2f}x time",
+        "goal": "<= fastest peer"})
+    dc = result["dropconnect_linear_time"]
+    rows.append({
+        "benchmark": "DropConnectLinear fwd+bwd (" + "x".join(map(str, dc["shape"])) +
+                     ", p 0.5), one mask per batch",
+        "dropreg": f"{dc['seconds']['DropConnectLinear (mask per batch)'] * 1e3:.1f} ms",
+        "baseline": f"nn.Linear + dropout {dc['seconds']['nn.Linear + F.dropout(input)'] * 1e3:.1f}"
+                    " ms",
+        "ratio": f"{dc['ratio_to_linear_plus_dropout']['DropConnectLinear (mask per batch)']:.2f}"
+                 "x time",
+        "goal": "<= 2x"})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer samples and repeats")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--wheel-dir", type=Path, default=Path(tempfile.gettempdir()) / "peer_wheels")
+    ap.add_argument("--reimplement", action="store_true",
+                    help="use reimplemented peer seeding rules instead of their code")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    peers = load_peers(args.wheel_dir, args.reimplement)
+    elements = 4_000_000 if args.quick else 40_000_000
+    repeats = 5 if args.quick else 15
+
+    # 1. realised drop fraction
+    gen = torch.Generator().manual_seed(0)
+    tv, timm = peers["torchvision"]["fn"], peers["timm"]["fn"]
+    impls = {
+        "dropreg": lambda x, H, bs, p: DF.drop_block2d(x, p, bs, generator=gen),
+        "torchvision": lambda x, H, bs, p: tv(x, p, bs),
+        "timm": lambda x, H, bs, p: timm(x, drop_prob=p, block_size=bs),
+    }
+    drop_rows = []
+    print(f"{'H=W':>4} {'bs':>3} {'p':>5} | " + " | ".join(f"{k:>22}" for k in impls)
+          + " | exact rule tv / timm")
+    for H, bs, p in ANCHOR_SETTINGS:
+        row = {"H": H, "W": H, "block_size": bs, "p": p}
+        cells = []
+        for name, f in impls.items():
+            mean, se = realised_drop(lambda x, f=f, H=H, bs=bs, p=p: f(x, H, bs, p), H, bs, p,
+                                     elements)
+            row[name] = mean
+            row[name + "_stderr"] = se
+            row[name + "_rel_error"] = (mean - p) / p
+            cells.append(f"{mean:.4f} ({(mean - p) / p:+6.1%})")
+        row["torchvision_rule_exact"] = peer_expected_drop_fraction("torchvision", H, H, bs, p)
+        row["timm_rule_exact"] = peer_expected_drop_fraction("timm", H, H, bs, p)
+        drop_rows.append(row)
+        print(f"{H:>4} {bs:>3} {p:>5} | " + " | ".join(f"{c:>22}" for c in cells)
+              + f" | {row['torchvision_rule_exact']:.4f} / {row['timm_rule_exact']:.4f}")
+
+    # 2. DropBlock2d time
+    x = torch.randn(32, 64, 56, 56, requires_grad=True)
+    p, bs = 0.1, 7
+    timed = {
+        "F.dropout": lambda t: F.dropout(t, p, training=True),
+        "dropreg drop_block2d": lambda t: DF.drop_block2d(t, p, bs),
+        "dropreg drop_block2d share_channels": lambda t: DF.drop_block2d(
+            t, p, bs, share_channels=True),
+        "torchvision drop_block2d": lambda t: tv(t, p, bs),
+        "timm drop_block_2d couple_channels=False": lambda t: timm(
+            t, drop_prob=p, block_size=bs, couple_channels=False),
+        "timm drop_block_2d (default couple_channels=True)": lambda t: timm(
+            t, drop_prob=p, block_size=bs),
+    }
+    times = {name: time_fwd_bwd(f, x, repeats) for name, f in timed.items()}
+    base = times["F.dropout"]
+    # like with like: independent masks per (sample, channel) vs the peers' per-channel modes;
+    # one mask per sample (share_channels) vs timm's default couple_channels=True
+    per_channel_peer = min(times["torchvision drop_block2d"],
+                           times["timm drop_block_2d couple_channels=False"])
+    shared_peer = times["timm drop_block_2d (default couple_channels=True)"]
+    fastest_peer = min(per_channel_peer, shared_peer)
+    print(f"\nDropBlock2d fwd+bwd on (32, 64, 56, 56) float32, p={p}, block={bs}, "
+          f"{args.threads} thread(s), median of {repeats}")
+    for name, t in times.items():
+        print(f"  {name:<48} {1e3 * t:8.1f} ms   x{t / base:5.2f} dropout")
+    ours = times["dropreg drop_block2d"]
+    ours_shared = times["dropreg drop_block2d share_channels"]
+    print(f"  dropreg per-channel / fastest per-channel peer: x{ours / per_channel_peer:.2f}")
+    print(f"  dropreg share_channels / timm couple_channels=True: x{ours_shared / shared_peer:.2f}")
+    print(f"  fastest dropreg mode / fastest peer (any mode): "
+          f"x{min(ours, ours_shared) / fastest_peer:.2f}")
+    del x
+
+    # 3. DropConnectLinear vs Linear + dropout
+    n, d_in, d_out = 256, 1024, 1024
+    xl = torch.randn(n, d_in, requires_grad=True)
+    lin = torch.nn.Linear(d_in, d_out)
+    dc = DropConnectLinear(d_in, d_out, p=0.5)
+    dc_pe = DropConnectLinear(d_in, d_out, p=0.5, per_example=True)
+    lin_times = {
+        "nn.Linear": time_fwd_bwd(lambda t: lin(t), xl, repeats),
+        "nn.Linear + F.dropout(input)": time_fwd_bwd(
+            lambda t: lin(F.dropout(t, 0.5, training=True)), xl, repeats),
+        "DropConnectLinear (mask per batch)": time_fwd_bwd(lambda t: dc(t), xl, repeats),
+    }
+    xs = torch.randn(32, d_in, requires_grad=True)
+    pe_small = {
+        "nn.Linear + F.dropout(input), N=32": time_fwd_bwd(
+            lambda t: lin(F.dropout(t, 0.5, training=True)), xs, max(3, repeats // 3)),
+        "DropConnectLinear per_example, N=32": time_fwd_bwd(lambda t: dc_pe(t), xs,
+                                                            max(3, repeats // 3)),
+    }
+    lin_base = lin_times["nn.Linear + F.dropout(input)"]
+    print(f"\nDropConnectLinear fwd+bwd, ({n}, {d_in}) -> {d_out}, p=0.5")
+    for name, t in lin_times.items():
+        print(f"  {name:<48} {1e3 * t:8.1f} ms   x{t / lin_base:5.2f} Linear+dropout")
+    pe_base = pe_small["nn.Linear + F.dropout(input), N=32"]
+    for name, t in pe_small.items():
+        print(f"  {name:<48} {1e3 * t:8.1f} ms   x{t / pe_base:5.2f} Linear+dropout")
+
+    result = {
+        "machine": machine(),
+        "quick": args.quick,
+        "peers": {k: {"how": v["how"], "version": v["version"]} for k, v in peers.items()},
+        "drop_fraction": {
+            "settings": "anchors.md §1.5",
+            "samples_per_setting": elements,
+            "rows": drop_rows,
+            "dropreg_max_abs_rel_error": max(abs(r["dropreg_rel_error"]) for r in drop_rows),
+            "dropreg_max_abs_z": max(abs(r["dropreg"] - r["p"]) / r["dropreg_stderr"]
+                                     for r in drop_rows),
+        },
+        "dropblock2d_time": {
+            "shape": [32, 64, 56, 56], "dtype": "float32", "p": p, "block_size": bs,
+            "repeats": repeats, "seconds": times,
+            "ratio_to_dropout": {k: v / base for k, v in times.items()},
+            "dropreg_per_channel_over_fastest_per_channel_peer": ours / per_channel_peer,
+            "dropreg_shared_over_timm_coupled": ours_shared / shared_peer,
+            "dropreg_per_channel_over_fastest_peer_any_mode": ours / fastest_peer,
+        },
+        "dropconnect_linear_time": {
+            "shape": [n, d_in, d_out], "p": 0.5, "seconds": lin_times,
+            "ratio_to_linear_plus_dropout": {k: v / lin_base for k, v in lin_times.items()},
+            "per_example_N32_seconds": pe_small,
+            "per_example_N32_ratio": {k: v / pe_base for k, v in pe_small.items()},
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    result["rows"] = summary_rows(result)
+    args.out.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    print(f"\nwrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+"""``python -m dropreg`` runs the ``dropreg`` command."""
+
+import sys
+
+from dropreg.cli import main
+
+sys.exit(main())

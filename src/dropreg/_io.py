@@ -1,0 +1,55 @@
+"""Atomic file writes: a temporary file in the same folder, fsync, then a rename.
+
+A process killed at any moment leaves either the old file or the whole new one, never a part.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` all or nothing (parent folders are created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` all or nothing."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def update_marked_section(path: str | os.PathLike, name: str, content: str) -> None:
+    """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` in a file.
+
+    Raises:
+        ValueError: the file lacks the markers.
+
+    Example:
+        >>> import tempfile
+        >>> f = Path(tempfile.mkdtemp()) / "R.md"
+        >>> _ = f.write_text("a\\n<!-- t:start -->\\nold\\n<!-- t:end -->\\nb\\n")
+        >>> update_marked_section(f, "t", "new")
+        >>> f.read_text()
+        'a\\n<!-- t:start -->\\nnew\\n<!-- t:end -->\\nb\\n'
+    """
+    path = Path(path)
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = path.read_text(encoding="utf-8")
+    if start not in text or end not in text:
+        raise ValueError(f"{path} lacks the markers {start} ... {end}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    atomic_write_text(path, f"{head}{start}\n{content}\n{end}{tail}")

@@ -1,0 +1,83 @@
+"""Curvature and dropout-noise diagnostics (digest ``zhang2022_flatness_helmbold2017.md`` Part A).
+
+* Hessian-vector products of a model's loss in three dropout states: clean, fixed masks, and the
+  expected loss over M masks (:class:`HessianOperator`, :func:`sample_masks`).
+* :func:`top_eigenpairs` (Lanczos, full reorthogonalisation), :func:`trace` (Hutchinson, Hutch++),
+  :func:`spectral_density` (stochastic Lanczos quadrature).
+* Dropout gradient noise (:func:`dropout_gradient_noise`) and its alignment with the Hessian
+  (:func:`alignment`), with the exact last-hidden-layer theory (:mod:`.last_layer`).
+* Flatness: :func:`sharpness`, :func:`interval_flatness`, :func:`loss_profile`,
+  :func:`filter_normalized_direction`, :func:`variance_flatness`.
+"""
+
+from dropreg.curvature.alignment import (
+    AlignmentResult,
+    alignment,
+    matrix_alignment,
+    null_alignment,
+    spearman,
+)
+from dropreg.curvature.density import SpectralDensity, spectral_density
+from dropreg.curvature.flatness import (
+    IntervalFlatness,
+    Sharpness,
+    VarianceFlatness,
+    filter_normalized_direction,
+    interval_flatness,
+    loss_profile,
+    sharpness,
+    trajectory_pca,
+    variance_flatness,
+)
+from dropreg.curvature.hvp import HessianOperator, flatten_params, unflatten_params
+from dropreg.curvature.lanczos import EigenResult, lanczos_tridiagonal, top_eigenpairs
+from dropreg.curvature.last_layer import (
+    dropout_eta_moments,
+    last_layer_hessian,
+    last_layer_noise_covariance,
+    last_layer_noise_covariance_linear,
+    last_layer_terms,
+)
+from dropreg.curvature.noise import GradientNoise, dropout_gradient_noise, dropout_gradients
+from dropreg.curvature.state import DropoutMasks, dropout_modules, dropout_state, sample_masks
+from dropreg.curvature.trace import TraceResult, squared_frobenius, trace
+
+__all__ = [
+    "AlignmentResult",
+    "DropoutMasks",
+    "EigenResult",
+    "GradientNoise",
+    "HessianOperator",
+    "IntervalFlatness",
+    "Sharpness",
+    "SpectralDensity",
+    "TraceResult",
+    "VarianceFlatness",
+    "alignment",
+    "dropout_eta_moments",
+    "dropout_gradient_noise",
+    "dropout_gradients",
+    "dropout_modules",
+    "dropout_state",
+    "filter_normalized_direction",
+    "flatten_params",
+    "interval_flatness",
+    "lanczos_tridiagonal",
+    "last_layer_hessian",
+    "last_layer_noise_covariance",
+    "last_layer_noise_covariance_linear",
+    "last_layer_terms",
+    "loss_profile",
+    "matrix_alignment",
+    "null_alignment",
+    "sample_masks",
+    "sharpness",
+    "spearman",
+    "spectral_density",
+    "squared_frobenius",
+    "top_eigenpairs",
+    "trace",
+    "trajectory_pca",
+    "unflatten_params",
+    "variance_flatness",
+]

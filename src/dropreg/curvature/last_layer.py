@@ -1,0 +1,143 @@
+"""Exact Hessian and dropout-noise covariance for dropout at the last hidden layer (digest A.8).
+
+Setting: scalar output ``f(x) = sum_j W_j h_j(x) + b`` with dropout on ``h`` (mask ``1 + eta``,
+``eta = z / (1 - p) - 1``, ``z ~ Bernoulli(1 - p)``; ``p`` is the DROP probability, the digest's
+keep probability is ``1 - p``), loss ``(1/n) sum_i 1/2 (f(x_i) - y_i)^2``, at an interpolating
+point ``f(x_i) = y_i``. With ``a_ij = W_j h_j(x_i)``, ``J_i = grad f(x_i)``, ``A_ij = grad a_ij``:
+
+* ``H = (1/n) sum_i J_i J_i^T`` (exact at interpolation, any activation);
+* the dropout gradient is ``sum_j eta_j u_j + sum_jk eta_j eta_k v_jk`` exactly, so its
+  covariance is a closed form in ``lam = p/(1-p)``, ``mu3 = E eta^3``, ``mu4 = E eta^4``.
+
+The re-derivation of the digest is checked here against enumeration of all masks (A-T4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, jacrev
+
+from dropreg.curvature.hvp import flatten_params, unflatten_params
+from dropreg.curvature.state import dropout_state
+
+__all__ = [
+    "dropout_eta_moments",
+    "last_layer_hessian",
+    "last_layer_noise_covariance",
+    "last_layer_noise_covariance_linear",
+    "last_layer_terms",
+]
+
+
+def dropout_eta_moments(p: float) -> tuple[float, float, float]:
+    """``(E eta^2, E eta^3, E eta^4)`` of ``eta = z/(1-p) - 1``, ``z ~ Bernoulli(1-p)`` (digest A.2
+    with keep probability ``1 - p``).
+
+    Example:
+        >>> dropout_eta_moments(0.5)
+        (1.0, 0.0, 1.0)
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"p (drop probability) must be in [0, 1), got {p}")
+    q = 1.0 - p
+    lam = p / q
+    mu3 = p * (2.0 * p - 1.0) / q**2
+    mu4 = p * (p**3 + q**3) / q**3
+    return lam, mu3, mu4
+
+
+def last_layer_terms(
+    model: nn.Module, X: Tensor, head: str, params: Sequence[str] | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(a, J, A)`` of digest A.8 for a model whose module ``head`` is the output ``nn.Linear``.
+
+    ``a[i, j] = W_j h_j(x_i)`` (``h`` the input of ``head``), ``J[i] = grad f(x_i)`` and
+    ``A[i, j] = grad a[i, j]`` over the flat parameters (clean model, dropout off).
+
+    Returns:
+        ``a`` ``(n, m)``, ``J`` ``(n, P)``, ``A`` ``(n, m, P)``.
+    """
+    mods = dict(model.named_modules())
+    if head not in mods or not isinstance(mods[head], nn.Linear):
+        raise ValueError(f"head must name an nn.Linear of the model, got {head!r}")
+    if mods[head].out_features != 1:
+        raise ValueError(f"head must have one output, got {mods[head].out_features}")
+    named = dict(model.named_parameters())
+    names = [k for k, p in named.items() if p.requires_grad] if params is None else list(params)
+    like = {k: named[k].detach() for k in names}
+    theta = flatten_params(like)
+
+    def both(flat: Tensor) -> tuple[Tensor, Tensor]:
+        p = unflatten_params(flat, like)
+        seen: dict[str, Tensor] = {}
+        hook = mods[head].register_forward_pre_hook(lambda m, args: seen.__setitem__("h", args[0]))
+        try:
+            with dropout_state(model) as h:
+                h.current = None
+                out = functional_call(model, p, (X,))
+        finally:
+            hook.remove()
+        W = p.get(head + ".weight", named[head + ".weight"])
+        return seen["h"] * W[0], out[:, 0]
+
+    a, _ = both(theta)
+    A, J = jacrev(both)(theta)
+    return a.detach(), J.detach(), A.detach()
+
+
+def last_layer_hessian(J: Tensor) -> Tensor:
+    """``H = J^T J / n``: the exact Hessian of the half-MSE at an interpolating point (A.8).
+
+    Example:
+        >>> last_layer_hessian(torch.tensor([[1.0, 0.0], [1.0, 2.0]]))
+        tensor([[1., 1.],
+                [1., 2.]])
+    """
+    return J.T @ J / J.shape[0]
+
+
+def _shared_cov(a: Tensor, J: Tensor, A: Tensor, p: float) -> Tensor:
+    n, m = a.shape
+    lam, mu3, mu4 = dropout_eta_moments(p)
+    u = torch.einsum("ij,ip->jp", a, J) / n
+    v = torch.einsum("ij,ikp->jkp", a, A) / n
+    vd = v.diagonal(dim1=0, dim2=1).T  # (m, P): v_jj
+    S = lam * u.T @ u + mu3 * (u.T @ vd + vd.T @ u) + (mu4 - lam**2) * vd.T @ vd
+    iu = torch.triu_indices(m, m, 1)
+    w = v[iu[0], iu[1]] + v[iu[1], iu[0]]
+    return S + lam**2 * w.T @ w
+
+
+def last_layer_noise_covariance(
+    a: Tensor, J: Tensor, A: Tensor, p: float, *, per_example: bool = True
+) -> Tensor:
+    """Exact covariance of the dropout gradient at an interpolating point (digest A.8).
+
+    Args:
+        a, J, A: from :func:`last_layer_terms`.
+        p: drop probability of the last-hidden-layer dropout.
+        per_example: masks per example (``nn.Dropout``) or one mask shared by all n examples.
+
+    Returns:
+        ``Sigma`` ``(P, P)``.
+    """
+    if not per_example:
+        return _shared_cov(a, J, A, p)
+    n = a.shape[0]
+    return sum(_shared_cov(a[i:i + 1], J[i:i + 1], A[i:i + 1], p) for i in range(n)) / n**2
+
+
+def last_layer_noise_covariance_linear(
+    a: Tensor, J: Tensor, p: float, *, per_example: bool = True
+) -> Tensor:
+    """Leading (linear-in-eta) term of the covariance (digest A.8): per example
+    ``(lam/n^2) sum_i s_i J_i J_i^T`` with ``s_i = sum_j a_ij^2``; shared
+    ``(lam/n^2) sum_ik (a_i . a_k) J_i J_k^T``."""
+    n = a.shape[0]
+    lam = dropout_eta_moments(p)[0]
+    if per_example:
+        return lam / n**2 * (J.T * (a**2).sum(1)) @ J
+    return lam / n**2 * J.T @ (a @ a.T) @ J

@@ -1,0 +1,250 @@
+"""Dropout gradient noise at fixed parameters (digest A.5) and unbiased moments of its covariance.
+
+``xi_s = grad R^drop(theta, eta_s) - c`` for S independent mask draws ``eta_s``, where the centre
+``c`` is either the sample mean of the S dropout gradients (``center="mean"``: ``Sigma`` is the
+covariance of the dropout gradient) or the clean gradient (``center="clean"``: the second moment
+about the plain GD gradient, which differs from the covariance by ``(grad R_1)(grad R_1)^T``).
+
+Masks are drawn per example (as ``nn.Dropout``) or shared by each batch (the "shared mask" of
+digest A.8). The samples are kept as a ``P x S`` matrix; gradients are computed ``chunk_size``
+masks at a time with ``torch.func.vmap`` (a loop where vmap cannot trace the model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from dropreg.curvature.hvp import HessianOperator, flatten_params
+from dropreg.curvature.state import DropoutMasks, dropout_state, sample_masks
+
+__all__ = [
+    "GradientNoise",
+    "dropout_gradient_noise",
+    "dropout_gradients",
+    "squared_frobenius_from_gram",
+]
+
+
+@dataclass(frozen=True)
+class GradientNoise:
+    """S samples of dropout gradient noise, ``samples`` of shape ``(P, S)``.
+
+    Attributes:
+        samples: the noise vectors ``xi_s`` as columns.
+        center: ``"mean"`` or ``"clean"``.
+        dof: divisor making ``samples @ samples.T / dof`` unbiased for ``Sigma`` (S - 1 or S).
+        mean_gradient: the sample mean of the dropout gradients.
+        clean_gradient: the clean gradient (``None`` when ``center="mean"``).
+        per_example: whether masks were drawn per example.
+    """
+
+    samples: Tensor
+    center: str
+    dof: int
+    mean_gradient: Tensor
+    clean_gradient: Tensor | None
+    per_example: bool
+
+    @property
+    def num_samples(self) -> int:
+        return self.samples.shape[1]
+
+    def covariance(self) -> Tensor:
+        """The dense ``P x P`` unbiased estimate of ``Sigma`` (small models only)."""
+        return self.samples @ self.samples.T / self.dof
+
+    def gram(self) -> Tensor:
+        """The ``S x S`` Gram matrix ``xi_s . xi_t`` in float64."""
+        Xi = self.samples.double()
+        return Xi.T @ Xi
+
+    def trace(self) -> float:
+        """Unbiased ``tr(Sigma)``."""
+        return float((self.samples.double() ** 2).sum()) / self.dof
+
+    def squared_frobenius(self) -> float:
+        """Unbiased ``||Sigma||_F^2`` from the Gram matrix (digest A.6 item 4, bias removed).
+
+        ``center="clean"``: ``sum_{s != t} (xi_s . xi_t)^2 / (S (S-1))``. ``center="mean"``: the
+        estimator of Himeno & Yamada (2014, JMVA 130), unbiased without normality (needs S >= 4).
+        """
+        return squared_frobenius_from_gram(self.gram(), self.center)
+
+    def projected_variance(self, directions: Tensor) -> Tensor:
+        """Unbiased ``v^T Sigma v`` for each column ``v`` of ``directions`` ``(P, k)``."""
+        proj = directions.T.to(self.samples.dtype) @ self.samples
+        return (proj.double() ** 2).sum(1) / self.dof
+
+
+def squared_frobenius_from_gram(G: Tensor, center: str) -> float:
+    """Unbiased ``||Sigma||_F^2`` from the Gram matrix ``G`` of S noise samples.
+
+    ``center="clean"`` (samples iid about a fixed point): ``sum_{s != t} G_st^2 / (S (S-1))``.
+    ``center="mean"`` (samples centred by their mean; ``G`` is re-centred here, so any
+    common shift is harmless): Himeno & Yamada (2014, JMVA 130), unbiased without normality,
+    needs S >= 4.
+
+    Example:
+        >>> xi = torch.tensor([[1.0, -1.0, 1.0, -1.0], [1.0, 1.0, -1.0, -1.0]])
+        >>> round(squared_frobenius_from_gram(xi.T @ xi, "clean"), 4)  # E = ||I||_F^2 = 2
+        1.3333
+    """
+    G = G.double()
+    n = G.shape[0]
+    if center == "clean":
+        off = (G**2).sum() - (G.diagonal() ** 2).sum()
+        return float(off) / (n * (n - 1))
+    if n < 4:
+        raise ValueError(f"need num_samples >= 4 for an unbiased ||Sigma||_F, got {n}")
+    r = G.mean(0)
+    G = G - r[None, :] - r[:, None] + r.mean()  # = C G C, C the centring matrix
+    tr_s = float(G.trace()) / (n - 1)
+    tr_s2 = float((G**2).sum()) / (n - 1) ** 2
+    q = float((G.diagonal() ** 2).sum()) / (n - 1)
+    return (n - 1) / (n * (n - 2) * (n - 3)) * ((n - 1) * (n - 2) * tr_s2 + tr_s**2 - n * q)
+
+
+def _stack_masks(ms: Sequence[DropoutMasks]) -> dict[str, Tensor]:
+    return {k: torch.stack([m.masks[k] for m in ms]) for k in ms[0].masks}
+
+
+def dropout_gradients(
+    model: nn.Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    data: tuple[Tensor, Tensor],
+    masks: Sequence[DropoutMasks],
+    *,
+    params: Sequence[str] | None = None,
+    chunk_size: int = 16,
+    is_dropout: Callable[[nn.Module], bool] | None = None,
+) -> Tensor:
+    """Flat gradients of the loss over ``data`` for each given mask realisation, ``(P, M)``.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Dropout(0.5),
+        ...                           torch.nn.Linear(3, 1)).double()
+        >>> X, y = torch.randn(4, 2).double(), torch.randn(4, 1).double()
+        >>> ms = sample_masks(net, X, 5, generator=torch.Generator().manual_seed(0))
+        >>> dropout_gradients(net, torch.nn.functional.mse_loss, (X, y), ms).shape
+        torch.Size([13, 5])
+    """
+    X, y = data
+    named = dict(model.named_parameters())
+    names = [k for k, p in named.items() if p.requires_grad] if params is None else list(params)
+    pd = {k: named[k].detach() for k in names}
+    P = sum(p.numel() for p in pd.values())
+    out = torch.empty(P, len(masks), dtype=next(iter(pd.values())).dtype)
+    with dropout_state(model, is_dropout) as h:
+
+        def loss(p: dict[str, Tensor], md: dict[str, Tensor]) -> Tensor:
+            h.current = md
+            return loss_fn(functional_call(model, p, (X,)), y)
+
+        g = torch.func.grad(loss)
+        use_vmap = True
+        for start in range(0, len(masks), chunk_size):
+            chunk = masks[start:start + chunk_size]
+            if use_vmap:
+                try:
+                    gd = torch.func.vmap(g, in_dims=(None, 0))(pd, _stack_masks(chunk))
+                    out[:, start:start + len(chunk)] = torch.cat(
+                        [t.reshape(len(chunk), -1) for t in gd.values()], dim=1).T
+                    continue
+                except Exception:  # vmap cannot trace this model: loop instead
+                    use_vmap = False
+            for i, m in enumerate(chunk):
+                out[:, start + i] = flatten_params(g(pd, m.masks))
+    return out
+
+
+def dropout_gradient_noise(
+    model: nn.Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    data: tuple[Tensor, Tensor],
+    num_samples: int,
+    *,
+    center: Literal["mean", "clean"] = "mean",
+    per_example: bool = True,
+    batch_size: int | None = None,
+    chunk_size: int = 16,
+    params: Sequence[str] | None = None,
+    generator: torch.Generator | None = None,
+    is_dropout: Callable[[nn.Module], bool] | None = None,
+) -> GradientNoise:
+    """S samples of the dropout gradient noise of the full-data loss at the current parameters.
+
+    Args:
+        model: the network with dropout modules (their ``p`` is the drop probability).
+        loss_fn: ``loss_fn(output, target)``, mean over the batch.
+        data: ``(X, y)``; the gradient is that of the mean loss over all rows.
+        num_samples: S, the number of mask draws (>= 2).
+        center: ``"mean"`` (subtract the sample mean of the dropout gradients) or ``"clean"``
+            (subtract the gradient of the clean model).
+        per_example: masks per example (as ``nn.Dropout``) or one mask shared by each batch.
+        batch_size: with ``per_example=False``, the batch that shares a mask (default: all
+            rows share one). Gradients are always of the mean loss over all rows.
+        chunk_size: masks per vectorised gradient call (memory ~ chunk_size forward passes).
+        params: parameter names (default all with ``requires_grad``).
+        generator: for the masks.
+        is_dropout: predicate selecting dropout modules.
+
+    Returns:
+        :class:`GradientNoise` with ``samples`` of shape ``(P, S)``.
+
+    Example:
+        >>> torch.manual_seed(0)
+        <torch._C.Generator object at ...>
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+        ...                           torch.nn.Linear(8, 1)).double()
+        >>> X, y = torch.randn(16, 2).double(), torch.randn(16, 1).double()
+        >>> xi = dropout_gradient_noise(net, torch.nn.functional.mse_loss, (X, y), 32,
+        ...                             generator=torch.Generator().manual_seed(0))
+        >>> xi.samples.shape, xi.dof
+        (torch.Size([33, 32]), 31)
+    """
+    if not isinstance(num_samples, int) or num_samples < 2:
+        raise ValueError(f"num_samples must be an int >= 2, got {num_samples!r}")
+    if center not in ("mean", "clean"):
+        raise ValueError(f"center must be 'mean' or 'clean', got {center!r}")
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+    X, y = data
+    n = X.shape[0]
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
+    shared_batches = not per_example and batch_size is not None and batch_size < n
+
+    def draw(count: int) -> list[DropoutMasks]:
+        if not shared_batches:
+            return sample_masks(model, X, count, per_example=per_example,
+                                generator=generator, is_dropout=is_dropout)
+        starts = range(0, n, batch_size)
+        per_batch = [sample_masks(model, X[s:s + batch_size], count, per_example=False,
+                                  generator=generator, is_dropout=is_dropout) for s in starts]
+        sizes = [min(batch_size, n - s) for s in starts]
+        return [DropoutMasks({k: torch.cat([pb[i].masks[k].expand(sz, *pb[i].masks[k].shape[1:])
+                                            for pb, sz in zip(per_batch, sizes)])
+                              for k in per_batch[0][i].masks}, per_example=True)
+                for i in range(count)]
+
+    chunks = []
+    for start in range(0, num_samples, chunk_size):
+        count = min(chunk_size, num_samples - start)
+        chunks.append(dropout_gradients(model, loss_fn, data, draw(count), params=params,
+                                        chunk_size=chunk_size, is_dropout=is_dropout))
+    G = torch.cat(chunks, dim=1)
+    mean = G.mean(1)
+    clean = None
+    if center == "mean":
+        Xi, dof = G - mean[:, None], num_samples - 1
+    else:
+        clean = HessianOperator(model, loss_fn, data, params=params,
+                                is_dropout=is_dropout).gradient()
+        Xi, dof = G - clean[:, None], num_samples
+    return GradientNoise(Xi, center, dof, mean, clean, per_example)

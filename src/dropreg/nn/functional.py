@@ -1,0 +1,632 @@
+"""Dropout-family layers as pure functions (``torch.nn.functional`` habits).
+
+Every function takes ``p``, the **drop** probability (as ``torch.nn.functional.dropout``), a
+``training`` flag (``False`` or ``p = 0`` return the input itself) and an explicit
+``generator: torch.Generator | None``; ``p = 1`` returns zeros (``input * 0``, so no NaN for finite
+input and a zero gradient). Masks are scaled by the fixed ``1 / E[z]`` of each position, never by
+a batch-wide empirical count, so that the mask law is exactly the one :mod:`dropreg.masks`
+describes (same law, same moments, samples independent across the batch).
+
+Example:
+    >>> import torch
+    >>> from dropreg.nn import functional as DF
+    >>> x = torch.ones(2, 3, 8, 8)
+    >>> y = DF.drop_block2d(x, 0.2, 3, generator=torch.Generator().manual_seed(0))
+    >>> y.shape
+    torch.Size([2, 3, 8, 8])
+    >>> DF.drop_block2d(x, 0.2, 3, training=False) is x
+    True
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from dropreg.masks import Blocks, MaskLaw, SlidingBlocks2d, sliding_seed_rate
+
+__all__ = [
+    "dropout",
+    "gaussian_dropout",
+    "drop_block1d",
+    "drop_block2d",
+    "drop_connect",
+    "drop_connect_linear",
+    "drop_connect_conv2d",
+    "mask_dropout",
+]
+
+#: Default bound on the number of mask entries that per-example DropConnect materialises at once.
+MAX_MASK_ELEMENTS: int = 2**24
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_p(p: object, *, allow_one: bool = True, name: str = "p") -> float:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"{name} must be a real number in [0, 1], got {p!r}")
+    v = float(p)
+    ok = (0.0 <= v <= 1.0) if allow_one else (0.0 <= v < 1.0)
+    if not ok:
+        raise ValueError(f"{name} must be in {'[0, 1]' if allow_one else '[0, 1)'}, got {p!r}")
+    return v
+
+
+def _check_input(input: object, fn: str, ndims: Sequence[int] | None = None) -> torch.Tensor:
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"{fn}: input must be a torch.Tensor, got {type(input).__name__}")
+    if not (input.is_floating_point() or input.is_complex()):
+        raise TypeError(f"{fn}: input must have a floating-point dtype, got {input.dtype}")
+    if ndims is not None and input.ndim not in ndims:
+        allowed = " or ".join(str(d) for d in ndims)
+        raise ValueError(
+            f"{fn}: input must have ndim {allowed}, got ndim {input.ndim} "
+            f"(shape {tuple(input.shape)})"
+        )
+    return input
+
+
+def _check_block(block_size: object, n: int) -> tuple[int, ...]:
+    if isinstance(block_size, Sequence) and not isinstance(block_size, str):
+        if len(block_size) != n:
+            raise ValueError(f"block_size must be an int or {n} ints >= 1, got {block_size!r}")
+        vals = tuple(block_size)
+    else:
+        vals = (block_size,) * n
+    out = []
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"block_size must be an int >= 1 (or {n} of them), got {block_size!r}")
+        if int(v) < 1:
+            raise ValueError(f"block_size must be an int >= 1, got {block_size!r}")
+        out.append(int(v))
+    return tuple(out)
+
+
+def _bernoulli(shape, keep: float, generator, like: torch.Tensor) -> torch.Tensor:
+    return torch.empty(shape, dtype=like.dtype, device=like.device).bernoulli_(
+        keep, generator=generator
+    )
+
+
+# --------------------------------------------------------------------------- dropout
+
+
+def dropout(
+    input: torch.Tensor,
+    p: float = 0.5,
+    *,
+    training: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Dropout: ``input * z / (1 - p)``, ``z`` iid Bernoulli(1 - p) (law ``masks.Bernoulli``).
+
+    Without a generator this is ``torch.nn.functional.dropout`` (same speed, same stream); with one,
+    the mask is drawn from it.
+
+    Args:
+        input: floating-point tensor of any shape.
+        p: drop probability in [0, 1].
+        training: apply dropout (``False`` returns ``input``).
+        generator: source of randomness.
+
+    Returns:
+        Tensor of the shape and dtype of ``input``.
+
+    Example:
+        >>> y = dropout(torch.ones(1000), 0.5, generator=torch.Generator().manual_seed(0))
+        >>> sorted(set(y.tolist()))
+        [0.0, 2.0]
+    """
+    _check_input(input, "dropout")
+    p = _check_p(p)
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    if generator is None:
+        return F.dropout(input, p, training=True)
+    mask = _bernoulli(input.shape, 1.0 - p, generator, input).mul_(1.0 / (1.0 - p))
+    return input * mask
+
+
+def gaussian_dropout(
+    input: torch.Tensor,
+    p: float = 0.5,
+    *,
+    training: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Gaussian dropout: ``input * z``, ``z`` iid ``N(1, p / (1 - p))`` (law ``masks.Gaussian``).
+
+    Same mean and variance of the rescaled mask as Dropout with drop probability ``p``.
+
+    Args:
+        input: floating-point tensor.
+        p: drop probability of the matched Dropout, in [0, 1) (``p = 1`` would be infinite noise).
+        training: apply the noise (``False`` returns ``input``).
+        generator: source of randomness.
+
+    Example:
+        >>> y = gaussian_dropout(torch.ones(3), 0.5, generator=torch.Generator().manual_seed(0))
+        >>> y.shape
+        torch.Size([3])
+    """
+    _check_input(input, "gaussian_dropout")
+    p = _check_p(p, allow_one=False)
+    if not training or p == 0.0:
+        return input
+    noise = torch.randn(input.shape, generator=generator, dtype=input.dtype, device=input.device)
+    return input * noise.mul_(math.sqrt(p / (1.0 - p))).add_(1.0)
+
+
+# --------------------------------------------------------------------------- DropBlock kernel
+
+
+@functools.lru_cache(maxsize=256)
+def _block_scale(H: int, W: int, kh: int, kw: int, p: float) -> tuple[float, torch.Tensor]:
+    """(gamma, 1 / E[z_ij] as float64 (H, W); 0 where E[z_ij] = 0) for valid-centre seeds."""
+    law = SlidingBlocks2d(p, (kh, kw))
+    gamma = sliding_seed_rate(law.coverage((H, W)), p)
+    mean = law.mean((H, W))
+    scale = torch.where(mean > 0, 1.0 / mean, torch.zeros_like(mean))
+    return gamma, scale
+
+
+#: Largest number of block positions indexed at once by the sparse DropBlock sampler.
+_INDEX_CHUNK: int = 2**22
+
+
+@functools.lru_cache(maxsize=64)
+def _block_offsets(kh: int, kw: int, W: int) -> torch.Tensor:
+    return (torch.arange(kh)[:, None] * W + torch.arange(kw)[None, :]).reshape(-1)
+
+
+@torch.compiler.disable
+def _sliding_block_sample(
+    planes: int,
+    H: int,
+    W: int,
+    block: tuple[int, int],
+    p: float,
+    generator: torch.Generator | None,
+    like: torch.Tensor,
+    method: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Sample law ``SlidingBlocks2d(p, block)`` on ``planes`` maps of ``H x W``.
+
+    Returns ``(scale, dropped_index, mask)``: ``scale`` is ``1 / E[z]`` as ``(H, W)`` in the
+    dtype of ``like``; either ``dropped_index`` (flat indices into a contiguous
+    ``(planes, H, W)`` tensor of the dropped positions, possibly repeated; ``mask`` is ``None``)
+    or ``mask``, the scaled keep-mask ``(planes, H, W)``.
+
+    ``"sparse"`` (CPU default): a Poisson number ``K ~ Poisson(M lam)`` of seed hits,
+    ``lam = -log(1 - gamma)``, placed uniformly on the ``M`` valid seed sites; by Poisson splitting
+    each site receives an independent ``Poisson(lam)`` number of hits, so "at least one hit" is
+    exactly iid Bernoulli(gamma). The ``K * kh * kw`` covered positions are listed (generated in
+    chunks of at most ``_INDEX_CHUNK`` positions): cost ``O(K kh kw)`` instead of
+    ``O(numel kh kw)``. ``"dense"`` (GPU default, no host synchronisation): Bernoulli(gamma) seeds
+    on the valid grid, expanded by ``max_pool2d``.
+
+    Under ``torch.compile`` the sampling runs eagerly (its size is data-dependent); the arithmetic
+    that applies it is compiled.
+    """
+    kh, kw = min(block[0], H), min(block[1], W)
+    gamma, scale64 = _block_scale(H, W, kh, kw, p)
+    scale = scale64.to(device=like.device, dtype=like.dtype)
+    if gamma >= 1.0:
+        return scale, None, torch.zeros((planes, H, W), dtype=like.dtype, device=like.device)
+    Hs, Ws = H - kh + 1, W - kw + 1
+    if method == "auto":
+        method = "sparse" if like.device.type == "cpu" else "dense"
+    if method == "sparse":
+        sites = planes * Hs * Ws
+        rate = torch.tensor([sites * -math.log1p(-gamma)], dtype=torch.float64)
+        hits = int(torch.poisson(rate, generator=generator).item()) if gamma > 0 else 0
+        offsets = _block_offsets(kh, kw, W).to(like.device)
+        step = max(1, _INDEX_CHUNK // (kh * kw))  # bounds the index memory at high seed rates
+        chunks = []
+        for start in range(0, hits, step):
+            i = torch.randint(sites, (min(step, hits - start),), generator=generator,
+                              device=like.device)
+            plane = torch.div(i, Hs * Ws, rounding_mode="floor")
+            rem = i - plane * (Hs * Ws)
+            s = torch.div(rem, Ws, rounding_mode="floor")
+            base = plane * (H * W) + s * W + (rem - s * Ws)
+            chunks.append((base[:, None] + offsets).reshape(-1))
+        if len(chunks) == 1:
+            return scale, chunks[0], None
+        if not chunks:
+            return scale, torch.zeros(0, dtype=torch.int64, device=like.device), None
+        # many chunks: apply them to a mask one at a time instead of concatenating indices
+        mask = torch.empty((planes, H, W), dtype=like.dtype, device=like.device).copy_(scale)
+        for idx in chunks:
+            mask.view(-1).index_fill_(0, idx, 0.0)
+        return scale, None, mask
+    if method != "dense":
+        raise ValueError(f"method must be 'auto', 'sparse' or 'dense', got {method!r}")
+    seeds = torch.empty((planes, 1, Hs, Ws), dtype=like.dtype, device=like.device)
+    seeds.bernoulli_(gamma, generator=generator)
+    dropped = F.max_pool2d(F.pad(seeds, (kw - 1, kw - 1, kh - 1, kh - 1)), (kh, kw), stride=1)
+    zero = torch.zeros((), dtype=like.dtype, device=like.device)
+    return scale, None, torch.where(dropped[:, 0] > 0, zero, scale)
+
+
+class _ScaleAndDrop(torch.autograd.Function):
+    """``y = x * scale`` with the positions ``idx`` of the flat contiguous result set to 0.
+
+    Forward and backward are one broadcast multiply plus one ``index_fill_``; only the ``(H, W)``
+    scale and the indices are saved (a full-size mask costs an extra pass and its memory).
+    Double backward works: the backward is made of differentiable ops.
+    """
+
+    @staticmethod
+    def forward(x: torch.Tensor, scale: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        out = (x * scale).contiguous()
+        out.view(-1).index_fill_(0, idx, 0.0)
+        return out
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(inputs[1], inputs[2])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        scale, idx = ctx.saved_tensors
+        grad_in = (grad * scale).contiguous()
+        grad_in.view(-1).index_fill_(0, idx, 0.0)
+        return grad_in, None, None
+
+
+def _sliding_block_mask(planes, H, W, block, p, generator, like, method="auto") -> torch.Tensor:
+    """Scaled keep-mask ``z / E[z]`` of shape (planes, H, W), law ``SlidingBlocks2d(p, block)``."""
+    scale, idx, mask = _sliding_block_sample(planes, H, W, block, p, generator, like, method)
+    if mask is None:
+        mask = torch.empty((planes, H, W), dtype=like.dtype, device=like.device).copy_(scale)
+        mask.view(-1).index_fill_(0, idx, 0.0)
+    return mask
+
+
+def _apply_sliding_blocks(input: torch.Tensor, planes: int, H: int, W: int,
+                          block: tuple[int, int], p: float, generator, view: tuple[int, ...]
+                          ) -> torch.Tensor:
+    """``input * z / E[z]``; ``input`` viewed as ``view`` (its mask broadcast over dim 1 when
+    ``planes`` counts samples only). Independent masks take the fused path
+    (:class:`_ScaleAndDrop`), which builds and saves no full-size mask."""
+    scale, idx, mask = _sliding_block_sample(planes, H, W, block, p, generator, input)
+    if idx is not None and planes * H * W == input.numel():
+        return _ScaleAndDrop.apply(input.reshape(planes, H, W), scale, idx).view(input.shape)
+    if mask is None:
+        mask = torch.empty((planes, H, W), dtype=input.dtype, device=input.device).copy_(scale)
+        mask.view(-1).index_fill_(0, idx, 0.0)
+    return input * mask.reshape(view)
+
+
+def drop_block2d(
+    input: torch.Tensor,
+    p: float,
+    block_size: int | tuple[int, int],
+    *,
+    training: bool = True,
+    share_channels: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """DropBlock on ``(N, C, H, W)`` maps that drops exactly ``p`` in expectation on every map size.
+
+    Law :class:`~dropreg.masks.SlidingBlocks2d` (Ghiasi et al. 2018; digest
+    ``pal2020_structured_dropout.md`` §1.2 "Original DropBlock"): seeds on the valid-centre grid,
+    each zeroing a ``kh x kw`` block (``(kh, kw) = min(block_size, (H, W))``), with the seed rate
+    solved for edges and overlaps so that the mean drop fraction is exactly ``p``; position
+    ``(i, j)`` is multiplied by ``z_ij / E[z_ij]`` with the fixed, exact ``E[z_ij]`` (so
+    ``E[output] = input`` elementwise). Unlike torchvision/timm no batch-wide empirical
+    renormalisation couples the samples. Odd or even, square or not, larger than the map or not.
+
+    Args:
+        input: ``(N, C, H, W)`` floating-point tensor.
+        p: mean drop fraction in [0, 1].
+        block_size: int or ``(bh, bw)``, each >= 1.
+        training: apply DropBlock (``False`` returns ``input``).
+        share_channels: one mask per sample shared by all channels (timm >= 1.0.23 default);
+            by default each (sample, channel) gets an independent mask (torchvision, the paper's
+            recommendation).
+        generator: source of randomness.
+
+    Returns:
+        Tensor like ``input``.
+
+    Example:
+        >>> x = torch.ones(64, 16, 7, 7)
+        >>> y = drop_block2d(x, 0.1, 3, generator=torch.Generator().manual_seed(0))
+        >>> abs(float((y == 0).float().mean()) - 0.1) < 0.01
+        True
+    """
+    _check_input(input, "drop_block2d", (4,))
+    p = _check_p(p)
+    block = _check_block(block_size, 2)
+    if not training or p == 0.0:
+        return input
+    N, C, H, W = input.shape
+    planes = N if share_channels else N * C
+    return _apply_sliding_blocks(input, planes, H, W, block, p, generator,
+                                 (N, 1 if share_channels else C, H, W))
+
+
+def drop_block1d(
+    input: torch.Tensor,
+    p: float,
+    block_size: int,
+    *,
+    training: bool = True,
+    share_channels: bool = False,
+    fixed_blocks: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """DropBlock over the last (feature) axis of ``(N, r)`` or ``(N, C, L)`` inputs.
+
+    Default law :class:`~dropreg.masks.SlidingBlocks` (1-D Ghiasi-style seeds, each zeroing
+    ``block_size`` consecutive units, seed rate solved so the mean drop fraction is exactly ``p``;
+    each unit scaled by its fixed ``1 / E[z_i]``). With ``fixed_blocks=True``, law
+    :class:`~dropreg.masks.Blocks`: the contiguous non-overlapping blocks of Pal et al. 2020
+    (digest §1.2), each kept with probability ``1 - p`` and scaled by ``1 / (1 - p)``; a shorter
+    last block when ``block_size`` does not divide the width.
+
+    Args:
+        input: ``(N, r)`` or ``(N, C, L)`` floating-point tensor.
+        p: drop probability (mean drop fraction) in [0, 1].
+        block_size: units per block, int >= 1.
+        training: apply DropBlock (``False`` returns ``input``).
+        share_channels: for ``(N, C, L)`` input, one mask per sample shared by the channels.
+        fixed_blocks: use Pal et al.'s fixed partition instead of sliding seeds.
+        generator: source of randomness.
+
+    Example:
+        >>> y = drop_block1d(torch.ones(50, 6), 0.5, 3, fixed_blocks=True,
+        ...                  generator=torch.Generator().manual_seed(1))
+        >>> bool((y[:, 0] == y[:, 2]).all()), sorted(set(y.flatten().tolist()))
+        (True, [0.0, 2.0])
+    """
+    _check_input(input, "drop_block1d", (2, 3))
+    p = _check_p(p)
+    (k,) = _check_block(block_size, 1)
+    if not training or p == 0.0:
+        return input
+    L = input.shape[-1]
+    if input.ndim == 2 or share_channels:
+        planes, view = input.shape[0], (input.shape[0],) + (1,) * (input.ndim - 2) + (L,)
+    else:
+        planes, view = input.shape[0] * input.shape[1], input.shape
+    if fixed_blocks:
+        if p == 1.0:
+            return input * 0.0
+        nb = Blocks(p, k).n_blocks(L)
+        kept = _bernoulli((planes, nb), 1.0 - p, generator, input).mul_(1.0 / (1.0 - p))
+        mask = kept.repeat_interleave(k, dim=-1)[:, :L]
+        return input * mask.reshape(view)
+    return _apply_sliding_blocks(input, planes, 1, L, (1, k), p, generator, view)
+
+
+# --------------------------------------------------------------------------- DropConnect
+
+
+def drop_connect(
+    weight: torch.Tensor,
+    p: float = 0.5,
+    *,
+    training: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """DropConnect mask on a weight tensor: ``weight * Z / (1 - p)``, ``Z`` iid Bernoulli(1 - p).
+
+    Wan et al. 2013; digest §1.2 and §2.4 (same ``lam = p / (1 - p)`` as Dropout). Not the
+    EfficientNet "drop_connect", which is stochastic depth.
+
+    Example:
+        >>> w = drop_connect(torch.ones(20, 20), 0.5, generator=torch.Generator().manual_seed(0))
+        >>> sorted(set(w.flatten().tolist()))
+        [0.0, 2.0]
+    """
+    _check_input(weight, "drop_connect")
+    p = _check_p(p)
+    if not training or p == 0.0:
+        return weight
+    if p == 1.0:
+        return weight * 0.0
+    return weight * _bernoulli(weight.shape, 1.0 - p, generator, weight).mul_(1.0 / (1.0 - p))
+
+
+def _chunk_size(n: int, per_example: int, max_mask_elements: int) -> int:
+    if isinstance(max_mask_elements, bool) or not isinstance(max_mask_elements, numbers.Integral) \
+            or max_mask_elements < 1:
+        raise ValueError(f"max_mask_elements must be an int >= 1, got {max_mask_elements!r}")
+    return max(1, min(n, int(max_mask_elements) // max(per_example, 1)))
+
+
+def _per_example_chunks(chunk_fn, x: torch.Tensor, params: tuple, n: int, chunk: int,
+                        generator: torch.Generator | None) -> list[torch.Tensor]:
+    """Run ``chunk_fn(x_chunk, *params, seed)`` over chunks of the batch.
+
+    Each chunk draws its masks from a fresh generator seeded by one draw from ``generator`` (or the
+    default generator), so results are deterministic given the generator. When there is more than
+    one chunk and a gradient is needed, each chunk is checkpointed: its masks are not kept for
+    backward but re-drawn from the same seed, so at most one chunk of masks is ever alive.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    seeds = torch.randint(0, 2**62, (max(1, -(-n // chunk)),), generator=generator,
+                          device=generator.device if generator is not None else "cpu").tolist()
+    need_grad = torch.is_grad_enabled() and (
+        x.requires_grad or any(isinstance(t, torch.Tensor) and t.requires_grad for t in params))
+    outs = []
+    for i, start in enumerate(range(0, n, chunk)):
+        xb = x[start:start + chunk]
+        if need_grad and n > chunk:
+            outs.append(checkpoint(chunk_fn, xb, *params, seeds[i], use_reentrant=False))
+        else:
+            outs.append(chunk_fn(xb, *params, seeds[i]))
+    return outs
+
+
+def drop_connect_linear(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    p: float = 0.5,
+    *,
+    training: bool = True,
+    per_example: bool = False,
+    generator: torch.Generator | None = None,
+    max_mask_elements: int = MAX_MASK_ELEMENTS,
+) -> torch.Tensor:
+    """``F.linear`` with a DropConnect mask on ``weight`` (the bias is not masked).
+
+    By default one mask for the whole batch (AWD-LSTM style; same expected objective as per
+    example, digest §2.4). With ``per_example=True`` each row of the flattened leading dimensions
+    gets its own ``(out, in)`` mask (Wan et al.). When ``N x out x in`` exceeds
+    ``max_mask_elements``, masks are drawn in chunks of at most that many entries and each chunk
+    is checkpointed (its masks re-drawn from the chunk's seed in backward), so neither the forward
+    nor the state saved for backward holds more than one chunk of masks.
+
+    Args:
+        input: ``(*, in_features)`` tensor.
+        weight: ``(out_features, in_features)``.
+        bias: optional ``(out_features,)``.
+        p: drop probability of each weight, in [0, 1].
+        training: apply DropConnect (``False`` is ``F.linear``).
+        per_example: one mask per example instead of one per call.
+        generator: source of randomness.
+        max_mask_elements: bound on mask entries held at once (``per_example`` only).
+
+    Example:
+        >>> x, w = torch.ones(3, 4), torch.ones(2, 4)
+        >>> drop_connect_linear(x, w, p=0.0)
+        tensor([[4., 4.],
+                [4., 4.],
+                [4., 4.]])
+    """
+    _check_input(input, "drop_connect_linear")
+    p = _check_p(p)
+    if not training or p == 0.0:
+        return F.linear(input, weight, bias)
+    if not per_example or p == 1.0:
+        return F.linear(input, drop_connect(weight, p, generator=generator), bias)
+    lead = input.shape[:-1]
+    x = input.reshape(-1, input.shape[-1])
+    n = x.shape[0]
+    out_f, in_f = weight.shape
+    keep = 1.0 - p
+
+    def chunk_fn(xb: torch.Tensor, w: torch.Tensor, seed: int) -> torch.Tensor:
+        g = torch.Generator(device=w.device).manual_seed(seed)
+        masks = _bernoulli((xb.shape[0], out_f, in_f), keep, g, w).mul_(1.0 / keep)
+        return torch.bmm(w * masks, xb.unsqueeze(-1)).squeeze(-1)
+
+    chunk = _chunk_size(n, out_f * in_f, max_mask_elements)
+    outs = _per_example_chunks(chunk_fn, x, (weight,), n, chunk, generator) if n else []
+    out = torch.cat(outs, 0) if outs else x.new_zeros((0, out_f))
+    if bias is not None:
+        out = out + bias
+    return out.reshape(*lead, out_f)
+
+
+def drop_connect_conv2d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    p: float = 0.5,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] | str = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    *,
+    training: bool = True,
+    per_example: bool = False,
+    generator: torch.Generator | None = None,
+    max_mask_elements: int = MAX_MASK_ELEMENTS,
+) -> torch.Tensor:
+    """``F.conv2d`` with a DropConnect mask on the kernel (the bias is not masked).
+
+    One mask per call by default; ``per_example=True`` gives each sample its own kernel mask,
+    computed as a grouped convolution over chunks of samples with at most ``max_mask_elements``
+    mask entries at once (chunks checkpointed as in :func:`drop_connect_linear`).
+
+    Example:
+        >>> x, w = torch.ones(2, 1, 3, 3), torch.ones(1, 1, 2, 2)
+        >>> drop_connect_conv2d(x, w, p=0.0).shape
+        torch.Size([2, 1, 2, 2])
+    """
+    _check_input(input, "drop_connect_conv2d", (4,))
+    p = _check_p(p)
+    if not training or p == 0.0:
+        return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+    if not per_example or p == 1.0 or input.shape[0] == 0:
+        w = drop_connect(weight, p, generator=generator)
+        return F.conv2d(input, w, bias, stride, padding, dilation, groups)
+    n, c_in = input.shape[:2]
+    c_out = weight.shape[0]
+    keep = 1.0 - p
+
+    def chunk_fn(xb: torch.Tensor, w: torch.Tensor, seed: int) -> torch.Tensor:
+        g = torch.Generator(device=w.device).manual_seed(seed)
+        m = xb.shape[0]
+        masks = _bernoulli((m, *w.shape), keep, g, w).mul_(1.0 / keep)
+        wb = (w * masks).reshape(m * c_out, *w.shape[1:])
+        yb = F.conv2d(xb.reshape(1, m * c_in, *xb.shape[2:]), wb, None, stride, padding,
+                      dilation, groups * m)
+        return yb.reshape(m, c_out, *yb.shape[2:])
+
+    chunk = _chunk_size(n, weight.numel(), max_mask_elements)
+    out = torch.cat(_per_example_chunks(chunk_fn, input, (weight,), n, chunk, generator), 0)
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1)
+    return out
+
+
+# --------------------------------------------------------------------------- any law
+
+
+def mask_dropout(
+    input: torch.Tensor,
+    law: MaskLaw | SlidingBlocks2d,
+    *,
+    training: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Apply any mask law: ``input * z / E[z]`` with ``z ~ law``.
+
+    A 1-D :class:`~dropreg.masks.MaskLaw` acts on the last axis (width ``input.shape[-1]``), one
+    independent mask per index of the leading axes; :class:`~dropreg.masks.SlidingBlocks2d` acts
+    on the last two axes. Units with ``E[z_i] = 0`` output 0.
+
+    Example:
+        >>> from dropreg.masks import KeepExactly
+        >>> y = mask_dropout(torch.ones(2, 4), KeepExactly(1), generator=torch.Generator())
+        >>> y.sum(-1)
+        tensor([4., 4.])
+    """
+    _check_input(input, "mask_dropout")
+    if not isinstance(law, (MaskLaw, SlidingBlocks2d)):
+        raise TypeError(f"law must be a dropreg.masks law, got {type(law).__name__}")
+    if not training:
+        return input
+    if isinstance(law, SlidingBlocks2d):
+        if input.ndim < 2:
+            raise ValueError(f"mask_dropout with a 2-D law needs ndim >= 2, got {input.ndim}")
+        shape = tuple(input.shape[-2:])
+        mean = law.mean(shape)
+        z = law.sample(tuple(input.shape[:-2]), shape, generator=generator, dtype=input.dtype,
+                       device=input.device)
+    else:
+        if input.ndim < 1:
+            raise ValueError("mask_dropout needs ndim >= 1")
+        width = input.shape[-1]
+        mean = law.mean(width)
+        z = law.sample(tuple(input.shape[:-1]), width, generator=generator, dtype=input.dtype,
+                       device=input.device)
+    inv = torch.where(mean > 0, 1.0 / mean, torch.zeros_like(mean))
+    return input * (z * inv.to(device=input.device, dtype=input.dtype))

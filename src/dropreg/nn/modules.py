@@ -1,0 +1,350 @@
+"""Dropout-family ``nn.Module`` wrappers over :mod:`dropreg.nn.functional`.
+
+Every layer has a drop probability ``p`` (validated on assignment, so a schedule can change it),
+an optional ``generator`` and a ``law`` property giving the :mod:`dropreg.masks` law it samples
+from, whose exact moments feed the theory modules. ``eval()`` and ``p = 0`` are the identity.
+
+Example:
+    >>> import torch
+    >>> from dropreg.nn import DropBlock2d
+    >>> layer = DropBlock2d(0.1, 7)
+    >>> layer
+    DropBlock2d(p=0.1, block_size=7, share_channels=False)
+    >>> x = torch.randn(2, 3, 14, 14)
+    >>> layer.eval()(x) is x
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from dropreg.masks import Bernoulli, Blocks, Gaussian, MaskLaw, SlidingBlocks, SlidingBlocks2d
+from dropreg.nn import functional as DF
+
+__all__ = [
+    "DropLayer",
+    "Dropout",
+    "GaussianDropout",
+    "DropBlock1d",
+    "DropBlock2d",
+    "DropConnectLinear",
+    "DropConnectConv2d",
+    "MaskDropout",
+]
+
+
+class DropLayer:
+    """Mixin of every dropreg layer: a validated drop probability ``p`` and a ``generator``.
+
+    :class:`~dropreg.nn.DropRateWarmup` finds layers by this type.
+    """
+
+    _p_allows_one: bool = True
+    generator: torch.Generator | None
+
+    @property
+    def p(self) -> float:
+        """Drop probability; assigning validates it."""
+        return self._p
+
+    @p.setter
+    def p(self, value: float) -> None:
+        self._p = DF._check_p(value, allow_one=self._p_allows_one)
+
+    @property
+    def law(self) -> MaskLaw | SlidingBlocks2d:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class Dropout(DropLayer, nn.Module):
+    """Dropout with drop probability ``p`` (law :class:`~dropreg.masks.Bernoulli`).
+
+    Without a generator it calls ``torch.nn.functional.dropout``.
+
+    Args:
+        p: drop probability in [0, 1].
+        generator: optional source of randomness.
+
+    Example:
+        >>> Dropout(0.2)
+        Dropout(p=0.2)
+    """
+
+    def __init__(self, p: float = 0.5, *, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.p = p
+        self.generator = generator
+
+    @property
+    def law(self) -> Bernoulli:
+        return Bernoulli(self.p)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return DF.dropout(input, self.p, training=self.training, generator=self.generator)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class GaussianDropout(DropLayer, nn.Module):
+    """Multiplicative ``N(1, p / (1 - p))`` noise (law :class:`~dropreg.masks.Gaussian`).
+
+    Args:
+        p: drop probability of the matched Dropout, in [0, 1).
+        generator: optional source of randomness.
+
+    Example:
+        >>> GaussianDropout(0.5)
+        GaussianDropout(p=0.5)
+    """
+
+    _p_allows_one = False
+
+    def __init__(self, p: float = 0.5, *, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.p = p
+        self.generator = generator
+
+    @property
+    def law(self) -> Gaussian:
+        return Gaussian(self.p)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return DF.gaussian_dropout(input, self.p, training=self.training, generator=self.generator)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class DropBlock2d(DropLayer, nn.Module):
+    """DropBlock on ``(N, C, H, W)`` that drops exactly ``p`` in expectation on every map size.
+
+    See :func:`dropreg.nn.functional.drop_block2d`; ``law(shape)`` gives the
+    :class:`~dropreg.masks.SlidingBlocks2d` law and its exact moments for a map shape.
+
+    Args:
+        p: mean drop fraction in [0, 1].
+        block_size: int or ``(bh, bw)``.
+        share_channels: one mask per sample for all channels (default: one per channel).
+        generator: optional source of randomness.
+
+    Example:
+        >>> DropBlock2d(0.1, (3, 5), share_channels=True)
+        DropBlock2d(p=0.1, block_size=(3, 5), share_channels=True)
+    """
+
+    def __init__(
+        self,
+        p: float,
+        block_size: int | tuple[int, int],
+        *,
+        share_channels: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.p = p
+        DF._check_block(block_size, 2)
+        self.block_size = tuple(block_size) if isinstance(block_size, (tuple, list)) \
+            else block_size
+        self.share_channels = bool(share_channels)
+        self.generator = generator
+
+    @property
+    def law(self) -> SlidingBlocks2d:
+        return SlidingBlocks2d(self.p, self.block_size)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return DF.drop_block2d(input, self.p, self.block_size, training=self.training,
+                               share_channels=self.share_channels, generator=self.generator)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, block_size={self.block_size}, share_channels={self.share_channels}"
+
+
+class DropBlock1d(DropLayer, nn.Module):
+    """DropBlock over the feature axis of ``(N, r)`` or ``(N, C, L)`` inputs.
+
+    Sliding Ghiasi-style blocks that drop exactly ``p`` (law :class:`~dropreg.masks.SlidingBlocks`)
+    or, with ``fixed_blocks=True``, Pal et al.'s non-overlapping blocks (law
+    :class:`~dropreg.masks.Blocks`). See :func:`dropreg.nn.functional.drop_block1d`.
+
+    Example:
+        >>> DropBlock1d(0.3, 4, fixed_blocks=True).law
+        Blocks(p=0.3, block_size=4)
+    """
+
+    def __init__(
+        self,
+        p: float,
+        block_size: int,
+        *,
+        share_channels: bool = False,
+        fixed_blocks: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.p = p
+        (self.block_size,) = DF._check_block(block_size, 1)
+        self.share_channels = bool(share_channels)
+        self.fixed_blocks = bool(fixed_blocks)
+        self.generator = generator
+
+    @property
+    def law(self) -> SlidingBlocks | Blocks:
+        return (Blocks if self.fixed_blocks else SlidingBlocks)(self.p, self.block_size)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return DF.drop_block1d(input, self.p, self.block_size, training=self.training,
+                               share_channels=self.share_channels,
+                               fixed_blocks=self.fixed_blocks, generator=self.generator)
+
+    def extra_repr(self) -> str:
+        return (f"p={self.p}, block_size={self.block_size}, share_channels="
+                f"{self.share_channels}, fixed_blocks={self.fixed_blocks}")
+
+
+class DropConnectLinear(DropLayer, nn.Linear):
+    """``nn.Linear`` whose weight entries are dropped with probability ``p`` in training.
+
+    One mask per forward call by default, one per example with ``per_example=True`` (chunked so
+    that ``N x out x in`` masks are never held at once beyond ``max_mask_elements``). The bias is
+    not masked. Weight law :class:`~dropreg.masks.Bernoulli` over the ``out * in`` entries.
+
+    Example:
+        >>> DropConnectLinear(4, 3, p=0.2)
+        DropConnectLinear(in_features=4, out_features=3, bias=True, p=0.2, per_example=False)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        p: float = 0.5,
+        *,
+        per_example: bool = False,
+        generator: torch.Generator | None = None,
+        max_mask_elements: int = DF.MAX_MASK_ELEMENTS,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        nn.Linear.__init__(self, in_features, out_features, bias, device=device, dtype=dtype)
+        self.p = p
+        self.per_example = bool(per_example)
+        self.generator = generator
+        self.max_mask_elements = max_mask_elements
+
+    @property
+    def law(self) -> Bernoulli:
+        return Bernoulli(self.p)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return DF.drop_connect_linear(
+            input, self.weight, self.bias, self.p, training=self.training,
+            per_example=self.per_example, generator=self.generator,
+            max_mask_elements=self.max_mask_elements,
+        )
+
+    def extra_repr(self) -> str:
+        return f"{nn.Linear.extra_repr(self)}, p={self.p}, per_example={self.per_example}"
+
+
+class DropConnectConv2d(DropLayer, nn.Conv2d):
+    """``nn.Conv2d`` whose kernel entries are dropped with probability ``p`` in training.
+
+    Only ``padding_mode="zeros"`` is supported. One mask per call by default, one per example with
+    ``per_example=True`` (grouped convolution over chunks of samples).
+
+    Example:
+        >>> DropConnectConv2d(3, 8, 3, p=0.1, padding=1).extra_repr()
+        '3, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), p=0.1, per_example=False'
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        p: float = 0.5,
+        *,
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] | str = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        per_example: bool = False,
+        generator: torch.Generator | None = None,
+        max_mask_elements: int = DF.MAX_MASK_ELEMENTS,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride,
+                           padding=padding, dilation=dilation, groups=groups, bias=bias,
+                           device=device, dtype=dtype)
+        self.p = p
+        self.per_example = bool(per_example)
+        self.generator = generator
+        self.max_mask_elements = max_mask_elements
+
+    @property
+    def law(self) -> Bernoulli:
+        return Bernoulli(self.p)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return DF.drop_connect_conv2d(
+            input, self.weight, self.bias, self.p, self.stride, self.padding, self.dilation,
+            self.groups, training=self.training, per_example=self.per_example,
+            generator=self.generator, max_mask_elements=self.max_mask_elements,
+        )
+
+    def extra_repr(self) -> str:
+        return f"{nn.Conv2d.extra_repr(self)}, p={self.p}, per_example={self.per_example}"
+
+
+class MaskDropout(DropLayer, nn.Module):
+    """Apply any :mod:`dropreg.masks` law: ``input * z / E[z]`` (see
+    :func:`dropreg.nn.functional.mask_dropout`).
+
+    ``p`` reads and replaces the law's ``p`` field where it has one (so schedules work); laws
+    without one (``KeepExactly``, ``Custom``) have no ``p``.
+
+    Example:
+        >>> from dropreg.masks import KeepExactly
+        >>> MaskDropout(KeepExactly(2))
+        MaskDropout(law=KeepExactly(keep=2))
+    """
+
+    def __init__(self, law: MaskLaw | SlidingBlocks2d, *,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        if not isinstance(law, (MaskLaw, SlidingBlocks2d)):
+            raise TypeError(f"law must be a dropreg.masks law, got {type(law).__name__}")
+        self._law = law
+        self.generator = generator
+
+    @property
+    def law(self) -> MaskLaw | SlidingBlocks2d:
+        return self._law
+
+    @property
+    def p(self) -> float:
+        if not hasattr(self._law, "p"):
+            raise AttributeError(f"{self._law!r} has no drop probability p")
+        return self._law.p
+
+    @p.setter
+    def p(self, value: float) -> None:
+        if not hasattr(self._law, "p"):
+            raise AttributeError(f"{self._law!r} has no drop probability p to set")
+        self._law = dataclasses.replace(self._law, p=value)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return DF.mask_dropout(input, self._law, training=self.training, generator=self.generator)
+
+    def extra_repr(self) -> str:
+        return f"law={self._law!r}"
+
