@@ -295,14 +295,15 @@ def xi_approx_matches(profile: str, generator: torch.Generator, progress: Progre
     qs = _pick(profile, (0.05, 0.4), (0.05, 0.1, 0.2, 0.4), (0.05, 0.4))
     n_ex = _pick(profile, 2, 4, 1)
     progress.set_total(len(qs) * n_ex)
-    rows = xi_covariance_comparison(qs, n_examples=n_ex, n_masks=_pick(profile, 600, 4000, 60),
+    rows = xi_covariance_comparison(qs, n_examples=n_ex, n_masks=_pick(profile, 2000, 4000, 60),
                                     generator=generator, progress=progress)
     ms = []
     for r in rows:
         tag = f"q={r['q']}, example {r['example']}"
         if r["q"] == 0.05:
             ms.append(Measurement(f"{tag}: trace ratio tr Cov(xi_approx) / tr Cov(xi_drop)",
-                                  r["trace_ratio"], expected=1.0, tolerance=0.15,
+                                  r["trace_ratio"], expected=1.0,
+                                  tolerance=0.15 + 5 * r["trace_ratio_se"],
                                   stderr=r["trace_ratio_se"]))
             ms.append(Measurement(f"{tag}: cosine of the covariances", r["cosine"],
                                   expected=0.9, kind="at_least"))
@@ -343,7 +344,8 @@ def xi_approx_matches(profile: str, generator: torch.Generator, progress: Progre
         + "; cosines: " + ", ".join(f"{r['cosine']:.2f}" for r in rows) + ".", fig)
     return Outcome(measurements=ms, figures=[figure], details={"rows": rows},
                    notes="Cov(xi_approx) exact (A^T A); Cov(xi_drop) from sampled dropout "
-                         "gradients. Thresholds are the digest's suggested assertions (T7).")
+                         "gradients. Thresholds are the digest's suggested assertions (T7); the "
+                         "trace band is widened by 5 standard errors of the Monte-Carlo trace.")
 
 
 # ---------------------------------------------------------------------------------------------
