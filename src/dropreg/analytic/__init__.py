@@ -1,0 +1,68 @@
+"""Analytic dropout for deep nets (Wei, Kakade, Ma 2020; digest ``wei2020_implicit_explicit.md``).
+
+Find a model's dropout sites, compute the explicit regularizer of dropout (exactly, or with the
+sampled-label estimator that trains), the implicit update noise, and train with the update rules of
+the paper (Dropout_k, noise top-ups, explicit + implicit without dropout).
+
+Example:
+    >>> import torch
+    >>> from dropreg.analytic import MLP, explicit_regularizer, monte_carlo_dropout_gap
+    >>> net = MLP(4, 16, 3, p=0.1, depth=1).double()
+    >>> x, y = torch.randn(8, 4, dtype=torch.float64), torch.randint(0, 3, (8,))
+    >>> r = explicit_regularizer(net, x, y, estimator="gauss_newton")
+    >>> gap = monte_carlo_dropout_gap(net, x, y, n_masks=200,
+    ...                               generator=torch.Generator().manual_seed(0))
+    >>> r.item() > 0 and gap.stderr > 0
+    True
+"""
+
+from dropreg.analytic.explicit import (
+    ESTIMATORS,
+    DropoutGap,
+    explicit_regularizer,
+    last_layer_regularizer,
+    monte_carlo_dropout_gap,
+    sampled_regularizer,
+    site_coefficient,
+)
+from dropreg.analytic.implicit import (
+    dropout_gradient,
+    flatten,
+    implicit_noise_term,
+    site_variance,
+    xi_approx,
+    xi_drop_tilde,
+)
+from dropreg.analytic.losses import mean_loss, per_term_loss
+from dropreg.analytic.models import MLP, WordLSTM, language_model_windows, pydoc_corpus
+from dropreg.analytic.sites import (
+    DropoutSite,
+    Recording,
+    bernoulli_mask,
+    dropout_sites,
+    is_dropout_site,
+    site_mode,
+    taylor_coefficient,
+)
+from dropreg.analytic.trainer import EpochRecord, TrainingHistory, evaluate, train
+from dropreg.analytic.updates import (
+    UpdateRule,
+    ablation,
+    accumulate_gradient,
+    dropout,
+    dropout_with_noise,
+    explicit,
+    explicit_implicit,
+    no_dropout,
+)
+
+__all__ = [
+    "ESTIMATORS", "MLP", "DropoutGap", "DropoutSite", "EpochRecord", "Recording",
+    "TrainingHistory", "UpdateRule", "WordLSTM", "ablation", "accumulate_gradient",
+    "bernoulli_mask", "dropout", "dropout_gradient", "dropout_sites", "dropout_with_noise",
+    "evaluate", "explicit", "explicit_implicit", "explicit_regularizer", "flatten",
+    "implicit_noise_term", "is_dropout_site", "language_model_windows", "last_layer_regularizer",
+    "mean_loss", "monte_carlo_dropout_gap", "no_dropout", "per_term_loss", "pydoc_corpus",
+    "sampled_regularizer", "site_coefficient", "site_mode", "site_variance", "taylor_coefficient",
+    "train", "xi_approx", "xi_drop_tilde",
+]

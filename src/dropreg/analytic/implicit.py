@@ -1,0 +1,157 @@
+"""Implicit regularization of dropout: the update noise and its surrogates (digest wei2020 §3).
+
+* ``xi_drop = grad_W l(F(x, eta)) - grad_W l_drop(F, x)``: dropout's own gradient noise.
+* ``xi~_drop = (grad_W l(F(x, eta1)) - grad_W l(F(x, eta2))) / sqrt 2`` (§3.2): same covariance.
+* ``xi_approx = grad_W [ J_loss(x) . (eta * h(x)) ]`` (eqs. 4.5-4.6, §3.3): the weight-gradient of
+  the first-order Taylor term, differentiated through both ``J_loss = dL/dh`` and ``h``, with
+  ``eta = sqrt(var) * Rademacher`` (footnote 6) or the skewed dropout noise itself.
+
+Each is available as a *scalar surrogate* whose weight-gradient is the noise (to add to a loss
+before ``backward``), and as a tuple of gradient tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from dropreg.analytic.losses import check_loss, mean_loss
+from dropreg.analytic.sites import (
+    DropoutSite,
+    Recording,
+    bernoulli_mask,
+    group_sum,
+    rademacher,
+    site_mode,
+)
+
+NOISES = ("rademacher", "dropout")
+Variance = float | Mapping[str, float] | Callable[[DropoutSite], float] | None
+
+
+def site_variance(site: DropoutSite, variance: Variance = None) -> float:
+    """Noise variance of a site: ``p / (1 - p)`` by default (the authors' ``--imp_reg*``)."""
+    if variance is None:
+        return site.noise_variance
+    if callable(variance):
+        return float(variance(site))
+    if isinstance(variance, Mapping):
+        return float(variance.get(site.name, site.noise_variance))
+    v = float(variance)
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"variance must be a finite number >= 0, got {variance!r}")
+    return v
+
+
+def implicit_noise_term(
+    data_loss: torch.Tensor, recording: Recording, *, noise: str = "rademacher",
+    variance: Variance = None, scale: float = 1.0, generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Scalar whose weight-gradient is ``scale * xi_approx`` (eq. 4.6; authors' ``taylor_fo``).
+
+    ``sum_s sum_G eta_G * sum_{e in G} (dL/dh_e) h_e`` with fresh noise ``eta`` per noise group:
+    ``sqrt(variance) * Rademacher`` (``noise="rademacher"``, footnote 6) or the dropout noise
+    ``z / (1 - p) - 1`` (``noise="dropout"``, Bernoulli sites only). ``dL/dh`` is taken with
+    ``create_graph=True`` and ``h`` is not detached, so the gradient flows through both (T11).
+
+    Args:
+        data_loss: the clean mean loss of a forward pass recorded by ``site_mode(model, "record")``.
+        recording: that recording.
+        noise: ``"rademacher"`` or ``"dropout"``.
+        variance: per-coordinate noise variance (see :func:`site_variance`).
+        scale: multiplies the noise, e.g. ``sqrt(1 - 1/k)`` inside Dropout_k (§3.4).
+        generator: random source of the noise.
+    """
+    if noise not in NOISES:
+        raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
+    items = list(recording.items())
+    if not items:
+        return data_loss.new_zeros(())
+    gs = torch.autograd.grad(data_loss, [h for _, h in items], create_graph=True)
+    total = data_loss.new_zeros(())
+    for (site, h), g in zip(items, gs):
+        sd = site.shared_dims(h.dim())
+        a = group_sum(g * h, sd)
+        if noise == "rademacher":
+            v = site_variance(site, variance)
+            if v == 0.0:
+                continue
+            eta = math.sqrt(v) * rademacher(a.shape, generator=generator, dtype=a.dtype,
+                                            device=a.device)
+        else:
+            if variance is not None:
+                raise ValueError("variance applies to noise='rademacher' only; dropout noise "
+                                 "has the site's own variance")
+            eta = bernoulli_mask(a.shape, site.p, generator=generator, dtype=a.dtype,
+                                 device=a.device) - 1.0
+        total = total + (eta * a).sum()
+    return scale * total
+
+
+def _params(model: nn.Module, params: Sequence[torch.Tensor] | None) -> list[torch.Tensor]:
+    return [p for p in model.parameters() if p.requires_grad] if params is None else list(params)
+
+
+def xi_approx(
+    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
+    loss: str = "cross_entropy", noise: str = "rademacher", variance: Variance = None,
+    generator: torch.Generator | None = None, params: Sequence[torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """One draw of the analytic update noise ``xi_approx`` (eq. 4.6), one tensor per parameter.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
+        ...                           torch.nn.Dropout(0.3), torch.nn.Linear(4, 2))
+        >>> xi = xi_approx(net, torch.randn(5, 3), torch.tensor([0, 1, 0, 1, 1]),
+        ...                generator=torch.Generator().manual_seed(0))
+        >>> [tuple(t.shape) for t in xi]
+        [(4, 3), (4,), (2, 4), (2,)]
+    """
+    check_loss(loss)
+    ps = _params(model, params)
+    with site_mode(model, "record") as rec:
+        rec.clear()
+        L = mean_loss(model(inputs), targets, loss)
+    term = implicit_noise_term(L, rec, noise=noise, variance=variance, generator=generator)
+    return torch.autograd.grad(term, ps, allow_unused=True, materialize_grads=True)
+
+
+def dropout_gradient(
+    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
+    loss: str = "cross_entropy", generator: torch.Generator | None = None,
+    params: Sequence[torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """``grad_W L(F(x, eta))`` for one fresh draw of the dropout masks of every site."""
+    check_loss(loss)
+    ps = _params(model, params)
+    with site_mode(model, "sample", generator=generator) as rec:
+        rec.clear()
+        L = mean_loss(model(inputs), targets, loss)
+    return torch.autograd.grad(L, ps, allow_unused=True, materialize_grads=True)
+
+
+def xi_drop_tilde(
+    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
+    loss: str = "cross_entropy", generator: torch.Generator | None = None,
+    params: Sequence[torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """``(grad L(F(x, eta1)) - grad L(F(x, eta2))) / sqrt 2``: covariance of ``xi_drop`` (§3.2).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(3, 2))
+        >>> xi = xi_drop_tilde(net, torch.randn(4, 3), torch.tensor([0, 1, 1, 0]),
+        ...                    generator=torch.Generator().manual_seed(0))
+        >>> [tuple(t.shape) for t in xi]
+        [(2, 3), (2,)]
+    """
+    g1 = dropout_gradient(model, inputs, targets, loss=loss, generator=generator, params=params)
+    g2 = dropout_gradient(model, inputs, targets, loss=loss, generator=generator, params=params)
+    return tuple((a - b) / math.sqrt(2.0) for a, b in zip(g1, g2))
+
+
+def flatten(grads: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Concatenate a tuple of gradient tensors into one vector."""
+    return torch.cat([g.reshape(-1) for g in grads])

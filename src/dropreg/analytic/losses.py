@@ -1,0 +1,109 @@
+"""The two losses of the analytic tools, with what the regularizers need from them.
+
+Every loss is a mean over *loss terms* ``L = (1/N) sum_n l_n(F_n)``:
+
+* ``"cross_entropy"``: outputs ``(..., C)`` logits, integer targets of shape ``outputs.shape[:-1]``;
+  one term per target entry (an example, or a token of a language model). ``H_n = diag(p) - p p^T``.
+* ``"mse"``: ``torch.nn.functional.mse_loss`` (mean over every element); one term per row
+  ``outputs[n]`` with ``D`` entries, ``l_n = (1/D) ||F_n - y_n||^2`` and ``H_n = (2/D) I``.
+
+Each loss also provides *pseudo-losses* whose gradient with respect to the outputs is, per term, a
+random vector ``r_n`` with ``E[r_n r_n^T] = H_n`` (digest §2.6): the sampled-label estimator.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+LOSSES = ("cross_entropy", "mse")
+
+
+def check_loss(loss: str) -> str:
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    return loss
+
+
+def num_terms(outputs: torch.Tensor, targets: torch.Tensor, loss: str) -> int:
+    """Number ``N`` of loss terms the mean runs over (checks the shapes)."""
+    _check_shapes(outputs, targets, check_loss(loss))
+    if loss == "cross_entropy":
+        return targets.numel()
+    return outputs.shape[0] if outputs.dim() > 0 else 1
+
+
+def _check_shapes(outputs: torch.Tensor, targets: torch.Tensor, loss: str) -> None:
+    if loss == "cross_entropy":
+        if tuple(targets.shape) != tuple(outputs.shape[:-1]):
+            raise ValueError(f"targets must have shape {tuple(outputs.shape[:-1])} (outputs "
+                             f"without the class dim), got {tuple(targets.shape)}")
+    elif tuple(targets.shape) != tuple(outputs.shape):
+        raise ValueError(f"targets must have the outputs' shape {tuple(outputs.shape)}, "
+                         f"got {tuple(targets.shape)}")
+
+
+def per_term_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
+    """The loss terms ``l_n``, flattened to shape ``(N,)``; their mean is :func:`mean_loss`."""
+    check_loss(loss)
+    _check_shapes(outputs, targets, loss)
+    if loss == "cross_entropy":
+        C = outputs.shape[-1]
+        return F.cross_entropy(outputs.reshape(-1, C), targets.reshape(-1), reduction="none")
+    flat = outputs.reshape(outputs.shape[0], -1)
+    return ((flat - targets.reshape(flat.shape)) ** 2).mean(dim=1)
+
+
+def mean_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
+    """``L = (1/N) sum_n l_n`` (``F.cross_entropy`` / ``F.mse_loss`` with mean reduction)."""
+    check_loss(loss)
+    _check_shapes(outputs, targets, loss)
+    if loss == "cross_entropy":
+        C = outputs.shape[-1]
+        return F.cross_entropy(outputs.reshape(-1, C), targets.reshape(-1))
+    return F.mse_loss(outputs, targets)
+
+
+def output_hessian_quadratic(outputs: torch.Tensor, v: torch.Tensor, loss: str) -> torch.Tensor:
+    """``v_n^T H_n v_n`` per loss term; ``v`` is ``(G, *outputs.shape)`` -> result ``(G, N)``."""
+    if loss == "cross_entropy":
+        C = outputs.shape[-1]
+        p = torch.softmax(outputs.reshape(-1, C), dim=-1)
+        v = v.reshape(v.shape[0], -1, C)
+        pv = (p * v).sum(-1)
+        return (p * v * v).sum(-1) - pv * pv
+    n = outputs.shape[0]
+    v = v.reshape(v.shape[0], n, -1)
+    return (2.0 / v.shape[-1]) * (v * v).sum(-1)
+
+
+def sampled_pseudo_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str,
+                        kind: str = "hessian",
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """A scalar ``P = sum_n ...`` whose output-gradient ``r_n`` per term has ``E r r^T = M_n``.
+
+    ``kind``: ``"hessian"`` (``M_n = H_n``: a label sampled from the model's prediction for cross
+    entropy, digest §2.6; Rademacher signs times ``sqrt(2/D)`` for mse), ``"identity"``
+    (``M_n = I / C``, the identity ablation of §2.5) or ``"loss_jacobian"`` (the true-label loss
+    itself, ``r_n = grad l_n``, so ``r r^T`` is the loss-Jacobian ablation of eq. 5.1).
+    """
+    check_loss(loss)
+    if kind == "loss_jacobian":
+        return per_term_loss(outputs, targets, loss).sum()
+    if kind == "identity":
+        C = outputs.shape[-1] if loss == "cross_entropy" else outputs[0].numel()
+        s = torch.randint(0, 2, outputs.shape, generator=generator, device=outputs.device)
+        return ((2 * s - 1).to(outputs.dtype) * outputs).sum() / math.sqrt(C)
+    if kind != "hessian":
+        raise ValueError(f"kind must be 'hessian', 'identity' or 'loss_jacobian', got {kind!r}")
+    if loss == "cross_entropy":
+        C = outputs.shape[-1]
+        logits = outputs.reshape(-1, C)
+        probs = torch.softmax(logits.detach().double(), dim=-1)
+        y_hat = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        return F.cross_entropy(logits, y_hat, reduction="sum")
+    D = outputs[0].numel()
+    s = torch.randint(0, 2, outputs.shape, generator=generator, device=outputs.device)
+    return ((2 * s - 1).to(outputs.dtype) * outputs).sum() * math.sqrt(2.0 / D)

@@ -1,0 +1,164 @@
+"""Update rules of Wei, Kakade, Ma 2020 (Algorithms 1, 2 and 4; digest wei2020 §3).
+
+An :class:`UpdateRule` says how one minibatch gradient is formed; :func:`accumulate_gradient` fills
+``param.grad`` (the optimizer step, clipping and weight decay stay the caller's). Constructors:
+
+===============================  =========================================================
+``no_dropout()``                 plain clean-loss gradient
+``dropout(k)``                   Dropout_k: mean of k dropout gradients (Algorithm 1)
+``dropout_with_noise(k, n)``     Dropout_k + sqrt(1 - 1/k) * xi~_drop or xi_approx (§3.2, §3.4)
+``explicit()``                   clean loss + R_approx (sampled-label estimator), no dropout
+``explicit_implicit()``          clean loss + R_approx + xi_approx (Algorithm 2)
+``ablation(kind, implicit)``     R_approx with H_out -> I/C ("identity") or the loss-Jacobian
+                                 outer product ("loss_jacobian") (§2.5), optionally + xi_approx
+===============================  =========================================================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dropreg.analytic.explicit import Coefficient, sampled_regularizer
+from dropreg.analytic.implicit import Variance, implicit_noise_term
+from dropreg.analytic.losses import check_loss, mean_loss
+from dropreg.analytic.sites import site_mode
+
+TOP_UPS = ("none", "xi_tilde", "xi_approx")
+EXPLICIT = ("none", "hessian", "identity", "loss_jacobian")
+
+
+@dataclass(frozen=True)
+class UpdateRule:
+    """How one minibatch gradient is formed.
+
+    Attributes:
+        name: label for tables and plots.
+        k: dropout forward passes averaged (0: no dropout pass, the clean loss is used).
+        top_up: ``"none"``, ``"xi_tilde"`` or ``"xi_approx"`` noise added with scale
+            ``sqrt(1 - 1/k)`` (only with ``k >= 1``).
+        explicit: ``"none"``, ``"hessian"`` (R_approx), ``"identity"`` or ``"loss_jacobian"``
+            (only with ``k == 0``).
+        implicit: add ``xi_approx`` at full scale (only with ``k == 0``).
+        coefficient: explicit coefficient (``None``: ``p / (2 (1 - p))`` per site).
+        variance: xi_approx variance (``None``: ``p / (1 - p)`` per site).
+        n_label_samples: sampled labels for the explicit estimator.
+    """
+
+    name: str
+    k: int = 1
+    top_up: str = "none"
+    explicit: str = "none"
+    implicit: bool = False
+    coefficient: Coefficient = None
+    variance: Variance = None
+    n_label_samples: int = 1
+
+    def __post_init__(self) -> None:
+        if self.k < 0:
+            raise ValueError(f"k must be >= 0, got {self.k}")
+        if self.top_up not in TOP_UPS:
+            raise ValueError(f"top_up must be one of {TOP_UPS}, got {self.top_up!r}")
+        if self.explicit not in EXPLICIT:
+            raise ValueError(f"explicit must be one of {EXPLICIT}, got {self.explicit!r}")
+        if self.k == 0 and self.top_up != "none":
+            raise ValueError("top_up needs dropout passes (k >= 1)")
+        if self.k > 0 and (self.explicit != "none" or self.implicit):
+            raise ValueError("explicit / implicit terms replace dropout: use k=0 with them")
+
+
+def no_dropout() -> UpdateRule:
+    """The clean-loss gradient (every site passes through)."""
+    return UpdateRule("none", k=0)
+
+
+def dropout(k: int = 1) -> UpdateRule:
+    """Dropout_k (Algorithm 1): the mean of ``k`` dropout gradients on the same minibatch."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return UpdateRule(f"Dropout_{k}", k=k)
+
+
+def dropout_with_noise(k: int, noise: str = "xi_tilde", variance: Variance = None) -> UpdateRule:
+    """Dropout_k + ``sqrt(1 - 1/k)`` times ``xi~_drop`` (§3.2) or ``xi_approx`` (§3.4)."""
+    if noise not in ("xi_tilde", "xi_approx"):
+        raise ValueError(f"noise must be 'xi_tilde' or 'xi_approx', got {noise!r}")
+    return UpdateRule(f"Dropout_{k} + {noise}", k=k, top_up=noise, variance=variance)
+
+
+def explicit(coefficient: Coefficient = None) -> UpdateRule:
+    """Clean loss + R_approx by the sampled-label estimator (no dropout, no noise)."""
+    return UpdateRule("R_approx", k=0, explicit="hessian", coefficient=coefficient)
+
+
+def explicit_implicit(coefficient: Coefficient = None, variance: Variance = None) -> UpdateRule:
+    """Algorithm 2: clean loss + R_approx + xi_approx, no dropout at all."""
+    return UpdateRule("R_approx + xi_approx", k=0, explicit="hessian", implicit=True,
+                      coefficient=coefficient, variance=variance)
+
+
+def ablation(kind: str, implicit: bool = True, coefficient: Coefficient = None) -> UpdateRule:
+    """R_approx with ``H_out`` replaced by ``I/C`` (``"identity"``) or by the loss-Jacobian outer
+    product (``"loss_jacobian"``, eq. 5.1), optionally + xi_approx (§2.5)."""
+    if kind not in ("identity", "loss_jacobian"):
+        raise ValueError(f"kind must be 'identity' or 'loss_jacobian', got {kind!r}")
+    label = {"identity": "R_id", "loss_jacobian": "R~_approx"}[kind]
+    return UpdateRule(label + (" + xi_approx" if implicit else ""), k=0, explicit=kind,
+                      implicit=implicit, coefficient=coefficient)
+
+
+def accumulate_gradient(
+    model: nn.Module, rule: UpdateRule, inputs: torch.Tensor, targets: torch.Tensor, *,
+    loss: str = "cross_entropy", generator: torch.Generator | None = None,
+) -> float:
+    """Add this rule's minibatch gradient to ``param.grad``; return the training loss it saw.
+
+    The returned loss is the mean dropout loss (``k >= 1``) or the clean loss (``k == 0``).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
+        ...                           torch.nn.Dropout(0.3), torch.nn.Linear(4, 2))
+        >>> x, y = torch.randn(6, 3), torch.tensor([0, 1, 0, 1, 1, 0])
+        >>> _ = accumulate_gradient(net, explicit_implicit(), x, y,
+        ...                         generator=torch.Generator().manual_seed(0))
+        >>> net[0].weight.grad.shape
+        torch.Size([4, 3])
+    """
+    check_loss(loss)
+    if rule.k >= 1:
+        seen = 0.0
+        with site_mode(model, "sample", generator=generator) as rec:
+            for _ in range(rule.k):
+                rec.clear()
+                L = mean_loss(model(inputs), targets, loss)
+                (L / rule.k).backward()
+                seen += float(L.detach()) / rule.k
+            if rule.top_up == "xi_tilde" and rule.k > 1:
+                rec.clear()
+                L1 = mean_loss(model(inputs), targets, loss)
+                rec.clear()
+                L2 = mean_loss(model(inputs), targets, loss)
+                ((L1 - L2) * math.sqrt((1 - 1 / rule.k) / 2)).backward()
+        if rule.top_up == "xi_approx" and rule.k > 1:
+            with site_mode(model, "record") as rec:
+                rec.clear()
+                L = mean_loss(model(inputs), targets, loss)
+            implicit_noise_term(L, rec, variance=rule.variance, scale=math.sqrt(1 - 1 / rule.k),
+                                generator=generator).backward()
+        return seen
+    with site_mode(model, "record") as rec:
+        rec.clear()
+        outputs = model(inputs)
+    L = mean_loss(outputs, targets, loss)
+    total = L
+    if rule.explicit != "none":
+        total = total + sampled_regularizer(outputs, targets, rec, loss=loss, kind=rule.explicit,
+                                            coefficient=rule.coefficient,
+                                            n_samples=rule.n_label_samples, generator=generator)
+    if rule.implicit:
+        total = total + implicit_noise_term(L, rec, variance=rule.variance, generator=generator)
+    total.backward()
+    return float(L.detach())
