@@ -63,7 +63,8 @@ class DropLayer:
 class Dropout(DropLayer, nn.Module):
     """Dropout with drop probability ``p`` (law :class:`~dropreg.masks.Bernoulli`).
 
-    Without a generator it calls ``torch.nn.functional.dropout``.
+    Without a generator it calls ``torch.nn.functional.dropout``. It is a dropout site for
+    :mod:`dropreg.analytic` (``is_dropout_site``), like ``torch.nn.Dropout``.
 
     Args:
         p: drop probability in [0, 1].
@@ -73,6 +74,8 @@ class Dropout(DropLayer, nn.Module):
         >>> Dropout(0.2)
         Dropout(p=0.2)
     """
+
+    is_dropout_site = True
 
     def __init__(self, p: float = 0.5, *, generator: torch.Generator | None = None) -> None:
         super().__init__()
@@ -93,6 +96,9 @@ class Dropout(DropLayer, nn.Module):
 class GaussianDropout(DropLayer, nn.Module):
     """Multiplicative ``N(1, p / (1 - p))`` noise (law :class:`~dropreg.masks.Gaussian`).
 
+    A dropout site for :mod:`dropreg.analytic`: its noise has the variance ``p / (1 - p)`` of
+    Bernoulli dropout, so the explicit regularizer is the same.
+
     Args:
         p: drop probability of the matched Dropout, in [0, 1).
         generator: optional source of randomness.
@@ -103,6 +109,7 @@ class GaussianDropout(DropLayer, nn.Module):
     """
 
     _p_allows_one = False
+    is_dropout_site = True
 
     def __init__(self, p: float = 0.5, *, generator: torch.Generator | None = None) -> None:
         super().__init__()

@@ -1,0 +1,30 @@
+"""dropreg's own activation-dropout layers are dropout sites of the analytic tools."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dropreg.analytic import dropout_sites, explicit_regularizer
+from dropreg.nn import DropBlock2d, DropConnectLinear, Dropout, GaussianDropout
+
+
+def test_sites_include_dropreg_dropout_but_not_blocks_or_weights():
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), DropBlock2d(0.1, 2), nn.Flatten(),
+                        nn.Linear(8, 4), Dropout(0.3), nn.ReLU(), GaussianDropout(0.2),
+                        DropConnectLinear(4, 2, p=0.5))
+    sites = dropout_sites(net)
+    assert [type(s.module).__name__ for s in sites] == ["Dropout", "GaussianDropout"]
+    assert [round(s.noise_variance, 12) for s in sites] == [round(0.3 / 0.7, 12), 0.25]
+
+
+def test_dropreg_dropout_gives_the_torch_dropout_regularizer():
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Linear(5, 7), nn.Tanh())
+    head = nn.Linear(7, 3)
+    x, y = torch.randn(6, 5, dtype=torch.float64), torch.randint(0, 3, (6,))
+    ours = nn.Sequential(body, Dropout(0.25), head).double()
+    theirs = nn.Sequential(body, nn.Dropout(0.25), head).double()
+    a = explicit_regularizer(ours, x, y, estimator="gauss_newton")
+    b = explicit_regularizer(theirs, x, y, estimator="gauss_newton")
+    torch.testing.assert_close(torch.as_tensor(a), torch.as_tensor(b), rtol=1e-12, atol=0)
