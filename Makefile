@@ -27,8 +27,11 @@ endif
 
 install: $(STAMP)
 
+# `dropreg reproduce` exits 1 when some claim is "not reproduced" (a finding, shown in the
+# report); `make run` succeeds once the report is written, and fails on any other status.
 run: install
-	$(PYTHON) -m dropreg.cli reproduce --profile $(PROFILE) --out $(OUT)
+	$(PYTHON) -m dropreg.cli reproduce --profile $(PROFILE) --out $(OUT) || test $$? -eq 1
+	@echo "report: $(OUT)/report.html and $(OUT)/report.md"
 
 test: install
 	$(PYTHON) -m ruff check src tests benchmarks
