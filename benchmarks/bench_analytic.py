@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from dropreg.experiments.runner import cpu_model
+
 RULES = ("dropout1", "dropout8", "explicit", "explicit_implicit", "exact_gn", "sampled_r")
 MODELS = ("mlp", "lstm")
 
@@ -98,15 +100,7 @@ def child(model_name: str, rule_name: str, steps: int) -> dict:
 def machine() -> dict:
     import torch
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
             "python": platform.python_version(), "threads": 1,
             "note": "shared machine; medians of per-step thread CPU time, ratios to Dropout_1"}
 

@@ -47,20 +47,13 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from dropreg.curvature import HessianOperator, top_eigenpairs, trace  # noqa: E402
 from dropreg.data import load_mnist1d  # noqa: E402
+from dropreg.experiments.runner import cpu_model  # noqa: E402
 
 TARGET = 1e-3
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version()}
 
 

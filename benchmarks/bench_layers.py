@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from dropreg.experiments.dropreg_layers import ANCHOR_SETTINGS, peer_expected_drop_fraction
+from dropreg.experiments.runner import cpu_model
 from dropreg.nn import DropConnectLinear
 from dropreg.nn import functional as DF
 
@@ -183,15 +184,7 @@ def time_fwd_bwd(fn, x: torch.Tensor, repeats: int, warmup: int = 2) -> float:
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "python": platform.python_version()}
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from dropreg.data import synthetic_regression
+from dropreg.experiments.runner import cpu_model
 from dropreg.linear import prox_squared_ksupport, solve_dropblock, train_masked_sgd
 from dropreg.masks import Blocks
 
@@ -39,16 +40,6 @@ def _median_time(fn, repeats: int) -> tuple[float, list[float]]:
         fn()
         times.append(time.perf_counter() - tic)
     return statistics.median(times), times
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def bench_sgd(quick: bool, repeats: int) -> dict:
@@ -162,7 +153,7 @@ def main() -> None:
     torch.set_num_threads(1)
     repeats = 5 if args.quick else 9
     res = {
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
                     "numpy": np.__version__, "python": platform.python_version(),
                     "torch_threads": torch.get_num_threads(),
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},

@@ -30,18 +30,9 @@ from pathlib import Path
 
 import torch
 
+from dropreg.experiments.runner import cpu_model
 from dropreg.relu import StandardNet, all_patterns, dropout_criterion, dropout_output
 from dropreg.relu.criterion import _data, _exact_engine, _params
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def loop_rate(net, X, Y, p, n_patterns: int) -> tuple[float, float]:

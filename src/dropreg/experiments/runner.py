@@ -63,6 +63,18 @@ def claim_seed(seed: int, claim_id: str) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(claim_id.encode())) % (2**63 - 1)
 
 
+def cpu_model() -> str:
+    """The processor's model name (from ``/proc/cpuinfo`` where there is one)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def environment() -> dict[str, Any]:
     """Versions and thread count recorded with every result."""
     import numpy
@@ -76,6 +88,7 @@ def environment() -> dict[str, Any]:
         "numpy": numpy.__version__,
         "dropreg": dropreg.__version__,
         "threads": torch.get_num_threads(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "machine": platform.machine(),
