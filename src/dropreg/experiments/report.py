@@ -74,10 +74,23 @@ def describe_expectation(m: Measurement) -> str:
 
 
 def key_number(result: ClaimResult) -> str:
-    """The first judged measurement of a result, as 'name = value'."""
-    for m in result.measurements:
-        if m.kind != "info":
-            return f"{m.name} = {format_number(m.value)}{(' ' + m.unit) if m.unit else ''}"
+    """The number that explains a verdict, as 'name = value': the first failing measurement of
+    a "not reproduced" claim, else the first judged one, else the first reported one (or the
+    reason an inconclusive claim gives), else the last line of an error."""
+    def show(m: Measurement) -> str:
+        unit = f" {m.unit}" if m.unit else ""
+        return f"{m.name} = {format_number(m.value)}{unit}"
+
+    failing = [m for m in result.measurements if m.passed is False]
+    judged = [m for m in result.measurements if m.passed is not None]
+    if failing:
+        return show(failing[0])
+    if judged:
+        return show(judged[0])
+    if result.measurements:
+        return show(result.measurements[0])
+    if result.inconclusive_reason:
+        return result.inconclusive_reason
     if result.error:
         last = result.error.strip().splitlines()[-1] if result.error.strip() else "error"
         return last[:120]
