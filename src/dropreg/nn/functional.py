@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from dropreg.masks import Blocks, MaskLaw, SlidingBlocks2d, sliding_seed_rate
+from dropreg.masks import Blocks, MaskLaw, SlidingBlocks2d, _check_probability, sliding_seed_rate
 
 __all__ = [
     "dropout",
@@ -49,13 +49,7 @@ MAX_MASK_ELEMENTS: int = 2**24
 
 
 def _check_p(p: object, *, allow_one: bool = True, name: str = "p") -> float:
-    if isinstance(p, bool) or not isinstance(p, numbers.Real):
-        raise TypeError(f"{name} must be a real number in [0, 1], got {p!r}")
-    v = float(p)
-    ok = (0.0 <= v <= 1.0) if allow_one else (0.0 <= v < 1.0)
-    if not ok:
-        raise ValueError(f"{name} must be in {'[0, 1]' if allow_one else '[0, 1)'}, got {p!r}")
-    return v
+    return _check_probability(name, p, allow_one=allow_one)
 
 
 def _check_input(input: object, fn: str, ndims: Sequence[int] | None = None) -> torch.Tensor:

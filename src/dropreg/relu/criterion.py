@@ -43,6 +43,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from dropreg.masks import _check_probability
 from dropreg.relu.network import dropout_layer_widths, linear_layers
 
 __all__ = [
@@ -92,12 +93,7 @@ class CriterionResult:
 
 
 def _check_p(p: float) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)):
-        raise TypeError(f"p must be a float in [0, 1), got {p!r}")
-    p = float(p)
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"p (the drop probability) must be in [0, 1), got {p}")
-    return p
+    return _check_probability("p (the drop probability)", p, allow_one=False)
 
 
 def _params(net: nn.Module, dtype: torch.dtype | None) -> list[tuple[Tensor, Tensor]]:
