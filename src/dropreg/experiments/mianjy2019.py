@@ -110,6 +110,10 @@ def deep_linear_envelope(profile: str, generator: torch.Generator,
                    label="measured: flat rank-one net")
         ax.set_xlabel("log10( R(W) / ||P||_*^2 ) (dimensionless)")
         ax.set_ylabel("number of nets (count)")
+        lo = min(math.log10(nu), math.log10(flat_ratio), float(np.log10(ratios).min()))
+        hi = float(np.log10(ratios).max())
+        ax.set_xlim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))  # floor line clear of the frame
+        ax.set_ylim(top=ax.get_ylim()[1] * 1.3)  # room for the legend above the histogram
         ax.set_title(f"dims {'-'.join(map(str, dims))}, p = {p}")
         ax.legend(fontsize=7)
     fig.tight_layout()
