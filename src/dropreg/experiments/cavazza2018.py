@@ -69,8 +69,8 @@ def dropout_expected_objective(
     ax.plot([lo, hi], [lo, hi], color="0.6", lw=1, label="prediction: formula = enumeration")
     ax.scatter(exact_vals, formula_vals, color="C0", zorder=3,
                label=f"measured ({len(rows)} random nets)")
-    ax.set_xlabel("expected Dropout loss by enumerating all 2^r masks")
-    ax.set_ylabel("loss + lam * sum_i ||u_i||^2 ||X^T v_i||^2 / N")
+    ax.set_xlabel("expected Dropout loss by enumerating all 2^r masks\n(squared output units)")
+    ax.set_ylabel("loss + lam * sum_i ||u_i||^2 ||X^T v_i||^2 / N\n(squared output units)")
     ax.set_title("Dropout expected objective (Cavazza et al. 2018)")
     ax.legend(loc="upper left")
     fig.tight_layout()

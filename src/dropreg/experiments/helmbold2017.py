@@ -94,10 +94,13 @@ def negative_dropout_penalty(profile: str, generator: torch.Generator,
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.axhline(0.0, color="0.7", lw=1)
-    ax.plot(ps, predicted, color="C1", lw=2, label="closed form 2(1-k²)/k² - 32(1-k), k = 1-p")
-    ax.plot(ps, measured, "o", color="C0", ms=4, label="exact enumeration of 2^4 patterns")
-    ax.plot([0.5], [-10.0], "*", color="C3", ms=14, label="paper: penalty -10 at p = 1/2")
-    ax.set_xlabel("drop probability p (paper's q)")
+    ax.plot(ps, predicted, color="C1", lw=2,
+            label="prediction: closed form 2(1-k²)/k² - 32(1-k), k = 1-p")
+    ax.plot(ps, measured, "o", color="C0", ms=4,
+            label="measured: exact enumeration of 2^4 patterns")
+    ax.plot([0.5], [-10.0], "*", color="C3", ms=14,
+            label="prediction (paper): penalty -10 at p = 1/2")
+    ax.set_xlabel("drop probability p (paper's q; dimensionless)")
     ax.set_ylabel("dropout penalty J_D - R (squared output units)")
     ax.set_title("Negative dropout penalty (Helmbold & Long, Fig. 1)")
     ax.legend(fontsize=8)
@@ -168,11 +171,11 @@ def label_dependent_penalty(profile: str, generator: torch.Generator,
         base = two_unit_penalty(p, 0.0)
         pred = [two_unit_penalty(p, y) - base for y in ys]
         ax.plot(ys, pred, color=f"C{i}", lw=1.5,
-                label=f"p = {p}: predicted -{4 * p:g} y (penalty(0) = {base:.3g})")
+                label=f"prediction, p = {p}: -{4 * p:g} y (penalty(0) = {base:.3g})")
         ax.plot(ys, np.array(pen[p]) - pen[p][int(np.argmin(np.abs(ys)))], "o", color=f"C{i}",
                 ms=4)
     ax.axhline(0.0, color="0.7", lw=1, ls=":", label="label-independent penalty (GLMs)")
-    ax.set_xlabel("label y (same input x = (1, -2))")
+    ax.set_xlabel("label y (output units; same input x = (1, -2))")
     ax.set_ylabel("penalty(y) - penalty(0) (squared output units)")
     ax.set_title("Label dependence of the dropout penalty (Theorem 20)")
     ax.legend(fontsize=7, title="lines: prediction, dots: exact", title_fontsize=7)
@@ -261,7 +264,7 @@ def penalty_exponential_in_depth(profile: str, generator: torch.Generator,
     for K, col in ((2, "C0"), (4, "C2")):
         sel = [r for r in rows if r[1] == K]
         ax.plot(dd, [theorem18_penalty(K, K, int(d), y) for d in dd], "-", color=col, lw=1.5,
-                label=f"paper: dropout penalty, K = n = {K}")
+                label=f"prediction: dropout penalty, K = n = {K}")
         if K == 2:
             ax.plot([r[3] for r in sel], [r[4] for r in sel], "o", color=col, ms=5,
                     label="measured: exact enumeration")
@@ -273,8 +276,8 @@ def penalty_exponential_in_depth(profile: str, generator: torch.Generator,
                 color=col, lw=1.2, label=f"weight decay J_2 (lam = 1/2), K = n = {K}")
         ax.plot([r[3] for r in sel], [r[7] for r in sel], "x", color=col, ms=5)
     ax.set_yscale("log")
-    ax.set_xlabel("depth d (layers counting the output)")
-    ax.set_ylabel("penalty of the zero-risk witness (y = 1, log scale)")
+    ax.set_xlabel("depth d (number of layers, counting the output)")
+    ax.set_ylabel("penalty of the zero-risk witness, y = 1\n(squared output units, log scale)")
     ax.set_title("Dropout penalty vs weight decay with depth (Theorem 18)")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -369,12 +372,12 @@ def rescaling_invariance(profile: str, generator: torch.Generator,
     progress.advance()
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.axhline(jd[10], color="C1", lw=2, label="paper: J_D constant (Theorem 5)")
+    ax.axhline(jd[10], color="C1", lw=2, label="prediction: J_D constant (Theorem 5)")
     ax.plot(ts, jd, "o", color="C0", ms=4, label="measured: exact dropout criterion J_D")
     ax.plot(ts, j2, "s-", color="C2", ms=3, label="measured: weight decay J_2 (lam = 1/2)")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("layer rescaling t: (c_1, c_2, c_3) = (t, 1/t, 1)")
+    ax.set_xlabel("layer rescaling t (dimensionless): (c_1, c_2, c_3) = (t, 1/t, 1)")
     ax.set_ylabel("criterion (squared output units)")
     ax.set_title("Rescaling invariance of the dropout criterion")
     ax.legend(fontsize=8)
@@ -461,16 +464,16 @@ def negative_weights_monotone_target(profile: str, generator: torch.Generator,
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.3, 4.2))
     ax.axhline(0.125, color="C3", lw=1.5, ls="--",
-               label="paper: every non-negative net has J_D >= 1/8")
-    ax.axhline(0.1, color="C1", lw=1.5, ls=":", label="paper: W_neg -> 1/10")
+               label="prediction: every non-negative net has J_D >= 1/8")
+    ax.axhline(0.1, color="C1", lw=1.5, ls=":", label="prediction: W_neg -> 1/10")
     ax.plot(ns, wneg, "o-", color="C0", ms=4, label="measured: W_neg (bias 1/5, best c), exact")
     ax.plot([n_fit] * len(nonneg), nonneg, "^", color="C3", ms=7,
             label=f"measured: optimised non-negative nets ({len(nonneg)} starts)")
     ax.plot([n_fit] * len(free), free, "v", color="C2", ms=7,
             label=f"measured: optimised unconstrained nets ({len(free)} starts)")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("hidden units n (K = 2 inputs, d = 2)")
-    ax.set_ylabel("exact dropout criterion J_D on P_(1,1)")
+    ax.set_xlabel("hidden units n (count; K = 2 inputs, d = 2)")
+    ax.set_ylabel("exact dropout criterion J_D on P_(1,1)\n(squared output units)")
     ax.set_title("Negative weights are optimal for a monotone target")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -635,9 +638,10 @@ def dropout_scale_invariant_sgd(profile: str, generator: torch.Generator,
         ax.errorbar(sc, mean[:, m], yerr=2 * se[:, m], fmt="o-", color=col, capsize=3,
                     label=f"measured: {name} (mean of {runs} runs, ±2 s.e.)")
         if name in paper:
-            ax.plot(sc, paper[name], "x--", color=col, ms=7, label=f"paper Fig. 2: {name}")
-    ax.set_xlabel("input scale (inputs multiplied by it)")
-    ax.set_ylabel("training error: mean square loss, no dropout")
+            ax.plot(sc, paper[name], "x--", color=col, ms=7,
+                    label=f"prediction (paper Fig. 2): {name}")
+    ax.set_xlabel("input scale (dimensionless factor multiplying the inputs)")
+    ax.set_ylabel("training error: mean square loss, no dropout\n(squared output units)")
     ax.set_title("Sign parity, K = 5, d = 2, n = 5 (Helmbold & Long, Section 6)")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -769,12 +773,12 @@ def weight_decay_scale_sensitive(profile: str, generator: torch.Generator,
     fig, ax = plt.subplots(figsize=(6, 4))
     ss = np.linspace(min(scales), max(scales), 200)
     ax.plot(ss, [min(0.25, lam**2 / (2 * s * s)) for s in ss], color="C1", lw=2,
-            label="paper: weight-decay aversion min(1/4, lam²/(x·x))")
+            label="prediction: weight-decay aversion min(1/4, lam²/(x·x))")
     ax.plot(scales, [r["risk"] for r in rows], "o", color="C0",
             label=f"measured: risk at the J_2 minimiser (best of {seeds} Adam starts)")
     ax.set_yscale("symlog", linthresh=1e-3)
-    ax.set_xlabel("input scale s, x = s (1, 1)")
-    ax.set_ylabel("risk of the regularised minimiser (squared output units)")
+    ax.set_xlabel("input scale s (dimensionless), x = s (1, 1)")
+    ax.set_ylabel("risk of the regularised minimiser\n(squared output units)")
     ax.set_title("Weight decay depends on the input scale (Theorem 7, lam = 1/4)")
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -55,10 +55,10 @@ def dropout_equalized_global_optimum(profile: str, generator: torch.Generator,
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for i, (lab, prods, pred, _) in enumerate(rows):
         ax.plot(np.arange(1, len(prods) + 1), prods, "o", color=f"C{i}",
-                label=f"L-BFGS optimum, {lab}")
-        ax.axhline(pred, color=f"C{i}", ls="--", lw=1, label="predicted ||A*||_*/r")
-    ax.set_xlabel("hidden unit i")
-    ax.set_ylabel("||u_i|| ||v_i||")
+                label=f"measured: L-BFGS optimum, {lab}")
+        ax.axhline(pred, color=f"C{i}", ls="--", lw=1, label="prediction: ||A*||_*/r")
+    ax.set_xlabel("hidden unit i (index)")
+    ax.set_ylabel("||u_i|| ||v_i|| (units of M)")
     ax.set_title("Dropout optima are equalized")
     ax.legend(fontsize=7)
     fig.tight_layout()

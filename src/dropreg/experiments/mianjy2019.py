@@ -104,12 +104,16 @@ def deep_linear_envelope(profile: str, generator: torch.Generator,
     fig, axes = plt.subplots(1, len(archs), figsize=(14, 4))
     for ax, (dims, nu, ratios, flat_ratio) in zip(axes, ratios_all):
         ax.hist(np.log10(ratios), bins=40, color="C0", alpha=0.7,
-                label=f"{len(ratios)} random nets")
-        ax.axvline(math.log10(nu), color="C3", lw=2, label=f"predicted floor nu = {nu:.5f}")
+                label=f"measured: {len(ratios)} random nets")
+        ax.axvline(math.log10(nu), color="C3", lw=2, label=f"prediction: floor nu = {nu:.5f}")
         ax.axvline(math.log10(flat_ratio), color="k", ls="--", lw=1,
-                   label="flat rank-one net")
-        ax.set_xlabel("log10( R(W) / ||P||_*^2 )")
-        ax.set_ylabel("number of nets")
+                   label="measured: flat rank-one net")
+        ax.set_xlabel("log10( R(W) / ||P||_*^2 ) (dimensionless)")
+        ax.set_ylabel("number of nets (count)")
+        lo = min(math.log10(nu), math.log10(flat_ratio), float(np.log10(ratios).min()))
+        hi = float(np.log10(ratios).max())
+        ax.set_xlim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))  # floor line clear of the frame
+        ax.set_ylim(top=ax.get_ylim()[1] * 1.3)  # room for the legend above the histogram
         ax.set_title(f"dims {'-'.join(map(str, dims))}, p = {p}")
         ax.legend(fontsize=7)
     fig.tight_layout()

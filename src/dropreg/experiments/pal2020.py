@@ -141,8 +141,8 @@ def expected_objective_identities(profile: str, generator: torch.Generator,
         ax1.scatter([row[1]], [row[2]], color=f"C{i % 10}", zorder=3, label=row[0])
     ax1.set_xscale("log")
     ax1.set_yscale("log")
-    ax1.set_xlabel("expected loss, exact enumeration of all masks")
-    ax1.set_ylabel("expected loss, deterministic formula")
+    ax1.set_xlabel("expected loss, exact enumeration of all masks\n(squared output units)")
+    ax1.set_ylabel("expected loss, deterministic formula\n(squared output units)")
     ax1.set_title("exact identities (RQ1)")
     ax1.legend(fontsize=7, loc="upper left")
     xs = np.arange(len(mc))
@@ -152,7 +152,7 @@ def expected_objective_identities(profile: str, generator: torch.Generator,
              label=f"measured ({n_mc} sampled masks each)")
     ax2.set_ylim(-7, 7)
     ax2.set_xticks(xs, [m[0].replace(" (", "\n(") for m in mc], fontsize=8)
-    ax2.set_ylabel("(Monte-Carlo mean - formula) / standard error")
+    ax2.set_ylabel("(Monte-Carlo mean - formula) / standard error\n(standard errors)")
     ax2.set_title("sampled losses vs formula")
     ax2.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -233,29 +233,31 @@ def dropblock_sgd_reaches_closed_form(profile: str, generator: torch.Generator,
     for i, res in enumerate(results):
         name = "Dropout" if res["k"] == 1 else f"DropBlock k={res['k']}"
         lab = f"{name}, p={res['p']}"
-        axes[0].plot(res["run"].steps, res["run"].objective, color=f"C{i}", label=f"SGD, {lab}")
+        axes[0].plot(res["run"].steps, res["run"].objective, color=f"C{i}",
+                     label=f"measured: SGD, {lab}")
         axes[0].axhline(res["E_star"], color=f"C{i}", ls="--", lw=1,
-                        label=f"closed form, {lab}")
+                        label=f"prediction: closed form, {lab}")
         rel = [max((o - res["E_star"]) / res["E_star"], 1e-12) for o in res["run"].objective]
-        axes[1].plot(res["run"].steps, rel, color=f"C{i}", label=lab)
+        axes[1].plot(res["run"].steps, rel, color=f"C{i}", label=f"measured: {lab}")
         m = res["sol"].singular_values.numel()
         xs = np.arange(1, m + 1)
         axes[2].plot(xs, res["sol"].singular_values.numpy(), "s", mfc="none", ms=9,
-                     color=f"C{i}", label=f"closed form, {lab}")
-        axes[2].plot(xs, res["sv"][:m].numpy(), "x", color=f"C{i}", label=f"SGD, {lab}")
+                     color=f"C{i}", label=f"prediction: closed form, {lab}")
+        axes[2].plot(xs, res["sv"][:m].numpy(), "x", color=f"C{i}", label=f"measured: SGD, {lab}")
     axes[0].set_yscale("log")
-    axes[0].set_xlabel("SGD step")
-    axes[0].set_ylabel("expected objective E_z loss (per example)")
+    axes[0].set_xlabel("SGD step (iterations)")
+    axes[0].set_ylabel("expected objective E_z loss per example\n(squared output units)")
     axes[0].set_title("objective along training")
     axes[0].legend(fontsize=7)
-    axes[1].axhline(1e-3, color="k", ls=":", label="claimed: relative gap < 1e-3")
+    axes[1].axhline(1e-3, color="k", ls=":", label="prediction: relative gap < 1e-3")
     axes[1].set_yscale("log")
-    axes[1].set_xlabel("SGD step")
-    axes[1].set_ylabel("(E - E*) / E*")
+    axes[1].set_xlabel("SGD step (iterations)")
+    axes[1].set_ylabel("(E - E*) / E* (dimensionless)")
     axes[1].set_title("relative gap to the closed-form optimum")
     axes[1].legend(fontsize=7)
-    axes[2].set_xlabel("index i")
-    axes[2].set_ylabel("singular value of U V^T")
+    axes[2].set_xticks(xs)
+    axes[2].set_xlabel("index i (dimensionless)")
+    axes[2].set_ylabel("singular value of U V^T (output / input units)")
     axes[2].set_title("singular values reached")
     axes[2].legend(fontsize=7)
     fig.tight_layout()
@@ -361,21 +363,21 @@ def low_rank_equal_block_norms(profile: str, generator: torch.Generator,
     for i, row in enumerate(rows):
         lab = f"r={row['r']}, k={row['k']}, p={row['p']:.2f}"
         ax1.plot(np.arange(1, len(row["norms"]) + 1), row["norms"], "o", color=f"C{i}",
-                 label=f"L-BFGS optimum, {lab}")
+                 label=f"measured: L-BFGS optimum, {lab}")
         ax1.axhline(row["pred_norm"], color=f"C{i}", ls="--", lw=1,
-                    label="predicted (k/r)||A||_(k)")
+                    label="prediction: (k/r)||A||_(k)")
         ax2.plot(np.arange(1, 9), row["sv"].numpy(), "o-", color=f"C{i}",
-                 label=f"L-BFGS optimum, {lab}")
+                 label=f"measured: L-BFGS optimum, {lab}")
         ax2.plot(np.arange(1, 9), row["pred_sv"].numpy(), "s", mfc="none", ms=10,
-                 color=f"C{i}", label="predicted (closed form)")
+                 color=f"C{i}", label="prediction: closed form")
     ax2.plot(np.arange(1, 9), s.numpy(), "k:", label="singular values of M")
-    ax1.set_xlabel("block g")
-    ax1.set_ylabel("||U_g V_g^T||_F")
+    ax1.set_xlabel("block g (index)")
+    ax1.set_ylabel("||U_g V_g^T||_F (output / input units)")
     ax1.set_title("equal block norms")
     ax1.legend(fontsize=7)
     ax2.set_yscale("symlog", linthresh=1e-3)
-    ax2.set_xlabel("index i")
-    ax2.set_ylabel("singular value of U V^T at the optimum")
+    ax2.set_xlabel("index i (dimensionless)")
+    ax2.set_ylabel("singular value of U V^T at the optimum\n(output / input units)")
     ax2.set_title("low rank")
     ax2.legend(fontsize=7)
     fig.tight_layout()
@@ -484,12 +486,12 @@ def last_layer_singular_values_claim(profile: str, generator: torch.Generator,
     for i, res in enumerate(results):
         name = "Dropout" if res["k"] == 1 else f"DropBlock k={res['k']}"
         ax.plot(xs, res["pred"].numpy(), "s", mfc="none", ms=9, color=f"C{i}",
-                label=f"prediction, {name}, p={res['p']}")
+                label=f"prediction: {name}, p={res['p']}")
         ax.plot(xs, res["sv"].numpy(), "x-", lw=0.8, color=f"C{i}",
-                label=f"trained MLP, {name} (max rel. err {res['rel_err']:.1e})")
+                label=f"measured: trained MLP, {name} (max rel. err {res['rel_err']:.1e})")
     ax.plot(xs, torch.linalg.svdvals(Y).numpy(), "k:", label="singular values of Y = sqrt(counts)")
-    ax.set_xlabel("index i")
-    ax.set_ylabel("singular value of the training predictions")
+    ax.set_xlabel("index i (dimensionless)")
+    ax.set_ylabel("singular value of the training predictions\n(units of Y = sqrt(counts))")
     ax.set_title(f"digits, MLP 64-{hidden}-{hidden}-{r}, squared loss")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -541,7 +543,7 @@ def last_layer_singular_values_claim(profile: str, generator: torch.Generator,
 def dropblock_approximation_curves(profile: str, generator: torch.Generator,
                                    progress: Progress) -> Outcome:
     from dropreg.data import synthetic_regression
-    from dropreg.linear import expected_objective_from_moments, train_masked_sgd
+    from dropreg.linear import expected_objective_from_moments, solve_dropblock, train_masked_sgd
     from dropreg.masks import Blocks, SlidingBlocks
 
     cfg = _sgd_setting(profile)
@@ -572,16 +574,20 @@ def dropblock_approximation_curves(profile: str, generator: torch.Generator,
     fig, (ax, axb) = plt.subplots(1, 2, figsize=(12, 4.3))
     for i, c in enumerate(curves):
         ax.plot(c["run"].steps, c["run"].objective, color=f"C{i}",
-                label=f"{c['name']}: its expected objective")
+                label=f"measured: {c['name']}, its expected objective")
         axb.plot(c["run"].steps, c["run"].plain_loss, color=f"C{i}",
-                 label=f"{c['name']}: training MSE without masks")
+                 label=f"measured: {c['name']}, training MSE without masks")
+    # reference only (not judged): the closed-form optimum of the fixed-block objective
+    e_star = solve_dropblock(M, r, p, k).value + yy - float((M**2).sum())
+    ax.axhline(e_star, color="C0", ls="--", lw=1,
+               label="prediction: closed-form optimum, fixed blocks (Pal et al.)")
     for a in (ax, axb):
         a.set_yscale("log")
-        a.set_xlabel("SGD step")
+        a.set_xlabel("SGD step (iterations)")
         a.legend(fontsize=8)
-    ax.set_ylabel("expected training objective (per example)")
+    ax.set_ylabel("expected training objective per example\n(squared output units)")
     ax.set_title(f"expected objective, width {r}, block {k}, drop rate {p}")
-    axb.set_ylabel("training mean squared error (per example)")
+    axb.set_ylabel("training mean squared error per example\n(squared output units)")
     axb.set_title("plain training loss along training")
     fig.tight_layout()
     figure = Figure.from_matplotlib(
@@ -590,7 +596,8 @@ def dropblock_approximation_curves(profile: str, generator: torch.Generator,
         "fixed contiguous blocks (the law Pal et al. analyse) against sliding-seed DropBlock "
         "(seed rate solved for the same mean drop fraction, each unit rescaled by its own keep "
         "probability). The paper's RQ4 compares such curves; its figures and numbers were not "
-        "available, so no quantitative prediction is drawn. Final plain training MSE: "
+        "available, so the only prediction drawn (dashed) is the closed-form optimum the "
+        "fixed-block objective should reach (Pal et al.). Final plain training MSE: "
         + ", ".join(f"{c['name']} {c['train']:.4f}" for c in curves) + ".", fig)
     ms = []
     for c in curves:

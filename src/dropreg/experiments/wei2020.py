@@ -180,8 +180,8 @@ def explicit_matches_gap(profile: str, generator: torch.Generator, progress: Pro
                     label=f"measured, {labels[tag]}")
     ax.axhline(1.0, color="k", lw=1, ls="--", label="prediction: q/(2(1-q)) fits (1)")
     ax.axhline(2.0, color="C3", lw=1, ls=":", label="alternative: q/(1-q) fits (2)")
-    ax.set_xlabel("drop probability q")
-    ax.set_ylabel("mean MC dropout gap / mean R_approx (dimensionless)")
+    ax.set_xlabel("drop probability q (dimensionless)")
+    ax.set_ylabel("mean MC dropout gap / mean R_approx\n(dimensionless)")
     ax.set_ylim(0, max(2.5, max(r["mult"] for r in rows) * 1.1))
     ax.legend(fontsize=7)
     ax.set_title("Which coefficient fits the true dropout gap")
@@ -328,10 +328,10 @@ def xi_approx_matches(profile: str, generator: torch.Generator, progress: Progre
     axes[0].axhline(1.0, color="k", ls="--", lw=1, label="prediction: equal covariance")
     axes[0].axhspan(0.85, 1.15, color="0.9", label="digest tolerance at q = 0.05")
     axes[1].axhline(1.0, color="k", ls="--", lw=1, label="prediction: same direction")
-    axes[0].set_xlabel("drop probability q")
-    axes[1].set_xlabel("drop probability q")
-    axes[0].set_ylabel("tr Cov(xi_approx) / tr Cov(xi_drop) (dimensionless)")
-    axes[1].set_ylabel("cosine of Cov(xi_approx) and Cov(xi_drop) (Frobenius)")
+    axes[0].set_xlabel("drop probability q (dimensionless)")
+    axes[1].set_xlabel("drop probability q (dimensionless)")
+    axes[0].set_ylabel("tr Cov(xi_approx) / tr Cov(xi_drop)\n(dimensionless)")
+    axes[1].set_ylabel("cosine of Cov(xi_approx) and Cov(xi_drop)\n(Frobenius, dimensionless)")
     for ax in axes:
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -415,12 +415,15 @@ def dropout_k_scaling(profile: str, generator: torch.Generator, progress: Progre
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.errorbar(ks, [traces[k][0] for k in ks], yerr=[2 * traces[k][1] for k in ks], marker="o",
                 capsize=3, label="measured tr Cov(Dropout_k gradient)")
-    ax.plot(ks, [tr1 / k for k in ks], "k--", lw=1, label="prediction: tr Cov(Dropout_1) / k")
+    ax.plot(ks, [tr1 / k for k in ks], "k--", lw=1.5, zorder=4,
+            label="prediction: tr Cov(Dropout_1) / k")
+    ax.plot([kk], [tr1], "kx", ms=9, mew=2, zorder=4,
+            label=f"prediction for Dropout_{kk} + sqrt(1-1/k) xi~: k = 1 level")
     ax.errorbar([kk], [trf], yerr=[2 * sef], marker="s", color="C3", capsize=3,
-                label=f"measured Dropout_{kk} + sqrt(1-1/k) xi~ (prediction: k = 1 level)")
+                label=f"measured Dropout_{kk} + sqrt(1-1/k) xi~")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel("dropout samples per step k")
+    ax.set_xlabel("dropout samples per step k (count)")
     ax.set_ylabel("trace of gradient covariance (squared loss-gradient units)")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -590,19 +593,19 @@ def _training_outcome(bed: TrainingBed, results, rules, seeds, profile) -> Outco
     ax.barh(range(len(names)), means, xerr=[2 * e for e in errs], color="C0", capsize=3,
             label=f"measured (mean of {len(seeds)} seeds, bars 2 s.e.)")
     ax.axvline(means[names.index(d1)], color="k", ls="--", lw=1,
-               label="paper: (c), (d), (f) match Dropout_1")
+               label="prediction: (c), (d), (f) match Dropout_1")
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_xlabel(f"best {bed.metric}")
     lo = min(means) - 3 * max(errs + [0.01])
     ax.set_xlim(left=max(0.0, lo))
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper right")
     ax.set_title(bed.name)
     ax = axes[1]
     for i, n in enumerate(names):
         curve = torch.tensor([r["curve"] for r in results[n]]).mean(0)
         ax.plot(range(len(curve)), curve, label=n, color=f"C{i % 10}",
                 ls="-" if i < 10 else "--")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch (passes over the training set)")
     ax.set_ylabel(bed.metric)
     ax.set_ylim(top=float(torch.tensor([r["curve"][0] for r in results[d1]]).mean()) * 1.05)
     ax.legend(fontsize=7)

@@ -189,8 +189,9 @@ def flatter_minima_1d(profile: str, generator: torch.Generator, progress: Progre
         ax.scatter([j + 0.25 for j in range(len(SEEDS))], [0.7 * v for v in gdv], marker="_",
                    s=400, color="k", zorder=3, label="prediction: dropout <= 0.7 x GD")
         ax.set_xticks(range(len(SEEDS)), [f"seed {s}" for s in SEEDS])
-        ax.set_ylabel(f"{lab} of the training-loss Hessian (loss units / param^2)")
+        ax.set_ylabel(f"{lab} of the training-loss Hessian\n(loss units / param^2)")
         ax.set_title(f"{lab}, width-{WIDTH} ReLU net, n = {N_POINTS}")
+        ax.set_ylim(top=ax.get_ylim()[1] * 1.25)
         ax.legend(fontsize=7)
     fig.tight_layout()
     worst_l = max(r["lambda_ratio"] for r in rows)
@@ -268,6 +269,7 @@ def noise_hessian_alignment(profile: str, generator: torch.Generator,
     ax.axhline(0.1, color="0.5", ls=":", lw=1, label="prediction: null < 0.1")
     ax.set_xticks(list(xs), [f"seed {s}\np = {p}" for s, p in keys])
     ax.set_ylabel("cosine similarity (dimensionless)")
+    ax.set_ylim(0, 1.5)  # room for the legend above the bars
     ax.set_title("Dropout-noise covariance vs Hessian (1-D regression, P = 600)")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -325,7 +327,7 @@ def variance_grows_with_curvature(profile: str, generator: torch.Generator,
     ax.set_xlabel("Hessian eigenvalue lambda_k (loss units / param^2)")
     ax.set_ylabel("projected noise variance v_k^T Sigma v_k (grad units^2)")
     ax.set_title("Variance principle, top-20 eigen-directions")
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     figure = Figure.from_matplotlib(
         "variance-vs-eigenvalue",
@@ -461,9 +463,10 @@ def last_layer_noise_structure(profile: str, generator: torch.Generator,
            label="measured cos(H, Sigma), per-example masks")
     ax.bar([x + 0.27 for x in xs], [r["null_per_example"] for r in rows], 0.27,
            label="measured null (random eigenvectors)")
-    ax.axhline(0.6, color="k", ls="--", lw=1, label="prediction (A-T5): cos > 0.6")
-    ax.set_xticks(list(xs), [f"s{r['seed']} p={r['p']}" for r in rows], fontsize=7)
+    ax.axhline(0.6, color="k", ls="--", lw=1, label="prediction: cos > 0.6 (A-T5)")
+    ax.set_xticks(list(xs), [f"seed {r['seed']}\np = {r['p']}" for r in rows])
     ax.set_ylabel("cosine similarity (dimensionless)")
+    ax.set_ylim(0, 1.5)  # room for the legend above the bars
     ax.set_title("Last-hidden-layer dropout at an interpolating point (exact Sigma)")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -588,7 +591,8 @@ def flatter_minima_mnist1d(profile: str, generator: torch.Generator,
         ax.scatter([x + 0.2 for x in xs], [by[(s, 0.0)][key] for s in SEEDS], marker="_",
                    s=300, color="k", zorder=3, label="prediction: dropout below this")
         ax.set_xticks(list(xs), [f"seed {s}" for s in SEEDS])
-        ax.set_ylabel(f"{lab} of the training-loss Hessian (nats / param^2)")
+        ax.set_ylabel(f"{lab} of the training-loss Hessian\n(nats / param^2)")
+        ax.set_ylim(top=ax.get_ylim()[1] * 1.3)
         ax.legend(fontsize=7)
     axes[0].set_title(f"MLP 40-{st['width']}-{st['width']}-10, MNIST-1D")
     fig.tight_layout()
@@ -646,7 +650,10 @@ def loss_profile_mnist1d(profile: str, generator: torch.Generator,
                 label="measured, no dropout" if s == SEEDS[0] else None)
         ax.plot(alphas, profiles[(s, p)], color="C1", alpha=0.8,
                 label=f"measured, dropout p = {p}" if s == SEEDS[0] else None)
-    ax.plot([], [], " ", label="prediction: dropout curve lower and wider")
+    below = torch.stack([torch.as_tensor(profiles[(s, 0.0)]) for s in SEEDS]).min(0).values
+    ax.fill_between(torch.as_tensor(alphas).numpy(), float(below.min()), below.numpy(),
+                    color="0.9", zorder=0,
+                    label="prediction: dropout curves lower and wider (inside this band)")
     ax.set_xlabel("alpha (step along filter-normalised direction, units of filter norm)")
     ax.set_ylabel("training cross-entropy R_S(theta* + alpha d) (nats)")
     ax.set_title(f"1-D loss profiles, MLP 40-{st['width']}-{st['width']}-10 on MNIST-1D")
