@@ -34,7 +34,7 @@ run: install
 	@echo "report: $(OUT)/report.html and $(OUT)/report.md"
 
 test: install
-	$(PYTHON) -m ruff check src tests benchmarks
+	$(PYTHON) -m ruff check src tests benchmarks examples
 	$(PYTHON) -m pytest
 
 bench: install

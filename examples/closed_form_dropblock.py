@@ -4,9 +4,9 @@ Run: python examples/closed_form_dropblock.py   (a few seconds)
 
 For a one-hidden-layer linear net x -> U V^T x trained with DropBlock (blocks of k hidden units
 dropped together, drop rate p) and squared loss on whitened inputs, the expected objective is
-||M - U V^T||_F^2 + lam * sum_g ||U_g V_g^T||_F^2 with M = Y^T X / N. Its global minimum has a closed
-form: the prox of the squared spectral k-support norm applied to M. This script computes it,
-checks the certificate, and compares with a plain least-squares fit.
+||M - U V^T||_F^2 + lam * sum_g ||U_g V_g^T||_F^2 with M = Y^T X / N. Its global minimum has a
+closed form: the prox of the squared spectral k-support norm applied to M. This script computes
+it, checks the certificate, and compares with a plain least-squares fit.
 """
 
 import torch

@@ -26,7 +26,7 @@ X, y = data.X_train[:1000], data.y_train[:1000]
 
 model = nn.Sequential(nn.Linear(40, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, 10))
 optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-for step in range(600):
+for _ in range(600):
     idx = torch.randint(0, len(X), (64,), generator=g)
     loss = nn.functional.cross_entropy(model(X[idx]), y[idx])
     optimizer.zero_grad()
