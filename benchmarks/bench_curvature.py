@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from dropreg.curvature import HessianOperator, top_eigenpairs, trace  # noqa: E402
 from dropreg.data import load_mnist1d  # noqa: E402
 from dropreg.experiments.runner import cpu_model  # noqa: E402
+from dropreg.experiments.zhang2022 import _train_mnist1d  # noqa: E402
 
 TARGET = 1e-3
 
@@ -58,23 +59,10 @@ def machine() -> dict:
 
 
 def make_problem(n: int, width: int, epochs: int):
+    """The MLP of the zhang2022 MNIST-1D claims, trained the same way (dropout 0.2, seed 0)."""
     ds = load_mnist1d()
     X, y = ds.X_train[:n], ds.y_train[:n]
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(40, width), nn.ReLU(), nn.Dropout(0.2),
-                        nn.Linear(width, width), nn.ReLU(), nn.Dropout(0.2),
-                        nn.Linear(width, 10))
-    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=g)
-        for i in range(0, n, 100):
-            idx = perm[i:i + 100]
-            loss = nn.functional.cross_entropy(net(X[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return net.eval(), X, y
+    return _train_mnist1d(X, y, width, 0.2, epochs, seed=0), X, y
 
 
 def timed(fn, repeats: int):
