@@ -30,7 +30,14 @@ class EpochRecord:
 class TrainingHistory:
     """What :func:`train` returns: one :class:`EpochRecord` per epoch (index 0 = before training),
     the rule, the median wall-clock and thread-CPU seconds per step, and the number of steps.
-    (On a shared machine the CPU time is the fair cost measure.)"""
+    (On a shared machine the CPU time is the fair cost measure.)
+
+    Example:
+        >>> rec = [EpochRecord(e, 1.0 / (e + 1), 0.5, 2.0 - e, 0.5, 1.0) for e in range(3)]
+        >>> hist = TrainingHistory("none", tuple(rec), seconds_per_step=0.01, steps=4)
+        >>> hist.final.epoch, hist.best_test_loss
+        (2, 0.0)
+    """
 
     rule: str
     epochs: tuple[EpochRecord, ...]
@@ -40,10 +47,12 @@ class TrainingHistory:
 
     @property
     def final(self) -> EpochRecord:
+        """The record after the last epoch."""
         return self.epochs[-1]
 
     @property
     def best_test_loss(self) -> float:
+        """The lowest clean test loss over the epochs (epoch 0 included)."""
         return min(e.test_loss for e in self.epochs)
 
 
