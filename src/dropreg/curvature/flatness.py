@@ -49,6 +49,7 @@ class Sharpness:
 
     @property
     def lambda_max(self) -> float:
+        """The largest Hessian eigenvalue found."""
         return float(self.top.eigenvalues[0])
 
 
@@ -260,7 +261,21 @@ def variance_flatness(
 ) -> VarianceFlatness:
     """Inverse variance-flatness relation (digest A.6 item 3, A-T7): PCA of ``snapshots``
     ``(T, P)``; interval flatness of ``op``'s loss along each of the top ``k`` components, around
-    the snapshot mean."""
+    the snapshot mean.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> X = torch.randn(8, 3, generator=g, dtype=torch.float64)
+        >>> y = torch.randn(8, 1, generator=g, dtype=torch.float64)
+        >>> op = HessianOperator(torch.nn.Linear(3, 1, bias=False).double(),
+        ...                      torch.nn.functional.mse_loss, (X, y))
+        >>> snaps = torch.randn(10, 3, generator=g, dtype=torch.float64)
+        >>> vf = variance_flatness(op, snaps, k=3)
+        >>> vf.variances.shape, vf.flatness.shape, vf.directions.shape
+        (torch.Size([3]), torch.Size([3]), torch.Size([3, 3]))
+        >>> bool((vf.variances[:-1] >= vf.variances[1:]).all())  # PCA order
+        True
+    """
     mean, V, var = trajectory_pca(snapshots.to(op.dtype), k)
     F = torch.tensor([interval_flatness(op, V[:, i], center=mean, threshold=threshold,
                                         max_alpha=max_alpha).width for i in range(k)],
