@@ -40,7 +40,13 @@ __all__ = [
 
 
 class Example(NamedTuple):
-    """A network with its data: ``net``, inputs ``X (N, K)``, targets ``Y (N, 1)``."""
+    """A network with its data: ``net``, inputs ``X (N, K)``, targets ``Y (N, 1)``.
+
+    Example:
+        >>> net, X, Y = figure1_example()
+        >>> X.tolist(), Y.tolist()
+        ([[1.0, -1.0]], [[8.0]])
+    """
 
     net: nn.Sequential
     X: Tensor
