@@ -163,17 +163,41 @@ class Recording:
     deltas: Mapping[str, torch.Tensor] | None = None
 
     def clear(self) -> None:
-        """Forget everything recorded (call before a new forward pass)."""
+        """Forget everything recorded (call before a new forward pass).
+
+        Example:
+            >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5))
+            >>> with site_mode(net, "record") as rec:
+            ...     _ = net(torch.randn(2, 3))
+            >>> rec.clear(); rec.values
+            {'1': []}
+        """
         self.values = {s.name: [] for s in self.sites}
 
     def items(self) -> Iterator[tuple[DropoutSite, torch.Tensor]]:
-        """``(site, recorded tensor)`` pairs over every site call of the last forward pass."""
+        """``(site, recorded tensor)`` pairs over every site call of the last forward pass.
+
+        Example:
+            >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5))
+            >>> with site_mode(net, "record") as rec:
+            ...     _ = net(torch.randn(2, 3))
+            >>> [(site.name, site.p, tuple(h.shape)) for site, h in rec.items()]
+            [('1', 0.5, (2, 4))]
+        """
         for s in self.sites:
             for h in self.values.get(s.name, []):
                 yield s, h
 
     def tensors(self) -> list[torch.Tensor]:
-        """The recorded tensors, flattened over sites and calls."""
+        """The recorded tensors, flattened over sites and calls.
+
+        Example:
+            >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5))
+            >>> with site_mode(net, "record") as rec:
+            ...     _ = net(torch.randn(2, 3))
+            >>> [tuple(h.shape) for h in rec.tensors()]
+            [(2, 4)]
+        """
         return [h for _, h in self.items()]
 
 

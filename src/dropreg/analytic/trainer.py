@@ -16,7 +16,17 @@ from dropreg.analytic.updates import UpdateRule, accumulate_gradient
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """Clean (no-dropout) metrics after one epoch; ``accuracy`` is NaN for ``"mse"``."""
+    """Clean (no-dropout) metrics after one epoch; ``accuracy`` is NaN for ``"mse"``.
+
+    Example:
+        >>> from dropreg.analytic import MLP, dropout
+        >>> g = torch.Generator().manual_seed(0)
+        >>> X, y = torch.randn(16, 3, generator=g), torch.randint(0, 2, (16,), generator=g)
+        >>> first = train(MLP(3, 8, 2, p=0.2), dropout(), X, y, X, y, epochs=1,
+        ...               generator=g).epochs[0]
+        >>> first.epoch, 0.0 <= first.train_accuracy <= 1.0
+        (0, True)
+    """
 
     epoch: int
     train_loss: float
