@@ -556,7 +556,12 @@ class SlidingBlocks(MaskLaw):
         return torch.exp(n * math.log1p(-gamma)) if gamma < 1 else torch.zeros_like(n)
 
     def drop_fraction(self, width: int) -> float:
-        """Expected fraction of dropped units (``p`` up to rounding), without cancellation."""
+        """Expected fraction of dropped units (``p`` up to rounding), without cancellation.
+
+        Example:
+            >>> round(SlidingBlocks(0.05, 4).drop_fraction(9), 12)
+            0.05
+        """
         gamma = self.seed_rate(width)
         if gamma >= 1.0:
             return 1.0
@@ -720,7 +725,12 @@ class Gaussian(MaskLaw):
         )
 
     def drop_fraction(self, width: int) -> float:
-        """Gaussian masks drop no unit exactly; returns 0."""
+        """Gaussian masks drop no unit exactly; returns 0.
+
+        Example:
+            >>> Gaussian(0.5).drop_fraction(3)
+            0.0
+        """
         return 0.0
 
 

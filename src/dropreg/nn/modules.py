@@ -98,7 +98,14 @@ class Dropout(DropLayer, nn.Module):
         return Bernoulli(self.p)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        """Zero each entry with probability ``p`` and scale by ``1/(1-p)`` (identity in eval)."""
+        """Zero each entry with probability ``p`` and scale by ``1/(1-p)`` (identity in eval).
+
+        Example:
+            >>> g = torch.Generator().manual_seed(0)
+            >>> layer, x = Dropout(0.5, generator=g), torch.ones(4, 6)
+            >>> set(layer(x).flatten().tolist()) <= {0.0, 2.0}, torch.equal(layer.eval()(x), x)
+            (True, True)
+        """
         return DF.dropout(input, self.p, training=self.training, generator=self.generator)
 
     def extra_repr(self) -> str:
@@ -134,7 +141,14 @@ class GaussianDropout(DropLayer, nn.Module):
         return Gaussian(self.p)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        """Multiply by ``N(1, p/(1-p))`` noise (identity in eval)."""
+        """Multiply by ``N(1, p/(1-p))`` noise (identity in eval).
+
+        Example:
+            >>> g = torch.Generator().manual_seed(0)
+            >>> layer, x = GaussianDropout(0.5, generator=g), torch.ones(4, 6)
+            >>> layer(x).shape, torch.equal(layer.eval()(x), x)
+            (torch.Size([4, 6]), True)
+        """
         return DF.gaussian_dropout(input, self.p, training=self.training, generator=self.generator)
 
     def extra_repr(self) -> str:
@@ -180,7 +194,14 @@ class DropBlock2d(DropLayer, nn.Module):
         return SlidingBlocks2d(self.p, self.block_size)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        """Zero sliding blocks of each ``(H, W)`` map, rescaled per position (identity in eval)."""
+        """Zero sliding blocks of each ``(H, W)`` map, rescaled per position (identity in eval).
+
+        Example:
+            >>> g = torch.Generator().manual_seed(0)
+            >>> layer, x = DropBlock2d(0.2, 3, generator=g), torch.ones(2, 3, 8, 8)
+            >>> layer(x).shape, torch.equal(layer.eval()(x), x)
+            (torch.Size([2, 3, 8, 8]), True)
+        """
         return DF.drop_block2d(input, self.p, self.block_size, training=self.training,
                                share_channels=self.share_channels, generator=self.generator)
 
@@ -222,7 +243,15 @@ class DropBlock1d(DropLayer, nn.Module):
         return (Blocks if self.fixed_blocks else SlidingBlocks)(self.p, self.block_size)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        """Zero blocks of the feature axis, rescaled by ``1 / E[z]`` (identity in eval)."""
+        """Zero blocks of the feature axis, rescaled by ``1 / E[z]`` (identity in eval).
+
+        Example:
+            >>> g = torch.Generator().manual_seed(0)
+            >>> layer = DropBlock1d(0.5, 2, fixed_blocks=True, generator=g)
+            >>> y = layer(torch.ones(3, 6))
+            >>> torch.equal(y[:, 0::2], y[:, 1::2]), set(y.flatten().tolist()) <= {0.0, 2.0}
+            (True, True)
+        """
         return DF.drop_block1d(input, self.p, self.block_size, training=self.training,
                                share_channels=self.share_channels,
                                fixed_blocks=self.fixed_blocks, generator=self.generator)
@@ -269,7 +298,17 @@ class DropConnectLinear(DropLayer, nn.Linear):
         return Bernoulli(self.p)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        """:func:`~dropreg.nn.functional.drop_connect_linear` (a plain linear map in eval)."""
+        """:func:`~dropreg.nn.functional.drop_connect_linear` (a plain linear map in eval).
+
+        Example:
+            >>> g = torch.Generator().manual_seed(0)
+            >>> layer, x = DropConnectLinear(3, 2, p=0.5, generator=g), torch.randn(4, 3)
+            >>> layer(x).shape
+            torch.Size([4, 2])
+            >>> F = torch.nn.functional
+            >>> torch.equal(layer.eval()(x), F.linear(x, layer.weight, layer.bias))
+            True
+        """
         return DF.drop_connect_linear(
             input, self.weight, self.bias, self.p, training=self.training,
             per_example=self.per_example, generator=self.generator,
@@ -323,7 +362,17 @@ class DropConnectConv2d(DropLayer, nn.Conv2d):
         return Bernoulli(self.p)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        """:func:`~dropreg.nn.functional.drop_connect_conv2d` (a plain convolution in eval)."""
+        """:func:`~dropreg.nn.functional.drop_connect_conv2d` (a plain convolution in eval).
+
+        Example:
+            >>> g = torch.Generator().manual_seed(0)
+            >>> layer, x = DropConnectConv2d(2, 4, 3, p=0.3, generator=g), torch.randn(1, 2, 6, 6)
+            >>> layer(x).shape
+            torch.Size([1, 4, 4, 4])
+            >>> F = torch.nn.functional
+            >>> torch.equal(layer.eval()(x), F.conv2d(x, layer.weight, layer.bias))
+            True
+        """
         return DF.drop_connect_conv2d(
             input, self.weight, self.bias, self.p, self.stride, self.padding, self.dilation,
             self.groups, training=self.training, per_example=self.per_example,
@@ -374,7 +423,15 @@ class MaskDropout(DropLayer, nn.Module):
         self._law = dataclasses.replace(self._law, p=value)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        """``input * z / E[z]`` with ``z`` drawn from the law (identity in eval)."""
+        """``input * z / E[z]`` with ``z`` drawn from the law (identity in eval).
+
+        Example:
+            >>> from dropreg.masks import KeepExactly
+            >>> g = torch.Generator().manual_seed(0)
+            >>> y = MaskDropout(KeepExactly(2), generator=g)(torch.ones(3, 4))
+            >>> y.sum(1).tolist()  # two of four units kept, each scaled by 1 / E[z] = 2
+            [4.0, 4.0, 4.0]
+        """
         return DF.mask_dropout(input, self._law, training=self.training, generator=self.generator)
 
     def extra_repr(self) -> str:
