@@ -43,7 +43,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train and test tensors (rows are examples) with a name and loader-specific facts."""
+    """Train and test tensors (rows are examples) with a name and loader-specific facts.
+
+    Example:
+        >>> ds = Dataset(torch.zeros(5, 3), torch.zeros(5), torch.zeros(2, 3), torch.zeros(2),
+        ...              "toy")
+        >>> ds, ds.info
+        (Dataset('toy', X_train=(5, 3), X_test=(2, 3)), {})
+    """
 
     X_train: torch.Tensor
     y_train: torch.Tensor
@@ -163,7 +170,17 @@ def load_digits_data(test_fraction: float = 0.25,
 
 def cache_dir() -> Path:
     """Where dropreg caches generated data: ``$DROPREG_CACHE_DIR``, else
-    ``$XDG_CACHE_HOME/dropreg``, else ``~/.cache/dropreg``."""
+    ``$XDG_CACHE_HOME/dropreg``, else ``~/.cache/dropreg``.
+
+    Example:
+        >>> from unittest import mock
+        >>> with mock.patch.dict(os.environ, {"DROPREG_CACHE_DIR": "/tmp/dropreg-cache"}):
+        ...     str(cache_dir())
+        '/tmp/dropreg-cache'
+        >>> with mock.patch.dict(os.environ, {"DROPREG_CACHE_DIR": "", "XDG_CACHE_HOME": "/tmp/x"}):
+        ...     str(cache_dir())
+        '/tmp/x/dropreg'
+    """
     if os.environ.get("DROPREG_CACHE_DIR"):
         return Path(os.environ["DROPREG_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"

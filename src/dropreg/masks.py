@@ -153,6 +153,16 @@ class MaskLaw(abc.ABC):
 
     Subclasses implement :meth:`sample`, :meth:`mean`, :meth:`normalized_covariance` and
     :meth:`support`; :meth:`second_moment` and :meth:`drop_fraction` follow from them.
+
+    Example:
+        The moments agree exactly with the enumerated support:
+
+        >>> law = Blocks(0.25, 2)
+        >>> masks, probs = law.support(4)
+        >>> bool(torch.allclose(probs @ masks, law.mean(4)))
+        True
+        >>> bool(torch.allclose(masks.T @ (probs[:, None] * masks), law.second_moment(4)))
+        True
     """
 
     @abc.abstractmethod
@@ -165,17 +175,34 @@ class MaskLaw(abc.ABC):
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
-        """Draw independent masks, one per batch index: a ``(*batch_shape, width)`` tensor."""
+        """Draw independent masks, one per batch index: a ``(*batch_shape, width)`` tensor.
+
+        Example:
+            >>> z = Bernoulli(0.5).sample((2, 3), 5, generator=torch.Generator().manual_seed(0),
+            ...                           dtype=torch.float64)
+            >>> z.shape, z.dtype, bool(((z == 0) | (z == 1)).all())
+            (torch.Size([2, 3, 5]), torch.float64, True)
+        """
 
     @abc.abstractmethod
     def mean(self, width: int) -> torch.Tensor:
-        """``E[z_i]`` as a float64 ``(width,)`` tensor."""
+        """``E[z_i]`` as a float64 ``(width,)`` tensor.
+
+        Example:
+            >>> KeepExactly(1).mean(4)
+            tensor([0.2500, 0.2500, 0.2500, 0.2500], dtype=torch.float64)
+        """
 
     @abc.abstractmethod
     def normalized_covariance(self, width: int) -> torch.Tensor:
         """``Cov(z_i, z_j) / (mu_i mu_j)`` as a float64 ``(width, width)`` tensor.
 
         Raises ``ValueError`` where some ``mu_i = 0`` (e.g. ``p = 1``): it is undefined there.
+
+        Example:
+            >>> Bernoulli(0.2).normalized_covariance(2)  # lam I, lam = p / (1 - p)
+            tensor([[0.2500, 0.0000],
+                    [0.0000, 0.2500]], dtype=torch.float64)
         """
 
     @abc.abstractmethod
@@ -183,15 +210,31 @@ class MaskLaw(abc.ABC):
         """Every mask of positive probability: ``(masks (S, width), probs (S,))``, float64.
 
         Raises ``ValueError`` above :data:`SUPPORT_LIMIT` enumerated configurations.
+
+        Example:
+            >>> masks, probs = Blocks(0.5, 2).support(4)  # 2 blocks: 4 equally likely masks
+            >>> masks.shape, probs.tolist()
+            (torch.Size([4, 4]), [0.25, 0.25, 0.25, 0.25])
         """
 
     def second_moment(self, width: int) -> torch.Tensor:
-        """``E[z z^T]`` as a float64 ``(width, width)`` tensor (= ``(C + 1) * mu mu^T``)."""
+        """``E[z z^T]`` as a float64 ``(width, width)`` tensor (= ``(C + 1) * mu mu^T``).
+
+        Example:
+            >>> Bernoulli(0.5).second_moment(2)  # E z_i^2 = 1 - p, E z_i z_j = (1 - p)^2
+            tensor([[0.5000, 0.2500],
+                    [0.2500, 0.5000]], dtype=torch.float64)
+        """
         mu = self.mean(width)
         return (self.normalized_covariance(width) + 1.0) * torch.outer(mu, mu)
 
     def drop_fraction(self, width: int) -> float:
-        """Expected fraction of dropped units, ``1 - mean(E[z_i])`` (for 0/1 masks)."""
+        """Expected fraction of dropped units, ``1 - mean(E[z_i])`` (for 0/1 masks).
+
+        Example:
+            >>> round(Blocks(0.3, 4).drop_fraction(10), 12), KeepExactly(3).drop_fraction(4)
+            (0.3, 0.25)
+        """
         return float((1.0 - self.mean(width)).mean())
 
     @staticmethod
@@ -222,7 +265,15 @@ class Bernoulli(MaskLaw):
     def __post_init__(self) -> None:
         object.__setattr__(self, "p", _check_probability("p", self.p))
 
-    def sample(self, batch_shape, width, *, generator=None, dtype=torch.float32, device=None):
+    def sample(
+        self,
+        batch_shape: tuple[int, ...],
+        width: int,
+        *,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
         width = self._width(width)
         _check_float_dtype(dtype)
         shape = (*_check_batch_shape(batch_shape), width)
@@ -282,14 +333,32 @@ class Blocks(MaskLaw):
         object.__setattr__(self, "block_size", _check_positive_int("block_size", self.block_size))
 
     def n_blocks(self, width: int) -> int:
-        """Number of blocks, ``ceil(width / block_size)``."""
+        """Number of blocks, ``ceil(width / block_size)``.
+
+        Example:
+            >>> Blocks(0.5, 3).n_blocks(7)
+            3
+        """
         return -(-self._width(width) // self.block_size)
 
     def block_index(self, width: int) -> torch.Tensor:
-        """Block of each unit, an int64 ``(width,)`` tensor."""
+        """Block of each unit, an int64 ``(width,)`` tensor.
+
+        Example:
+            >>> Blocks(0.5, 3).block_index(7).tolist()
+            [0, 0, 0, 1, 1, 1, 2]
+        """
         return torch.arange(self._width(width)) // self.block_size
 
-    def sample(self, batch_shape, width, *, generator=None, dtype=torch.float32, device=None):
+    def sample(
+        self,
+        batch_shape: tuple[int, ...],
+        width: int,
+        *,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
         width = self._width(width)
         _check_float_dtype(dtype)
         shape = (*_check_batch_shape(batch_shape), self.n_blocks(width))
@@ -431,20 +500,43 @@ class SlidingBlocks(MaskLaw):
         object.__setattr__(self, "block_size", _check_positive_int("block_size", self.block_size))
 
     def effective_block(self, width: int) -> int:
-        """``min(block_size, width)``."""
+        """``min(block_size, width)``.
+
+        Example:
+            >>> SlidingBlocks(0.1, 5).effective_block(3)
+            3
+        """
         return min(self.block_size, self._width(width))
 
     def coverage(self, width: int) -> torch.Tensor:
-        """``n_i``: number of seed positions covering unit ``i``, int64 ``(width,)``."""
+        """``n_i``: number of seed positions covering unit ``i``, int64 ``(width,)``.
+
+        Example:
+            >>> SlidingBlocks(0.1, 3).coverage(6).tolist()  # seeds at 0..3, each covers 3 units
+            [1, 2, 3, 3, 2, 1]
+        """
         width = self._width(width)
         lo, hi = _coverage_1d(width, self.effective_block(width))
         return hi - lo + 1
 
     def seed_rate(self, width: int) -> float:
-        """Probability ``gamma`` that a seed is on, solved so the mean drop fraction is ``p``."""
+        """Probability ``gamma`` that a seed is on, solved so the mean drop fraction is ``p``.
+
+        Example:
+            >>> SlidingBlocks(0.25, 1).seed_rate(8)  # block_size 1: gamma = p
+            0.25
+        """
         return sliding_seed_rate(self.coverage(width), self.p)
 
-    def sample(self, batch_shape, width, *, generator=None, dtype=torch.float32, device=None):
+    def sample(
+        self,
+        batch_shape: tuple[int, ...],
+        width: int,
+        *,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
         width = self._width(width)
         _check_float_dtype(dtype)
         batch_shape = _check_batch_shape(batch_shape)
@@ -464,7 +556,12 @@ class SlidingBlocks(MaskLaw):
         return torch.exp(n * math.log1p(-gamma)) if gamma < 1 else torch.zeros_like(n)
 
     def drop_fraction(self, width: int) -> float:
-        """Expected fraction of dropped units (``p`` up to rounding), without cancellation."""
+        """Expected fraction of dropped units (``p`` up to rounding), without cancellation.
+
+        Example:
+            >>> round(SlidingBlocks(0.05, 4).drop_fraction(9), 12)
+            0.05
+        """
         gamma = self.seed_rate(width)
         if gamma >= 1.0:
             return 1.0
@@ -529,7 +626,15 @@ class KeepExactly(MaskLaw):
             )
         return width
 
-    def sample(self, batch_shape, width, *, generator=None, dtype=torch.float32, device=None):
+    def sample(
+        self,
+        batch_shape: tuple[int, ...],
+        width: int,
+        *,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
         width = self._check(width)
         _check_float_dtype(dtype)
         shape = (*_check_batch_shape(batch_shape), width)
@@ -592,7 +697,15 @@ class Gaussian(MaskLaw):
         """Variance of ``z_i``, ``p / (1 - p)``."""
         return self.p / (1.0 - self.p)
 
-    def sample(self, batch_shape, width, *, generator=None, dtype=torch.float32, device=None):
+    def sample(
+        self,
+        batch_shape: tuple[int, ...],
+        width: int,
+        *,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
         width = self._width(width)
         _check_float_dtype(dtype)
         shape = (*_check_batch_shape(batch_shape), width)
@@ -612,7 +725,12 @@ class Gaussian(MaskLaw):
         )
 
     def drop_fraction(self, width: int) -> float:
-        """Gaussian masks drop no unit exactly; returns 0."""
+        """Gaussian masks drop no unit exactly; returns 0.
+
+        Example:
+            >>> Gaussian(0.5).drop_fraction(3)
+            0.0
+        """
         return 0.0
 
 
@@ -678,7 +796,15 @@ class Custom(MaskLaw):
     def __repr__(self) -> str:
         return f"Custom(support_size={self.masks.shape[0]}, width={self.width})"
 
-    def sample(self, batch_shape, width, *, generator=None, dtype=torch.float32, device=None):
+    def sample(
+        self,
+        batch_shape: tuple[int, ...],
+        width: int,
+        *,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
         width = self._check(width)
         _check_float_dtype(dtype)
         batch_shape = _check_batch_shape(batch_shape)
@@ -764,13 +890,23 @@ class SlidingBlocks2d:
         return (_check_positive_int("H", shape[0]), _check_positive_int("W", shape[1]))
 
     def effective_block(self, shape: tuple[int, int]) -> tuple[int, int]:
-        """``(min(bh, H), min(bw, W))``."""
+        """``(min(bh, H), min(bw, W))``.
+
+        Example:
+            >>> SlidingBlocks2d(0.1, (3, 5)).effective_block((4, 4))
+            (3, 4)
+        """
         H, W = self._shape(shape)
         bh, bw = _pair("block_size", self.block_size)
         return (min(bh, H), min(bw, W))
 
     def coverage(self, shape: tuple[int, int]) -> torch.Tensor:
-        """``n_ij``: number of seeds covering each position, int64 ``(H, W)``."""
+        """``n_ij``: number of seeds covering each position, int64 ``(H, W)``.
+
+        Example:
+            >>> SlidingBlocks2d(0.1, 2).coverage((2, 3)).tolist()  # a = [1, 1], b = [1, 2, 1]
+            [[1, 2, 1], [1, 2, 1]]
+        """
         H, W = self._shape(shape)
         kh, kw = self.effective_block((H, W))
         lo, hi = _coverage_1d(H, kh)
@@ -780,17 +916,34 @@ class SlidingBlocks2d:
         return a[:, None] * b[None, :]
 
     def seed_rate(self, shape: tuple[int, int]) -> float:
-        """Probability ``gamma`` that a valid seed is on, solved so the mean drop fraction is p."""
+        """Probability ``gamma`` that a valid seed is on, solved so the mean drop fraction is p.
+
+        Example:
+            >>> SlidingBlocks2d(0.3, 1).seed_rate((4, 4))  # 1 x 1 blocks: gamma = p
+            0.3
+        """
         return sliding_seed_rate(self.coverage(shape), self.p)
 
     def mean(self, shape: tuple[int, int]) -> torch.Tensor:
-        """``E[z_ij]`` as a float64 ``(H, W)`` tensor."""
+        """``E[z_ij]`` as a float64 ``(H, W)`` tensor.
+
+        Example:
+            >>> law = SlidingBlocks2d(0.2, 2)
+            >>> mu = law.mean((3, 3))
+            >>> mu.shape, round(1 - float(mu.mean()), 12)  # mean drop fraction is exactly p
+            (torch.Size([3, 3]), 0.2)
+        """
         gamma = self.seed_rate(shape)
         n = self.coverage(shape).to(torch.float64)
         return torch.exp(n * math.log1p(-gamma)) if gamma < 1 else torch.zeros_like(n)
 
     def drop_fraction(self, shape: tuple[int, int]) -> float:
-        """Expected fraction of dropped positions (``p`` up to rounding)."""
+        """Expected fraction of dropped positions (``p`` up to rounding).
+
+        Example:
+            >>> round(SlidingBlocks2d(0.15, (2, 3)).drop_fraction((5, 6)), 12)
+            0.15
+        """
         gamma = self.seed_rate(shape)
         n = self.coverage(shape).to(torch.float64)
         if gamma >= 1:
@@ -798,7 +951,13 @@ class SlidingBlocks2d:
         return float((-torch.expm1(n * math.log1p(-gamma))).mean())
 
     def normalized_covariance(self, shape: tuple[int, int]) -> torch.Tensor:
-        """``Cov(z_ij, z_i'j') / (mu_ij mu_i'j')`` as float64 ``(H*W, H*W)`` (row-major)."""
+        """``Cov(z_ij, z_i'j') / (mu_ij mu_i'j')`` as float64 ``(H*W, H*W)`` (row-major).
+
+        Example:
+            >>> C = SlidingBlocks2d(0.2, 1).normalized_covariance((2, 2))  # 1 x 1: Bernoulli
+            >>> bool(torch.allclose(C, 0.25 * torch.eye(4, dtype=torch.float64)))
+            True
+        """
         H, W = self._shape(shape)
         kh, kw = self.effective_block((H, W))
         gamma = self.seed_rate((H, W))
@@ -808,7 +967,15 @@ class SlidingBlocks2d:
         return torch.expm1(-inter * math.log1p(-gamma))
 
     def second_moment(self, shape: tuple[int, int]) -> torch.Tensor:
-        """``E[z z^T]`` over the flattened positions, float64 ``(H*W, H*W)``."""
+        """``E[z z^T]`` over the flattened positions, float64 ``(H*W, H*W)``.
+
+        Example:
+            >>> law = SlidingBlocks2d(0.2, 2)
+            >>> masks, probs = law.support((3, 3))
+            >>> flat = masks.reshape(len(probs), -1)
+            >>> bool(torch.allclose(flat.T @ (probs[:, None] * flat), law.second_moment((3, 3))))
+            True
+        """
         mu = self.mean(shape).reshape(-1)
         return (self.normalized_covariance(shape) + 1.0) * torch.outer(mu, mu)
 
@@ -821,7 +988,14 @@ class SlidingBlocks2d:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
-        """Independent keep-masks, a ``(*batch_shape, H, W)`` tensor of 0/1."""
+        """Independent keep-masks, a ``(*batch_shape, H, W)`` tensor of 0/1.
+
+        Example:
+            >>> z = SlidingBlocks2d(0.1, 3).sample((2, 4), (8, 8),
+            ...                                    generator=torch.Generator().manual_seed(0))
+            >>> z.shape, bool(((z == 0) | (z == 1)).all())
+            (torch.Size([2, 4, 8, 8]), True)
+        """
         H, W = self._shape(shape)
         _check_float_dtype(dtype)
         batch_shape = _check_batch_shape(batch_shape)
@@ -837,7 +1011,13 @@ class SlidingBlocks2d:
 
     def support(self, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Every mask ``(S, H, W)`` with its probability ``(S,)``, float64; ``ValueError`` when
-        more than :data:`SUPPORT_LIMIT` seed patterns would be enumerated."""
+        more than :data:`SUPPORT_LIMIT` seed patterns would be enumerated.
+
+        Example:
+            >>> masks, probs = SlidingBlocks2d(0.2, 2).support((3, 3))  # 2 x 2 seed grid
+            >>> masks.shape, round(float(probs.sum()), 12)
+            (torch.Size([16, 3, 3]), 1.0)
+        """
         H, W = self._shape(shape)
         kh, kw = self.effective_block((H, W))
         mh, mw = H - kh + 1, W - kw + 1

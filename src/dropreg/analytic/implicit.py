@@ -33,7 +33,17 @@ Variance = float | Mapping[str, float] | Callable[[DropoutSite], float] | None
 
 
 def site_variance(site: DropoutSite, variance: Variance = None) -> float:
-    """Noise variance of a site: ``p / (1 - p)`` by default (the authors' ``--imp_reg*``)."""
+    """Noise variance of a site: ``p / (1 - p)`` by default (the authors' ``--imp_reg*``).
+
+    ``variance`` may be a float (every site), a mapping from site name to float, or a callable
+    ``site -> float``.
+
+    Example:
+        >>> from dropreg.analytic import dropout_sites
+        >>> s = dropout_sites(torch.nn.Sequential(torch.nn.Dropout(0.2)))[0]
+        >>> site_variance(s), site_variance(s, 0.5), site_variance(s, lambda site: 2 * site.p)
+        (0.25, 0.5, 0.4)
+    """
     if variance is None:
         return site.noise_variance
     if callable(variance):
@@ -64,6 +74,18 @@ def implicit_noise_term(
         variance: per-coordinate noise variance (see :func:`site_variance`).
         scale: multiplies the noise, e.g. ``sqrt(1 - 1/k)`` inside Dropout_k (§3.4).
         generator: random source of the noise.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
+        ...                           torch.nn.Dropout(0.3), torch.nn.Linear(4, 2)).double()
+        >>> x, y = torch.randn(5, 3, dtype=torch.float64), torch.tensor([0, 1, 0, 1, 1])
+        >>> with site_mode(net, "record") as rec:
+        ...     L = mean_loss(net(x), y, "cross_entropy")
+        >>> term = implicit_noise_term(L, rec, generator=torch.Generator().manual_seed(0))
+        >>> term.shape, term.requires_grad
+        (torch.Size([]), True)
+        >>> float(implicit_noise_term(L, rec, variance=0.0))  # zero variance: no noise
+        0.0
     """
     if noise not in NOISES:
         raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
@@ -124,7 +146,16 @@ def dropout_gradient(
     loss: str = "cross_entropy", generator: torch.Generator | None = None,
     params: Sequence[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, ...]:
-    """``grad_W L(F(x, eta))`` for one fresh draw of the dropout masks of every site."""
+    """``grad_W L(F(x, eta))`` for one fresh draw of the dropout masks of every site.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(3, 2))
+        >>> x, y = torch.randn(4, 3), torch.tensor([0, 1, 1, 0])
+        >>> g1 = dropout_gradient(net, x, y, generator=torch.Generator().manual_seed(0))
+        >>> g2 = dropout_gradient(net, x, y, generator=torch.Generator().manual_seed(0))
+        >>> [tuple(t.shape) for t in g1], all(torch.equal(a, b) for a, b in zip(g1, g2))
+        ([(2, 3), (2,)], True)
+    """
     check_loss(loss)
     ps = _params(model, params)
     with site_mode(model, "sample", generator=generator) as rec:
@@ -153,5 +184,10 @@ def xi_drop_tilde(
 
 
 def flatten(grads: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Concatenate a tuple of gradient tensors into one vector."""
+    """Concatenate a tuple of gradient tensors into one vector.
+
+    Example:
+        >>> flatten((torch.ones(2, 3), torch.zeros(2))).shape
+        torch.Size([8])
+    """
     return torch.cat([g.reshape(-1) for g in grads])

@@ -46,7 +46,17 @@ def _check_shapes(outputs: torch.Tensor, targets: torch.Tensor, loss: str) -> No
 
 
 def per_term_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
-    """The loss terms ``l_n``, flattened to shape ``(N,)``; their mean is :func:`mean_loss`."""
+    """The loss terms ``l_n``, flattened to shape ``(N,)``; their mean is :func:`mean_loss`.
+
+    Example:
+        >>> out = torch.zeros(2, 3, 4, dtype=torch.float64)  # 2 sequences of 3 tokens, 4 classes
+        >>> terms = per_term_loss(out, torch.zeros(2, 3, dtype=torch.long), "cross_entropy")
+        >>> terms.shape, bool(torch.allclose(terms, torch.full((6,), math.log(4.0),
+        ...                                                      dtype=torch.float64)))
+        (torch.Size([6]), True)
+        >>> per_term_loss(torch.ones(2, 4), torch.zeros(2, 4), "mse")  # (1/D) ||F_n - y_n||^2
+        tensor([1., 1.])
+    """
     check_loss(loss)
     _check_shapes(outputs, targets, loss)
     if loss == "cross_entropy":
@@ -57,7 +67,15 @@ def per_term_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str) -> to
 
 
 def mean_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
-    """``L = (1/N) sum_n l_n`` (``F.cross_entropy`` / ``F.mse_loss`` with mean reduction)."""
+    """``L = (1/N) sum_n l_n`` (``F.cross_entropy`` / ``F.mse_loss`` with mean reduction).
+
+    Example:
+        >>> out = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        >>> y = torch.tensor([0, 2, 1, 1, 0])
+        >>> bool(torch.isclose(mean_loss(out, y, "cross_entropy"),
+        ...                    per_term_loss(out, y, "cross_entropy").mean()))
+        True
+    """
     check_loss(loss)
     _check_shapes(outputs, targets, loss)
     if loss == "cross_entropy":

@@ -60,6 +60,14 @@ class WordLSTM(nn.Module):
             self.decoder.weight = self.embedding.weight
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(B, T)`` token ids -> ``(B, T, V)`` next-token logits.
+
+        Example:
+            >>> net = WordLSTM(20, 4, 6, layers=1, p=0.5).eval()  # eval: dropout off
+            >>> x = torch.tensor([[1, 2, 3]])
+            >>> torch.equal(net(x), net(x)), net(x).shape
+            (True, torch.Size([1, 3, 20]))
+        """
         h = self.drop_in(self.embedding(tokens))
         for rnn, drop in zip(self.rnns, self.drops):
             h = drop(rnn(h)[0])
@@ -101,7 +109,13 @@ def pydoc_corpus(vocab_size: int = 2000) -> tuple[torch.Tensor, list[str]]:
 def language_model_windows(ids: torch.Tensor, seq_len: int, n_train: int, n_test: int
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Non-overlapping ``(input, next-token)`` windows: the first ``n_train`` for training, the
-    last ``n_test`` for testing (disjoint text)."""
+    last ``n_test`` for testing (disjoint text).
+
+    Example:
+        >>> x, y, x_test, y_test = language_model_windows(torch.arange(21), 4, n_train=2, n_test=1)
+        >>> x.tolist(), y.tolist(), x_test.tolist()
+        ([[0, 1, 2, 3], [4, 5, 6, 7]], [[1, 2, 3, 4], [5, 6, 7, 8]], [[16, 17, 18, 19]])
+    """
     n = (ids.numel() - 1) // seq_len
     if n_train + n_test > n:
         raise ValueError(f"n_train + n_test must be <= {n} windows of length {seq_len}, "

@@ -71,7 +71,13 @@ def _default_shared_dims(module: nn.Module, ndim: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class DropoutSite:
-    """One dropout site: its qualified name, module, drop probability and noise variance."""
+    """One dropout site: its qualified name, module, drop probability and noise variance.
+
+    Example:
+        >>> site = dropout_sites(torch.nn.Sequential(torch.nn.Dropout2d(0.5)))[0]
+        >>> site.name, site.p, site.noise_variance, site.shared_dims(4)  # (N, C, H, W)
+        ('0', 0.5, 1.0, (2, 3))
+    """
 
     name: str
     module: nn.Module
@@ -79,7 +85,12 @@ class DropoutSite:
     noise_variance: float
 
     def shared_dims(self, ndim: int) -> tuple[int, ...]:
-        """Dims over which the site's mask is shared, for an input with ``ndim`` dims."""
+        """Dims over which the site's mask is shared, for an input with ``ndim`` dims.
+
+        Example:
+            >>> dropout_sites(torch.nn.Sequential(torch.nn.Dropout(0.1)))[0].shared_dims(3)
+            ()
+        """
         return _default_shared_dims(self.module, ndim)
 
 
@@ -136,6 +147,15 @@ class Recording:
 
     A site applied several times in one forward (e.g. a dropout layer reused at each time step)
     records one tensor per call.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5))
+        >>> with site_mode(net, "record") as rec:
+        ...     out = net(torch.randn(2, 3))
+        >>> [(site.name, tuple(h.shape)) for site, h in rec.items()], len(rec.tensors())
+        ([('1', (2, 4))], 1)
+        >>> rec.clear(); rec.tensors()
+        []
     """
 
     sites: list[DropoutSite]
@@ -143,17 +163,41 @@ class Recording:
     deltas: Mapping[str, torch.Tensor] | None = None
 
     def clear(self) -> None:
-        """Forget everything recorded (call before a new forward pass)."""
+        """Forget everything recorded (call before a new forward pass).
+
+        Example:
+            >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5))
+            >>> with site_mode(net, "record") as rec:
+            ...     _ = net(torch.randn(2, 3))
+            >>> rec.clear(); rec.values
+            {'1': []}
+        """
         self.values = {s.name: [] for s in self.sites}
 
     def items(self) -> Iterator[tuple[DropoutSite, torch.Tensor]]:
-        """``(site, recorded tensor)`` pairs over every site call of the last forward pass."""
+        """``(site, recorded tensor)`` pairs over every site call of the last forward pass.
+
+        Example:
+            >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5))
+            >>> with site_mode(net, "record") as rec:
+            ...     _ = net(torch.randn(2, 3))
+            >>> [(site.name, site.p, tuple(h.shape)) for site, h in rec.items()]
+            [('1', 0.5, (2, 4))]
+        """
         for s in self.sites:
             for h in self.values.get(s.name, []):
                 yield s, h
 
     def tensors(self) -> list[torch.Tensor]:
-        """The recorded tensors, flattened over sites and calls."""
+        """The recorded tensors, flattened over sites and calls.
+
+        Example:
+            >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5))
+            >>> with site_mode(net, "record") as rec:
+            ...     _ = net(torch.randn(2, 3))
+            >>> [tuple(h.shape) for h in rec.tensors()]
+            [(2, 4)]
+        """
         return [h for _, h in self.items()]
 
 

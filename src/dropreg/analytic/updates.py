@@ -46,6 +46,15 @@ class UpdateRule:
         coefficient: explicit coefficient (``None``: ``p / (2 (1 - p))`` per site).
         variance: xi_approx variance (``None``: ``p / (1 - p)`` per site).
         n_label_samples: sampled labels for the explicit estimator.
+
+    Example:
+        >>> rule = UpdateRule("Dropout_2", k=2)
+        >>> rule.k, rule.top_up, rule.explicit, rule.implicit
+        (2, 'none', 'none', False)
+        >>> UpdateRule("bad", k=2, explicit="hessian")
+        Traceback (most recent call last):
+        ...
+        ValueError: explicit / implicit terms replace dropout: use k=0 with them
     """
 
     name: str
@@ -71,38 +80,73 @@ class UpdateRule:
 
 
 def no_dropout() -> UpdateRule:
-    """The clean-loss gradient (every site passes through)."""
+    """The clean-loss gradient (every site passes through).
+
+    Example:
+        >>> no_dropout()
+        UpdateRule(name='none', k=0, top_up='none', explicit='none', implicit=False, \
+coefficient=None, variance=None, n_label_samples=1)
+    """
     return UpdateRule("none", k=0)
 
 
 def dropout(k: int = 1) -> UpdateRule:
-    """Dropout_k (Algorithm 1): the mean of ``k`` dropout gradients on the same minibatch."""
+    """Dropout_k (Algorithm 1): the mean of ``k`` dropout gradients on the same minibatch.
+
+    Example:
+        >>> rule = dropout(4)
+        >>> rule.name, rule.k
+        ('Dropout_4', 4)
+    """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     return UpdateRule(f"Dropout_{k}", k=k)
 
 
 def dropout_with_noise(k: int, noise: str = "xi_tilde", variance: Variance = None) -> UpdateRule:
-    """Dropout_k + ``sqrt(1 - 1/k)`` times ``xi~_drop`` (§3.2) or ``xi_approx`` (§3.4)."""
+    """Dropout_k + ``sqrt(1 - 1/k)`` times ``xi~_drop`` (§3.2) or ``xi_approx`` (§3.4).
+
+    Example:
+        >>> rule = dropout_with_noise(8, "xi_approx")
+        >>> rule.name, rule.k, rule.top_up
+        ('Dropout_8 + xi_approx', 8, 'xi_approx')
+    """
     if noise not in ("xi_tilde", "xi_approx"):
         raise ValueError(f"noise must be 'xi_tilde' or 'xi_approx', got {noise!r}")
     return UpdateRule(f"Dropout_{k} + {noise}", k=k, top_up=noise, variance=variance)
 
 
 def explicit(coefficient: Coefficient = None) -> UpdateRule:
-    """Clean loss + R_approx by the sampled-label estimator (no dropout, no noise)."""
+    """Clean loss + R_approx by the sampled-label estimator (no dropout, no noise).
+
+    Example:
+        >>> rule = explicit(coefficient=0.25)
+        >>> rule.k, rule.explicit, rule.implicit, rule.coefficient
+        (0, 'hessian', False, 0.25)
+    """
     return UpdateRule("R_approx", k=0, explicit="hessian", coefficient=coefficient)
 
 
 def explicit_implicit(coefficient: Coefficient = None, variance: Variance = None) -> UpdateRule:
-    """Algorithm 2: clean loss + R_approx + xi_approx, no dropout at all."""
+    """Algorithm 2: clean loss + R_approx + xi_approx, no dropout at all.
+
+    Example:
+        >>> rule = explicit_implicit()
+        >>> rule.name, rule.k, rule.explicit, rule.implicit
+        ('R_approx + xi_approx', 0, 'hessian', True)
+    """
     return UpdateRule("R_approx + xi_approx", k=0, explicit="hessian", implicit=True,
                       coefficient=coefficient, variance=variance)
 
 
 def ablation(kind: str, implicit: bool = True, coefficient: Coefficient = None) -> UpdateRule:
     """R_approx with ``H_out`` replaced by ``I/C`` (``"identity"``) or by the loss-Jacobian outer
-    product (``"loss_jacobian"``, eq. 5.1), optionally + xi_approx (§2.5)."""
+    product (``"loss_jacobian"``, eq. 5.1), optionally + xi_approx (§2.5).
+
+    Example:
+        >>> ablation("identity").name, ablation("loss_jacobian", implicit=False).name
+        ('R_id + xi_approx', 'R~_approx')
+    """
     if kind not in ("identity", "loss_jacobian"):
         raise ValueError(f"kind must be 'identity' or 'loss_jacobian', got {kind!r}")
     label = {"identity": "R_id", "loss_jacobian": "R~_approx"}[kind]

@@ -76,6 +76,14 @@ class AlignmentResult:
         exact_hessian: whether ``||H||_F``, ``tr H`` and the eigenpairs came from the dense ``H``.
         cosine_stderr: delete-a-group jackknife (20 groups of noise samples) standard error of
             ``cosine`` from the noise sampling (the Hessian's norm is held fixed).
+
+    Example:
+        >>> H = torch.diag(torch.tensor([4.0, 1.0, 0.0], dtype=torch.float64))
+        >>> xi = torch.tensor([[2.0, -2.0, 2.0, -2.0], [1.0, 1.0, -1.0, -1.0],
+        ...                    [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+        >>> r = alignment(H, GradientNoise(xi, "clean", 4, xi.mean(1), None, True), k=2)
+        >>> r.trace_h_sigma, r.exact_hessian, r.eigenvalues.tolist()  # Tr(H Sigma) = 16 + 1
+        (17.0, True, [4.0, 1.0])
     """
 
     cosine: float

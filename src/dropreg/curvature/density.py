@@ -21,14 +21,29 @@ __all__ = ["SpectralDensity", "spectral_density"]
 
 @dataclass(frozen=True)
 class SpectralDensity:
-    """Quadrature nodes and weights of each probe (each row's weights sum to 1)."""
+    """Quadrature nodes and weights of each probe (each row's weights sum to 1).
+
+    Example:
+        >>> A = torch.diag(torch.tensor([0.0, 0.0, 1.0, 3.0], dtype=torch.float64))
+        >>> d = spectral_density(A, 2, 4, generator=torch.Generator().manual_seed(0))
+        >>> len(d.nodes), d.num_params, [round(float(w.sum()), 12) for w in d.weights]
+        (2, 4, [1.0, 1.0])
+    """
 
     nodes: list[Tensor]
     weights: list[Tensor]
     num_params: int
 
     def evaluate(self, grid: Tensor, sigma: float) -> Tensor:
-        """Gaussian-broadened density on ``grid`` (integrates to 1 over the real line)."""
+        """Gaussian-broadened density on ``grid`` (integrates to 1 over the real line).
+
+        Example:
+            >>> A = torch.diag(torch.tensor([0.0, 0.0, 1.0, 3.0], dtype=torch.float64))
+            >>> d = spectral_density(A, 2, 4, generator=torch.Generator().manual_seed(0))
+            >>> grid = torch.linspace(-3.0, 6.0, 2001, dtype=torch.float64)
+            >>> round(float(torch.trapezoid(d.evaluate(grid, 0.2), grid)), 6)
+            1.0
+        """
         if not sigma > 0:
             raise ValueError(f"sigma must be > 0, got {sigma}")
         grid = grid.double()
@@ -39,7 +54,16 @@ class SpectralDensity:
         return out / (len(self.nodes) * sigma * math.sqrt(2 * math.pi))
 
     def moment(self, k: int) -> float:
-        """Estimate of ``(1/P) tr(A^k)`` (exact for ``k < 2m`` per probe, up to probe noise)."""
+        """Estimate of ``(1/P) tr(A^k)`` (exact for ``k < 2m`` per probe, up to probe noise).
+
+        Example:
+            Rademacher probes of a diagonal matrix have no probe noise:
+
+            >>> A = torch.diag(torch.tensor([0.0, 0.0, 1.0, 3.0], dtype=torch.float64))
+            >>> d = spectral_density(A, 2, 4, generator=torch.Generator().manual_seed(0))
+            >>> round(d.moment(0), 10), round(d.moment(2), 10)  # 1 and (1 + 9) / 4
+            (1.0, 2.5)
+        """
         return float(sum((w * th**k).sum() for th, w in zip(self.nodes, self.weights))
                      / len(self.nodes))
 

@@ -42,13 +42,22 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Sharpness:
-    """Largest eigenvalue (:class:`EigenResult`) and trace (:class:`TraceResult`) of ``H``."""
+    """Largest eigenvalue (:class:`EigenResult`) and trace (:class:`TraceResult`) of ``H``.
+
+    Example:
+        >>> A = torch.diag(torch.tensor([1.0, 3.0], dtype=torch.float64))
+        >>> s = Sharpness(top_eigenpairs(A, generator=torch.Generator().manual_seed(0)),
+        ...               trace(A, 4, generator=torch.Generator().manual_seed(0)))
+        >>> round(s.lambda_max, 10), s.trace.estimate
+        (3.0, 4.0)
+    """
 
     top: EigenResult
     trace: TraceResult
 
     @property
     def lambda_max(self) -> float:
+        """The largest Hessian eigenvalue found."""
         return float(self.top.eigenvalues[0])
 
 
@@ -83,7 +92,18 @@ def sharpness(
 @dataclass(frozen=True)
 class IntervalFlatness:
     """``width = right - left`` (parameter-space distance along the unit direction), the
-    threshold loss, and whether each side hit ``max_alpha`` (then the width is a lower bound)."""
+    threshold loss, and whether each side hit ``max_alpha`` (then the width is a lower bound).
+
+    Example:
+        >>> net = torch.nn.Linear(1, 1, bias=False).double()
+        >>> with torch.no_grad():
+        ...     _ = net.weight.fill_(1.0)
+        >>> X = torch.ones(1, 1, dtype=torch.float64)
+        >>> op = HessianOperator(net, torch.nn.functional.mse_loss, (X, 2 * X))  # L = (w - 2)^2
+        >>> r = interval_flatness(op, torch.ones(1, dtype=torch.float64), rtol=1e-10)
+        >>> round(r.width, 6) == round(2 * 2**0.5, 6), r.width == r.right - r.left, r.censored
+        (True, True, False)
+    """
 
     width: float
     left: float
@@ -244,7 +264,10 @@ class VarianceFlatness:
     """PCA variances of a trajectory and interval flatness along each component.
 
     ``spearman`` < 0 and ``slope`` (of log variance on log flatness, i.e. ``-psi`` in
-    ``sigma^2 ~ F^-psi``) < 0 are the inverse variance-flatness relation."""
+    ``sigma^2 ~ F^-psi``) < 0 are the inverse variance-flatness relation.
+
+    See :func:`variance_flatness` for an example.
+    """
 
     variances: Tensor
     flatness: Tensor
@@ -260,7 +283,21 @@ def variance_flatness(
 ) -> VarianceFlatness:
     """Inverse variance-flatness relation (digest A.6 item 3, A-T7): PCA of ``snapshots``
     ``(T, P)``; interval flatness of ``op``'s loss along each of the top ``k`` components, around
-    the snapshot mean."""
+    the snapshot mean.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> X = torch.randn(8, 3, generator=g, dtype=torch.float64)
+        >>> y = torch.randn(8, 1, generator=g, dtype=torch.float64)
+        >>> op = HessianOperator(torch.nn.Linear(3, 1, bias=False).double(),
+        ...                      torch.nn.functional.mse_loss, (X, y))
+        >>> snaps = torch.randn(10, 3, generator=g, dtype=torch.float64)
+        >>> vf = variance_flatness(op, snaps, k=3)
+        >>> vf.variances.shape, vf.flatness.shape, vf.directions.shape
+        (torch.Size([3]), torch.Size([3]), torch.Size([3, 3]))
+        >>> bool((vf.variances[:-1] >= vf.variances[1:]).all())  # PCA order
+        True
+    """
     mean, V, var = trajectory_pca(snapshots.to(op.dtype), k)
     F = torch.tensor([interval_flatness(op, V[:, i], center=mean, threshold=threshold,
                                         max_alpha=max_alpha).width for i in range(k)],

@@ -13,13 +13,16 @@ operator.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from dropreg.curvature.state import DropoutMasks, as_mask_list, dropout_state
+
+if TYPE_CHECKING:
+    from scipy.sparse.linalg import LinearOperator
 
 __all__ = ["HessianOperator", "flatten_params", "unflatten_params"]
 
@@ -166,6 +169,7 @@ class HessianOperator:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """``(P, P)`` with ``P`` = :attr:`num_params`."""
         return (self.num_params, self.num_params)
 
     # -- evaluation helpers -------------------------------------------------------------------
@@ -189,7 +193,19 @@ class HessianOperator:
         return f
 
     def loss(self, vec: Tensor | None = None) -> float:
-        """The loss in this dropout state at the parameters, or at ``vec`` (flat) if given."""
+        """The loss in this dropout state at the parameters, or at ``vec`` (flat) if given.
+
+        Example:
+            >>> g = torch.Generator().manual_seed(0)
+            >>> X = torch.randn(6, 3, generator=g, dtype=torch.float64)
+            >>> y = torch.randn(6, 1, generator=g, dtype=torch.float64)
+            >>> net = torch.nn.Linear(3, 1, bias=False).double()
+            >>> H = HessianOperator(net, torch.nn.functional.mse_loss, (X, y))
+            >>> H.loss() == torch.nn.functional.mse_loss(net(X), y).item()
+            True
+            >>> H.loss(torch.zeros(3, dtype=torch.float64)) == (y**2).mean().item()
+            True
+        """
         p = self.params if vec is None else unflatten_params(vec, self.params)
         total = 0.0
         with torch.no_grad(), dropout_state(self.model, self.is_dropout) as h:
@@ -198,7 +214,18 @@ class HessianOperator:
         return total
 
     def gradient(self) -> Tensor:
-        """The flat gradient of the loss in this dropout state."""
+        """The flat gradient of the loss in this dropout state.
+
+        Example:
+            >>> g = torch.Generator().manual_seed(0)
+            >>> X = torch.randn(6, 3, generator=g, dtype=torch.float64)
+            >>> y = torch.randn(6, 1, generator=g, dtype=torch.float64)
+            >>> net = torch.nn.Linear(3, 1, bias=False).double()
+            >>> H = HessianOperator(net, torch.nn.functional.mse_loss, (X, y))
+            >>> w = net.weight.detach()[0]
+            >>> bool(torch.allclose(H.gradient(), 2 * X.T @ (X @ w - y[:, 0]) / 6))
+            True
+        """
         g = torch.zeros(self.num_params, dtype=self.dtype, device=self.device)
         with dropout_state(self.model, self.is_dropout) as h:
             for w, Xb, yb, md in self._pieces():
@@ -249,7 +276,20 @@ class HessianOperator:
         return out
 
     def matvec(self, v: Tensor) -> Tensor:
-        """``H @ v`` for a flat vector ``v`` of length :attr:`num_params`."""
+        """``H @ v`` for a flat vector ``v`` of length :attr:`num_params`.
+
+        Example:
+            For a linear model under the mean squared error, ``H = 2 X^T X / N`` exactly:
+
+            >>> g = torch.Generator().manual_seed(0)
+            >>> X = torch.randn(6, 3, generator=g, dtype=torch.float64)
+            >>> y = torch.randn(6, 1, generator=g, dtype=torch.float64)
+            >>> net = torch.nn.Linear(3, 1, bias=False).double()
+            >>> H = HessianOperator(net, torch.nn.functional.mse_loss, (X, y))
+            >>> v = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+            >>> bool(torch.allclose(H.matvec(v), 2 * X.T @ X @ v / 6)), H.num_matvecs
+            (True, 1)
+        """
         if v.shape != (self.num_params,):
             raise ValueError(f"v must have shape ({self.num_params},), got {tuple(v.shape)}")
         vd = unflatten_params(v.to(self.dtype), self.params)
@@ -283,7 +323,18 @@ class HessianOperator:
 
     def matmat(self, V: Tensor, chunk_size: int = 64) -> Tensor:
         """``H @ V`` for ``V`` of shape (P, k): vectorised over columns where ``torch.func`` can,
-        one product at a time otherwise. Counts ``k`` products."""
+        one product at a time otherwise. Counts ``k`` products.
+
+        Example:
+            >>> g = torch.Generator().manual_seed(0)
+            >>> X = torch.randn(6, 3, generator=g, dtype=torch.float64)
+            >>> y = torch.randn(6, 1, generator=g, dtype=torch.float64)
+            >>> net = torch.nn.Linear(3, 1, bias=False).double()
+            >>> H = HessianOperator(net, torch.nn.functional.mse_loss, (X, y))
+            >>> V = torch.eye(3, 2, dtype=torch.float64)
+            >>> bool(torch.allclose(H.matmat(V), 2 * X.T @ X @ V / 6)), H.num_matvecs
+            (True, 2)
+        """
         if V.ndim != 2 or V.shape[0] != self.num_params:
             raise ValueError(f"V must have shape ({self.num_params}, k), got {tuple(V.shape)}")
         if self.method != "double-backward":
@@ -305,12 +356,35 @@ class HessianOperator:
         return self.matvec(v)
 
     def to_dense(self) -> Tensor:
-        """The full P x P Hessian from P products (small models only), symmetrised."""
+        """The full P x P Hessian from P products (small models only), symmetrised.
+
+        Example:
+            >>> g = torch.Generator().manual_seed(0)
+            >>> X = torch.randn(6, 3, generator=g, dtype=torch.float64)
+            >>> y = torch.randn(6, 1, generator=g, dtype=torch.float64)
+            >>> net = torch.nn.Linear(3, 1, bias=False).double()
+            >>> H = HessianOperator(net, torch.nn.functional.mse_loss, (X, y))
+            >>> bool(torch.allclose(H.to_dense(), 2 * X.T @ X / 6))
+            True
+        """
         H = self.matmat(torch.eye(self.num_params, dtype=self.dtype, device=self.device))
         return (H + H.T) / 2
 
-    def to_scipy(self):
-        """A ``scipy.sparse.linalg.LinearOperator`` (float64) over :meth:`matvec`."""
+    def to_scipy(self) -> LinearOperator:
+        """A ``scipy.sparse.linalg.LinearOperator`` (float64) over :meth:`matvec`.
+
+        Example:
+            >>> import numpy as np
+            >>> g = torch.Generator().manual_seed(0)
+            >>> X = torch.randn(6, 3, generator=g, dtype=torch.float64)
+            >>> y = torch.randn(6, 1, generator=g, dtype=torch.float64)
+            >>> net = torch.nn.Linear(3, 1, bias=False).double()
+            >>> H = HessianOperator(net, torch.nn.functional.mse_loss, (X, y))
+            >>> A = H.to_scipy()
+            >>> A.shape, bool(np.allclose(A @ np.ones(3), (2 * X.T @ X @ torch.ones(3,
+            ...                                 dtype=torch.float64) / 6).numpy()))
+            ((3, 3), True)
+        """
         import numpy as np
         from scipy.sparse.linalg import LinearOperator
 

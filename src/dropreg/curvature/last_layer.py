@@ -59,6 +59,18 @@ def last_layer_terms(
 
     Returns:
         ``a`` ``(n, m)``, ``J`` ``(n, P)``, ``A`` ``(n, m, P)``.
+
+    Example:
+        >>> torch.manual_seed(0)
+        <torch._C.Generator object at ...>
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Tanh(), torch.nn.Dropout(0.5),
+        ...                           torch.nn.Linear(3, 1)).double()
+        >>> X = torch.randn(4, 2, dtype=torch.float64)
+        >>> a, J, A = last_layer_terms(net, X, head="3")
+        >>> a.shape, J.shape, A.shape  # P = 9 + 4
+        (torch.Size([4, 3]), torch.Size([4, 13]), torch.Size([4, 3, 13]))
+        >>> bool(torch.allclose(a.sum(1) + net[3].bias, net.eval()(X)[:, 0]))  # f = sum_j a_j + b
+        True
     """
     mods = dict(model.named_modules())
     if head not in mods or not isinstance(mods[head], nn.Linear):
@@ -123,6 +135,19 @@ def last_layer_noise_covariance(
 
     Returns:
         ``Sigma`` ``(P, P)``.
+
+    Example:
+        With one example, per-example and shared masks are the same thing:
+
+        >>> g = torch.Generator().manual_seed(0)
+        >>> a = torch.randn(1, 3, generator=g, dtype=torch.float64)
+        >>> J = torch.randn(1, 5, generator=g, dtype=torch.float64)
+        >>> A = torch.randn(1, 3, 5, generator=g, dtype=torch.float64)
+        >>> S = last_layer_noise_covariance(a, J, A, 0.3)
+        >>> S.shape, bool(torch.allclose(S, S.T))
+        (torch.Size([5, 5]), True)
+        >>> bool(torch.allclose(S, last_layer_noise_covariance(a, J, A, 0.3, per_example=False)))
+        True
     """
     if not per_example:
         return _shared_cov(a, J, A, p)
@@ -135,7 +160,14 @@ def last_layer_noise_covariance_linear(
 ) -> Tensor:
     """Leading (linear-in-eta) term of the covariance (digest A.8): per example
     ``(lam/n^2) sum_i s_i J_i J_i^T`` with ``s_i = sum_j a_ij^2``; shared
-    ``(lam/n^2) sum_ik (a_i . a_k) J_i J_k^T``."""
+    ``(lam/n^2) sum_ik (a_i . a_k) J_i J_k^T``.
+
+    Example:
+        >>> a, J = torch.tensor([[1.0, 1.0]]), torch.tensor([[1.0, 0.0]])
+        >>> last_layer_noise_covariance_linear(a, J, 0.5)  # lam = 1, s_1 = 2
+        tensor([[2., 0.],
+                [0., 0.]])
+    """
     n = a.shape[0]
     lam = dropout_eta_moments(p)[0]
     if per_example:

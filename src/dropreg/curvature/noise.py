@@ -42,6 +42,14 @@ class GradientNoise:
         mean_gradient: the sample mean of the dropout gradients.
         clean_gradient: the clean gradient (``None`` when ``center="mean"``).
         per_example: whether masks were drawn per example.
+
+    Example:
+        Four noise samples about a fixed point, whose unbiased covariance is the identity:
+
+        >>> xi = torch.tensor([[1.0, -1.0, 1.0, -1.0], [1.0, 1.0, -1.0, -1.0]], dtype=torch.float64)
+        >>> noise = GradientNoise(xi, "clean", 4, torch.zeros(2), torch.zeros(2), True)
+        >>> noise.num_samples, noise.covariance().tolist(), noise.trace()
+        (4, [[1.0, 0.0], [0.0, 1.0]], 2.0)
     """
 
     samples: Tensor
@@ -53,19 +61,42 @@ class GradientNoise:
 
     @property
     def num_samples(self) -> int:
+        """S, the number of noise samples (columns of :attr:`samples`)."""
         return self.samples.shape[1]
 
     def covariance(self) -> Tensor:
-        """The dense ``P x P`` unbiased estimate of ``Sigma`` (small models only)."""
+        """The dense ``P x P`` unbiased estimate of ``Sigma`` (small models only).
+
+        Example:
+            >>> noise = GradientNoise(torch.tensor([[1.0, -1.0, 1.0, -1.0], [1.0, 1.0, -1.0, -1.0]],
+            ...                       dtype=torch.float64), "clean", 4, torch.zeros(2), None, True)
+            >>> noise.covariance()
+            tensor([[1., 0.],
+                    [0., 1.]], dtype=torch.float64)
+        """
         return self.samples @ self.samples.T / self.dof
 
     def gram(self) -> Tensor:
-        """The ``S x S`` Gram matrix ``xi_s . xi_t`` in float64."""
+        """The ``S x S`` Gram matrix ``xi_s . xi_t`` in float64.
+
+        Example:
+            >>> noise = GradientNoise(torch.tensor([[1.0, -1.0, 1.0, -1.0], [1.0, 1.0, -1.0, -1.0]],
+            ...                       dtype=torch.float64), "clean", 4, torch.zeros(2), None, True)
+            >>> noise.gram()[0].tolist()
+            [2.0, 0.0, 0.0, -2.0]
+        """
         Xi = self.samples.double()
         return Xi.T @ Xi
 
     def trace(self) -> float:
-        """Unbiased ``tr(Sigma)``."""
+        """Unbiased ``tr(Sigma)``.
+
+        Example:
+            >>> noise = GradientNoise(torch.tensor([[1.0, -1.0, 1.0, -1.0], [1.0, 1.0, -1.0, -1.0]],
+            ...                       dtype=torch.float64), "clean", 4, torch.zeros(2), None, True)
+            >>> noise.trace() == float(noise.covariance().trace())
+            True
+        """
         return float((self.samples.double() ** 2).sum()) / self.dof
 
     def squared_frobenius(self) -> float:
@@ -73,11 +104,24 @@ class GradientNoise:
 
         ``center="clean"``: ``sum_{s != t} (xi_s . xi_t)^2 / (S (S-1))``. ``center="mean"``: the
         estimator of Himeno & Yamada (2014, JMVA 130), unbiased without normality (needs S >= 4).
+
+        Example:
+            >>> noise = GradientNoise(torch.tensor([[1.0, -1.0, 1.0, -1.0], [1.0, 1.0, -1.0, -1.0]],
+            ...                       dtype=torch.float64), "clean", 4, torch.zeros(2), None, True)
+            >>> round(noise.squared_frobenius(), 4)  # sum_{s != t} G_st^2 / (S (S - 1))
+            1.3333
         """
         return squared_frobenius_from_gram(self.gram(), self.center)
 
     def projected_variance(self, directions: Tensor) -> Tensor:
-        """Unbiased ``v^T Sigma v`` for each column ``v`` of ``directions`` ``(P, k)``."""
+        """Unbiased ``v^T Sigma v`` for each column ``v`` of ``directions`` ``(P, k)``.
+
+        Example:
+            >>> noise = GradientNoise(torch.tensor([[1.0, -1.0, 1.0, -1.0], [1.0, 1.0, -1.0, -1.0]],
+            ...                       dtype=torch.float64), "clean", 4, torch.zeros(2), None, True)
+            >>> noise.projected_variance(torch.eye(2, dtype=torch.float64))  # diag of Sigma
+            tensor([1., 1.], dtype=torch.float64)
+        """
         proj = directions.T.to(self.samples.dtype) @ self.samples
         return (proj.double() ** 2).sum(1) / self.dof
 

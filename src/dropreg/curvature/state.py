@@ -96,18 +96,35 @@ class DropoutMasks:
         masks: module name -> mask broadcastable against the module's input; the leading
             dimension is the number of examples (per-example masks) or 1 (shared by the batch).
         per_example: whether masks were drawn per example.
+
+    Example:
+        >>> m = DropoutMasks({"1": torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 2.0]])})
+        >>> m.batch(1, 3).masks["1"].tolist(), m.to(torch.float64).masks["1"].dtype
+        ([[0.0, 2.0], [2.0, 2.0]], torch.float64)
     """
 
     masks: dict[str, Tensor]
     per_example: bool = True
 
     def batch(self, start: int, stop: int) -> DropoutMasks:
-        """The masks of examples ``start:stop`` (shared masks are returned unchanged)."""
+        """The masks of examples ``start:stop`` (shared masks are returned unchanged).
+
+        Example:
+            >>> shared = DropoutMasks({"1": torch.tensor([[2.0, 0.0]])}, per_example=False)
+            >>> shared.batch(5, 9) is shared
+            True
+        """
         if not self.per_example:
             return self
         return DropoutMasks({k: v[start:stop] for k, v in self.masks.items()}, True)
 
     def to(self, dtype: torch.dtype) -> DropoutMasks:
+        """The same masks cast to ``dtype``.
+
+        Example:
+            >>> DropoutMasks({"1": torch.ones(1, 2)}).to(torch.float64).masks["1"].dtype
+            torch.float64
+        """
         return DropoutMasks({k: v.to(dtype) for k, v in self.masks.items()}, self.per_example)
 
 

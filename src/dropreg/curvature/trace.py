@@ -27,7 +27,14 @@ __all__ = ["TraceResult", "squared_frobenius", "trace"]
 @dataclass(frozen=True)
 class TraceResult:
     """A stochastic estimate: ``estimate``, its standard error ``stderr``, ``num_matvecs`` used,
-    the per-probe ``samples`` of the stochastic part and the ``method``."""
+    the per-probe ``samples`` of the stochastic part and the ``method``.
+
+    Example:
+        >>> A = torch.diag(torch.arange(1.0, 11.0, dtype=torch.float64))
+        >>> r = trace(A, 30, generator=torch.Generator().manual_seed(0))
+        >>> r.method, r.num_matvecs, r.samples.shape, r.estimate
+        ('hutchinson', 30, torch.Size([30]), 55.0)
+    """
 
     estimate: float
     stderr: float

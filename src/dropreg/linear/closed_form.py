@@ -69,6 +69,12 @@ class Certificate:
             (fallback: best of ``starts`` L-BFGS runs on the factorized objective).
         reason: why the construction was not used ("" when it was).
         starts: number of L-BFGS starts (0 for the construction).
+
+    Example:
+        >>> sol = solve_dropout(torch.diag(torch.tensor([3.0, 1.0], dtype=torch.float64)), 2, 0.5)
+        >>> c = sol.certificate
+        >>> c.method, c.attained, c.value == c.bound
+        ('construction', True, True)
     """
 
     bound: float
@@ -96,6 +102,11 @@ class LinearSolution:
         box_weights: the optimal ``t`` of the box-norm form of §5.1 (length ``min(D, d)``).
         p, width, block_size: the problem.
         certificate: see :class:`Certificate`.
+
+    Example:
+        >>> sol = solve_dropout(torch.diag(torch.tensor([3.0, 1.0], dtype=torch.float64)), 2, 0.5)
+        >>> bool(torch.allclose(sol.U @ sol.V.T, sol.map)), sol.rank, sol.value
+        (True, 1, 4.0)
     """
 
     map: Tensor
@@ -583,6 +594,14 @@ class Whitening:
         transform: ``Sigma^{-1/2}`` (``d x d``, symmetric).
         mean: the subtracted mean (zeros when ``center=False``).
         condition: condition number of ``Sigma``.
+
+    Example:
+        >>> X = torch.randn(20, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        >>> w = whiten(X, center=True)
+        >>> bool(torch.allclose(w.X.T @ w.X / 20, torch.eye(3, dtype=torch.float64)))
+        True
+        >>> bool(torch.allclose((X - w.mean) @ w.transform, w.X)), w.condition >= 1
+        (True, True)
     """
 
     X: Tensor

@@ -156,6 +156,14 @@ class RankOneOptimum:
         singular_value: ``s_1 / (1 + nu)``.
         value: ``||M||^2 - s_1^2 / (1 + nu)``, the optimal ``||M - P||^2 + R(W)``.
         weights: a flat rank-one network attaining it.
+
+    Example:
+        >>> M = torch.diag(torch.tensor([4.0, 1.0, 0.5], dtype=torch.float64))
+        >>> opt = rank_one_optimum(M, [5, 5], 0.7)
+        >>> [tuple(w.shape) for w in opt.weights]  # d -> 5 -> 5 -> D
+        [(5, 3), (5, 5), (3, 5)]
+        >>> round(opt.singular_value, 12) == round(4.0 / (1 + opt.nu), 12)
+        True
     """
 
     applies: bool

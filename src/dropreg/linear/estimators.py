@@ -59,6 +59,19 @@ class DropBlockRegressor:
         singular_values_: singular values of the whitened-space map.
         certificate_: global-optimality certificate.
         solution_: the full :class:`~dropreg.linear.LinearSolution`.
+
+    Example:
+        At ``p = 0`` it is least squares; dropout shrinks the map towards zero:
+
+        >>> g = torch.Generator().manual_seed(0)
+        >>> X = torch.randn(50, 3, generator=g, dtype=torch.float64)
+        >>> y = X @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + 3.0
+        >>> ols = DropBlockRegressor(width=4, p=0.0).fit(X, y)
+        >>> bool(torch.allclose(ols.coef_, torch.tensor([[1.0, -2.0, 0.5]], dtype=torch.float64)))
+        True
+        >>> drop = DropBlockRegressor(width=4, p=0.5, block_size=2).fit(X, y)
+        >>> drop.certificate_.attained, bool(drop.coef_.norm() < ols.coef_.norm())
+        (True, True)
     """
 
     def __init__(self, width: int, p: float, block_size: int = 1, *, whiten: bool = True,
@@ -71,11 +84,23 @@ class DropBlockRegressor:
         self.starts = starts
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor arguments, as scikit-learn's ``get_params`` (``deep`` is ignored).
+
+        Example:
+            >>> DropBlockRegressor(4, 0.1).get_params()["p"]
+            0.1
+        """
         return {"width": self.width, "p": self.p, "block_size": self.block_size,
                 "whiten": self.whiten, "fit_intercept": self.fit_intercept,
                 "starts": self.starts}
 
     def set_params(self, **params: Any) -> DropBlockRegressor:
+        """Set constructor arguments by name; unknown names raise ``ValueError``.
+
+        Example:
+            >>> DropBlockRegressor(4, 0.1).set_params(p=0.3, block_size=2)
+            DropBlockRegressor(width=4, p=0.3, block_size=2)
+        """
         for key, value in params.items():
             if key not in self.get_params():
                 raise ValueError(f"unknown parameter {key!r}; valid: {sorted(self.get_params())}")
@@ -83,7 +108,16 @@ class DropBlockRegressor:
         return self
 
     def fit(self, X: Any, y: Any) -> DropBlockRegressor:
-        """Fit on ``X`` ``(N, d)`` and ``y`` ``(N,)`` or ``(N, D)``."""
+        """Fit on ``X`` ``(N, d)`` and ``y`` ``(N,)`` or ``(N, D)``.
+
+        Example:
+            >>> g = torch.Generator().manual_seed(0)
+            >>> X = torch.randn(50, 3, generator=g, dtype=torch.float64)
+            >>> y = X @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + 3.0
+            >>> est = DropBlockRegressor(width=4, p=0.0).fit(X, y)
+            >>> est.coef_.shape, round(float(est.intercept_), 10)
+            (torch.Size([1, 3]), 3.0)
+        """
         X = _as_tensor(X, "X")
         Y = _as_tensor(y, "y")
         if X.dim() != 2:
@@ -124,7 +158,17 @@ class DropBlockRegressor:
             raise RuntimeError("this DropBlockRegressor is not fitted yet; call fit(X, y) first")
 
     def predict(self, X: Any) -> Tensor:
-        """Predictions ``X @ coef_.T + intercept_`` (``(N,)`` if fitted on 1-D ``y``)."""
+        """Predictions ``X @ coef_.T + intercept_`` (``(N,)`` if fitted on 1-D ``y``).
+
+        Example:
+            >>> g = torch.Generator().manual_seed(0)
+            >>> X = torch.randn(50, 3, generator=g, dtype=torch.float64)
+            >>> y = X @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + 3.0
+            >>> est = DropBlockRegressor(width=4, p=0.0).fit(X, y)
+            >>> pred = est.predict(X)
+            >>> pred.shape, bool(torch.allclose(pred, y))
+            (torch.Size([50]), True)
+        """
         self._check_fitted()
         X = _as_tensor(X, "X")
         if X.dim() != 2 or X.shape[1] != self.n_features_in_:
@@ -133,7 +177,15 @@ class DropBlockRegressor:
         return out[:, 0] if self._y_1d else out
 
     def score(self, X: Any, y: Any) -> float:
-        """Coefficient of determination R^2 (uniform average over outputs, as scikit-learn)."""
+        """Coefficient of determination R^2 (uniform average over outputs, as scikit-learn).
+
+        Example:
+            >>> g = torch.Generator().manual_seed(0)
+            >>> X = torch.randn(50, 3, generator=g, dtype=torch.float64)
+            >>> y = X @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + 3.0
+            >>> round(DropBlockRegressor(width=4, p=0.0).fit(X, y).score(X, y), 10)
+            1.0
+        """
         Y = _as_tensor(y, "y")
         P = self.predict(X)
         if Y.dim() == 1:

@@ -43,6 +43,16 @@ class SGDRun:
         lr: step size of each recorded step.
         times: cumulative SGD wall time (evaluations excluded) at each recorded step.
         plain_loss: training loss without masks, ``(1/N)||Y - X V U^T||^2``, at those steps.
+
+    Example:
+        The expected objective is the plain loss plus a nonnegative regularizer:
+
+        >>> from dropreg.masks import Blocks
+        >>> X = torch.eye(4, dtype=torch.float64) * 2
+        >>> run = train_masked_sgd(X, X[:, :2], 4, Blocks(0.5, 2), steps=10, lr=0.01,
+        ...                        batch_size=4, generator=torch.Generator().manual_seed(0))
+        >>> all(o >= loss for o, loss in zip(run.objective, run.plain_loss)), len(run.steps)
+        (True, 11)
     """
 
     U: Tensor

@@ -41,6 +41,15 @@ class DropLayer:
     """Mixin of every dropreg layer: a validated drop probability ``p`` and a ``generator``.
 
     :class:`~dropreg.nn.DropRateWarmup` finds layers by this type.
+
+    Example:
+        >>> layer = DropBlock2d(0.1, 3)
+        >>> isinstance(layer, DropLayer), layer.law
+        (True, SlidingBlocks2d(p=0.1, block_size=3))
+        >>> layer.p = 1.5
+        Traceback (most recent call last):
+        ...
+        ValueError: p must be in [0, 1], got 1.5
     """
 
     _p_allows_one: bool = True
@@ -57,6 +66,7 @@ class DropLayer:
 
     @property
     def law(self) -> MaskLaw | SlidingBlocks2d:  # pragma: no cover - overridden
+        """The mask law of :mod:`dropreg.masks` that this layer samples."""
         raise NotImplementedError
 
 
@@ -84,9 +94,18 @@ class Dropout(DropLayer, nn.Module):
 
     @property
     def law(self) -> Bernoulli:
+        """The mask law of :mod:`dropreg.masks` that this layer samples."""
         return Bernoulli(self.p)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """Zero each entry with probability ``p`` and scale by ``1/(1-p)`` (identity in eval).
+
+        Example:
+            >>> g = torch.Generator().manual_seed(0)
+            >>> layer, x = Dropout(0.5, generator=g), torch.ones(4, 6)
+            >>> set(layer(x).flatten().tolist()) <= {0.0, 2.0}, torch.equal(layer.eval()(x), x)
+            (True, True)
+        """
         return DF.dropout(input, self.p, training=self.training, generator=self.generator)
 
     def extra_repr(self) -> str:
@@ -118,9 +137,18 @@ class GaussianDropout(DropLayer, nn.Module):
 
     @property
     def law(self) -> Gaussian:
+        """The mask law of :mod:`dropreg.masks` that this layer samples."""
         return Gaussian(self.p)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """Multiply by ``N(1, p/(1-p))`` noise (identity in eval).
+
+        Example:
+            >>> g = torch.Generator().manual_seed(0)
+            >>> layer, x = GaussianDropout(0.5, generator=g), torch.ones(4, 6)
+            >>> layer(x).shape, torch.equal(layer.eval()(x), x)
+            (torch.Size([4, 6]), True)
+        """
         return DF.gaussian_dropout(input, self.p, training=self.training, generator=self.generator)
 
     def extra_repr(self) -> str:
@@ -162,9 +190,18 @@ class DropBlock2d(DropLayer, nn.Module):
 
     @property
     def law(self) -> SlidingBlocks2d:
+        """The mask law of :mod:`dropreg.masks` that this layer samples."""
         return SlidingBlocks2d(self.p, self.block_size)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """Zero sliding blocks of each ``(H, W)`` map, rescaled per position (identity in eval).
+
+        Example:
+            >>> g = torch.Generator().manual_seed(0)
+            >>> layer, x = DropBlock2d(0.2, 3, generator=g), torch.ones(2, 3, 8, 8)
+            >>> layer(x).shape, torch.equal(layer.eval()(x), x)
+            (torch.Size([2, 3, 8, 8]), True)
+        """
         return DF.drop_block2d(input, self.p, self.block_size, training=self.training,
                                share_channels=self.share_channels, generator=self.generator)
 
@@ -202,9 +239,19 @@ class DropBlock1d(DropLayer, nn.Module):
 
     @property
     def law(self) -> SlidingBlocks | Blocks:
+        """The mask law of :mod:`dropreg.masks` that this layer samples."""
         return (Blocks if self.fixed_blocks else SlidingBlocks)(self.p, self.block_size)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """Zero blocks of the feature axis, rescaled by ``1 / E[z]`` (identity in eval).
+
+        Example:
+            >>> g = torch.Generator().manual_seed(0)
+            >>> layer = DropBlock1d(0.5, 2, fixed_blocks=True, generator=g)
+            >>> y = layer(torch.ones(3, 6))
+            >>> torch.equal(y[:, 0::2], y[:, 1::2]), set(y.flatten().tolist()) <= {0.0, 2.0}
+            (True, True)
+        """
         return DF.drop_block1d(input, self.p, self.block_size, training=self.training,
                                share_channels=self.share_channels,
                                fixed_blocks=self.fixed_blocks, generator=self.generator)
@@ -247,9 +294,21 @@ class DropConnectLinear(DropLayer, nn.Linear):
 
     @property
     def law(self) -> Bernoulli:
+        """The mask law of :mod:`dropreg.masks` that this layer samples."""
         return Bernoulli(self.p)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """:func:`~dropreg.nn.functional.drop_connect_linear` (a plain linear map in eval).
+
+        Example:
+            >>> g = torch.Generator().manual_seed(0)
+            >>> layer, x = DropConnectLinear(3, 2, p=0.5, generator=g), torch.randn(4, 3)
+            >>> layer(x).shape
+            torch.Size([4, 2])
+            >>> F = torch.nn.functional
+            >>> torch.equal(layer.eval()(x), F.linear(x, layer.weight, layer.bias))
+            True
+        """
         return DF.drop_connect_linear(
             input, self.weight, self.bias, self.p, training=self.training,
             per_example=self.per_example, generator=self.generator,
@@ -299,9 +358,21 @@ class DropConnectConv2d(DropLayer, nn.Conv2d):
 
     @property
     def law(self) -> Bernoulli:
+        """The mask law of :mod:`dropreg.masks` that this layer samples."""
         return Bernoulli(self.p)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """:func:`~dropreg.nn.functional.drop_connect_conv2d` (a plain convolution in eval).
+
+        Example:
+            >>> g = torch.Generator().manual_seed(0)
+            >>> layer, x = DropConnectConv2d(2, 4, 3, p=0.3, generator=g), torch.randn(1, 2, 6, 6)
+            >>> layer(x).shape
+            torch.Size([1, 4, 4, 4])
+            >>> F = torch.nn.functional
+            >>> torch.equal(layer.eval()(x), F.conv2d(x, layer.weight, layer.bias))
+            True
+        """
         return DF.drop_connect_conv2d(
             input, self.weight, self.bias, self.p, self.stride, self.padding, self.dilation,
             self.groups, training=self.training, per_example=self.per_example,
@@ -335,10 +406,12 @@ class MaskDropout(DropLayer, nn.Module):
 
     @property
     def law(self) -> MaskLaw | SlidingBlocks2d:
+        """The mask law of :mod:`dropreg.masks` that this layer samples."""
         return self._law
 
     @property
     def p(self) -> float:
+        """The law's drop probability (``AttributeError`` for laws without one)."""
         if not hasattr(self._law, "p"):
             raise AttributeError(f"{self._law!r} has no drop probability p")
         return self._law.p
@@ -350,6 +423,15 @@ class MaskDropout(DropLayer, nn.Module):
         self._law = dataclasses.replace(self._law, p=value)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """``input * z / E[z]`` with ``z`` drawn from the law (identity in eval).
+
+        Example:
+            >>> from dropreg.masks import KeepExactly
+            >>> g = torch.Generator().manual_seed(0)
+            >>> y = MaskDropout(KeepExactly(2), generator=g)(torch.ones(3, 4))
+            >>> y.sum(1).tolist()  # two of four units kept, each scaled by 1 / E[z] = 2
+            [4.0, 4.0, 4.0]
+        """
         return DF.mask_dropout(input, self._law, training=self.training, generator=self.generator)
 
     def extra_repr(self) -> str:

@@ -49,6 +49,13 @@ class DropRateWarmup:
 
     Raises:
         ValueError: bad ``warmup_steps``/``start``/``stop``, or no layer to schedule.
+
+    Example:
+        >>> from dropreg.nn import DropBlock1d
+        >>> model = nn.Sequential(DropBlock1d(0.3, 2), nn.Dropout(0.5))
+        >>> sched = DropRateWarmup(model, 10, stop=0.2, include_torch_dropout=True)
+        >>> sched.targets, model[1].p
+        ({'0': 0.2, '1': 0.2}, 0.0)
     """
 
     def __init__(
@@ -83,7 +90,14 @@ class DropRateWarmup:
         self._apply()
 
     def p_at(self, step: int, target: float) -> float:
-        """Drop probability at ``step`` for a layer with the given target."""
+        """Drop probability at ``step`` for a layer with the given target.
+
+        Example:
+            >>> from dropreg.nn import Dropout
+            >>> sched = DropRateWarmup(nn.Sequential(Dropout(0.4)), warmup_steps=4)
+            >>> [sched.p_at(t, 0.4) for t in (0, 2, 4, 9)]
+            [0.0, 0.2, 0.4, 0.4]
+        """
         if self.warmup_steps == 0 or step >= self.warmup_steps:
             return target
         return self.start + (target - self.start) * (step / self.warmup_steps)
@@ -93,17 +107,42 @@ class DropRateWarmup:
             module.p = self.p_at(self.last_step, self.targets[name])
 
     def step(self) -> None:
-        """Advance one step and update every layer's ``p``."""
+        """Advance one step and update every layer's ``p``.
+
+        Example:
+            >>> from dropreg.nn import Dropout
+            >>> model = nn.Sequential(Dropout(0.4))
+            >>> sched = DropRateWarmup(model, warmup_steps=2)
+            >>> sched.step(); (sched.last_step, model[0].p)
+            (1, 0.2)
+        """
         self.last_step += 1
         self._apply()
 
     def state_dict(self) -> dict[str, Any]:
-        """State to checkpoint (step, start, targets)."""
+        """State to checkpoint (step, start, targets).
+
+        Example:
+            >>> from dropreg.nn import Dropout
+            >>> sched = DropRateWarmup(nn.Sequential(Dropout(0.4)), warmup_steps=4)
+            >>> sched.state_dict()
+            {'last_step': 0, 'start': 0.0, 'targets': {'0': 0.4}, 'warmup_steps': 4}
+        """
         return {"last_step": self.last_step, "start": self.start, "targets": dict(self.targets),
                 "warmup_steps": self.warmup_steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict` and set every layer's ``p`` accordingly."""
+        """Restore a :meth:`state_dict` and set every layer's ``p`` accordingly.
+
+        Example:
+            >>> from dropreg.nn import Dropout
+            >>> model = nn.Sequential(Dropout(0.4))
+            >>> sched = DropRateWarmup(model, warmup_steps=4)
+            >>> sched.load_state_dict({"last_step": 3, "start": 0.0, "targets": {"0": 0.4},
+            ...                        "warmup_steps": 4})
+            >>> round(model[0].p, 12)
+            0.3
+        """
         self.last_step = int(state["last_step"])
         self.start = float(state["start"])
         self.warmup_steps = int(state["warmup_steps"])

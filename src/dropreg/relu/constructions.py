@@ -40,7 +40,13 @@ __all__ = [
 
 
 class Example(NamedTuple):
-    """A network with its data: ``net``, inputs ``X (N, K)``, targets ``Y (N, 1)``."""
+    """A network with its data: ``net``, inputs ``X (N, K)``, targets ``Y (N, 1)``.
+
+    Example:
+        >>> net, X, Y = figure1_example()
+        >>> X.tolist(), Y.tolist()
+        ([[1.0, -1.0]], [[8.0]])
+    """
 
     net: nn.Sequential
     X: Tensor
@@ -294,7 +300,15 @@ def theorem17_w_neg(n: int, d: int = 2, output_bias: float = 0.2, p: float = 0.5
 
 @dataclass(frozen=True)
 class FitResult:
-    """Result of :func:`fit_dropout_criterion`."""
+    """Result of :func:`fit_dropout_criterion`: the final criterion ``value``, the fitted ``net``,
+    the Adam ``steps`` taken and the number of negative weights of the net.
+
+    Example:
+        >>> net, X, Y = figure1_example()  # J_D = 54 at the start
+        >>> fit = fit_dropout_criterion(net, X, Y, steps=3)
+        >>> fit.steps, fit.value < 54.0, fit.value == float(dropout_criterion(fit.net, X, Y))
+        (3, True, True)
+    """
 
     value: float
     net: nn.Module
