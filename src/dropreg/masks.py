@@ -38,7 +38,7 @@ import itertools
 import math
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -758,7 +758,6 @@ class Custom(MaskLaw):
 
     masks: torch.Tensor
     probs: torch.Tensor
-    _cdf: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         masks = torch.as_tensor(self.masks, dtype=torch.float64).detach().cpu()

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
-from dropreg.analytic import dropout_sites, explicit_regularizer
+from dropreg.analytic import (
+    dropout_gradient,
+    dropout_sites,
+    explicit_regularizer,
+    implicit_noise_term,
+    site_mode,
+)
+from dropreg.analytic.losses import mean_loss
 from dropreg.nn import DropBlock2d, DropConnectLinear, Dropout, GaussianDropout
 
 
@@ -28,3 +36,26 @@ def test_dropreg_dropout_gives_the_torch_dropout_regularizer():
     a = explicit_regularizer(ours, x, y, estimator="gauss_newton")
     b = explicit_regularizer(theirs, x, y, estimator="gauss_newton")
     torch.testing.assert_close(torch.as_tensor(a), torch.as_tensor(b), rtol=1e-12, atol=0)
+
+
+def test_sampled_masks_of_dropreg_layers_follow_the_generator():
+
+    net = nn.Sequential(Dropout(0.5), nn.Linear(3, 2), GaussianDropout(0.3))
+    x, y = torch.randn(6, 3), torch.tensor([0, 1, 1, 0, 1, 0])
+    g1 = dropout_gradient(net, x, y, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(123)  # the global generator must not matter
+    g2 = dropout_gradient(net, x, y, generator=torch.Generator().manual_seed(0))
+    g3 = dropout_gradient(net, x, y, generator=torch.Generator().manual_seed(1))
+    assert all(torch.equal(a, b) for a, b in zip(g1, g2))
+    assert not all(torch.equal(a, b) for a, b in zip(g1, g3))
+
+
+def test_dropout_noise_refuses_non_bernoulli_sites():
+
+    net = nn.Sequential(nn.Linear(3, 4), GaussianDropout(0.3), nn.Linear(4, 2))
+    x, y = torch.randn(5, 3), torch.tensor([0, 1, 0, 1, 1])
+    with site_mode(net, "record") as rec:
+        L = mean_loss(net(x), y, "cross_entropy")
+    with pytest.raises(ValueError, match="Gaussian"):
+        implicit_noise_term(L, rec, noise="dropout")
+    assert implicit_noise_term(L, rec, noise="rademacher").shape == ()

@@ -84,3 +84,22 @@ def test_pca_and_variance_flatness(generator):
     assert r.spearman == pytest.approx(1.0)  # larger variance along flatter axes
     with pytest.raises(ValueError, match="k must be"):
         trajectory_pca(snaps, 0)
+
+
+def test_interval_flatness_refuses_zero_loss(half_mse):
+    net = nn.Linear(2, 1, bias=False).double()
+    nn.init.zeros_(net.weight)
+    X, y = torch.randn(4, 2, dtype=torch.float64), torch.zeros(4, 1, dtype=torch.float64)
+    op = HessianOperator(net, half_mse, (X, y))  # loss exactly 0 at the center
+    with pytest.raises(ValueError, match="positive loss"):
+        interval_flatness(op, torch.ones(op.num_params, dtype=torch.float64))
+
+
+def test_alignment_refuses_zero_noise(interp_net, half_mse, generator):
+    from dropreg.curvature import alignment, dropout_gradient_noise
+
+    net, X, y = interp_net(0.0)  # p = 0: the dropout noise is exactly zero
+    op = HessianOperator(net, half_mse, (X, y))
+    noise = dropout_gradient_noise(net, half_mse, (X, y), 8, generator=generator)
+    with pytest.raises(ValueError, match="noise samples"):
+        alignment(op, noise, k=3)

@@ -182,3 +182,11 @@ def test_bad_inputs():
         induced_regularizer(torch.ones(2, 3), torch.ones(4, 3), "dropout")
     with pytest.raises(ValueError, match="layer"):
         dropconnect_regularizer(torch.ones(2, 3), torch.ones(4, 3), 0.5, "third")
+
+
+def test_dropconnect_masked_loss_validates_p():
+    from dropreg.linear.objective import dropconnect_masked_loss
+
+    o = torch.ones(1, 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        dropconnect_masked_loss(o, o, o, o, o, 1.0)

@@ -27,6 +27,7 @@ from dropreg.analytic.sites import (
     rademacher,
     site_mode,
 )
+from dropreg.masks import Bernoulli
 
 NOISES = ("rademacher", "dropout")
 Variance = float | Mapping[str, float] | Callable[[DropoutSite], float] | None
@@ -107,6 +108,10 @@ def implicit_noise_term(
             if variance is not None:
                 raise ValueError("variance applies to noise='rademacher' only; dropout noise "
                                  "has the site's own variance")
+            law = getattr(site.module, "law", None)
+            if law is not None and not isinstance(law, Bernoulli):
+                raise ValueError(f"noise='dropout' draws Bernoulli masks, but site {site.name!r} "
+                                 f"has the law {type(law).__name__}; use noise='rademacher'")
             eta = bernoulli_mask(a.shape, site.p, generator=generator, dtype=a.dtype,
                                  device=a.device) - 1.0
         total = total + (eta * a).sum()

@@ -30,7 +30,6 @@ the derivative through the site only.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -260,7 +259,16 @@ def site_mode(
                 was = site.module.training
                 site.module.training = True
                 try:
-                    out = original(x)
+                    if mode == "sample" and generator is not None:
+                        # the site draws from the global generator: seed it from ours so that
+                        # the same generator gives the same masks (as curvature.state does)
+                        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+                        devices = [x.device] if x.device.type == "cuda" else []
+                        with torch.random.fork_rng(devices=devices):
+                            torch.manual_seed(seed)
+                            out = original(x)
+                    else:
+                        out = original(x)
                 finally:
                     site.module.training = was
             rec.values.setdefault(site.name, []).append(out)
@@ -312,6 +320,3 @@ def taylor_coefficient(p: float) -> float:
         raise ValueError(f"p must be in [0, 1), got {p}")
     return p / (2.0 * (1.0 - p)) if p > 0 else 0.0
 
-
-def _sqrt(x: float) -> float:
-    return math.sqrt(max(x, 0.0))

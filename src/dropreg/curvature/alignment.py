@@ -186,7 +186,11 @@ def alignment(
         evals, evecs = eigen.eigenvalues[:k], eigen.eigenvectors[:, :k]
     tr_hs = float(quad.mean())
     tr_hs_se = float(quad.std()) / math.sqrt(m)
-    s_fro = math.sqrt(max(noise.squared_frobenius(), 0.0))
+    s_fro_sq = noise.squared_frobenius()
+    if not s_fro_sq > 0:
+        raise ValueError(f"the unbiased estimate of ||Sigma||_F^2 is {s_fro_sq:.3e} <= 0: too few "
+                         f"noise samples ({noise.num_samples}) for this noise level; draw more")
+    s_fro = math.sqrt(s_fro_sq)
     s_tr = noise.trace()
     denom = h_fro * s_fro
     cos = tr_hs / denom if denom > 0 else float("nan")

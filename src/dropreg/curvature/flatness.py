@@ -149,6 +149,9 @@ def interval_flatness(
         raise ValueError("direction must be non-zero")
     d = d / nd
     L0 = op.loss(theta)
+    if not L0 > 0:
+        raise ValueError(f"interval flatness needs a positive loss at the center (the interval is "
+                         f"where the loss stays below threshold * loss), got loss {L0}")
     thr = threshold * L0
     evals = 1
     ends, censored = [], False

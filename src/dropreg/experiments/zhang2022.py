@@ -239,10 +239,6 @@ def _regression_noise(profile: str, seed: int):
     return S, res
 
 
-def _seed_of(generator: torch.Generator) -> int:
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-
-
 @claim(
     "zhang2022.noise-hessian-alignment",
     "zhang2022",

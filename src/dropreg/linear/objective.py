@@ -297,6 +297,7 @@ def dropconnect_masked_loss(U: Tensor, V: Tensor, X: Tensor, Y: Tensor, Z: Tenso
         1.0
     """
     _check_data(U, V, X, Y)
+    drop_to_lam(p)  # validates p in [0, 1)
     keep = 1.0 - p
     if layer == "first":
         W = U @ (Z * V.T) / keep
