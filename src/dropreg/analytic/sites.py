@@ -8,7 +8,8 @@ small duck-typed protocol, so the analytic tools work for any PyTorch model:
   multiplicative masks), or
 * any module with ``is_dropout_site = True`` and a float attribute ``p`` (the DROP probability).
 
-Optional attributes a site may declare (dropreg layers do; plain torch layers get defaults):
+Optional attributes a site may declare (the defaults fit torch's layers and dropreg's
+``Dropout`` and ``GaussianDropout``, whose noise variance is ``p / (1 - p)`` too):
 
 * ``noise_variance``: ``Var(z / E[z])`` of one mask coordinate; default ``p / (1 - p)``
   (Bernoulli inverted dropout).
@@ -20,7 +21,8 @@ Inside :func:`site_mode` every site is replaced by one of:
 * ``"record"``: pass the activation through unchanged and record it (the analytic mode);
 * ``"perturb"``: return ``h + delta`` for a given ``delta`` per site (for torch.func checks);
 * ``"sample"``: apply a dropout mask; built-in torch dropout layers draw a Bernoulli mask from the
-  given ``generator``, other sites run their own forward in training mode;
+  given ``generator``, other sites run their own forward in training mode with the global
+  generator seeded from ``generator`` (so the same generator gives the same masks);
 * ``"native"``: the site's own forward in training mode, whatever the model's mode.
 
 The recorded tensor is a fresh view of the site's output, so ``torch.autograd.grad(loss, h)`` gives
