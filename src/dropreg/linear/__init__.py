@@ -46,18 +46,14 @@ from dropreg.linear.objective import (
     dropconnect_regularizer,
     dropout_regularizer,
     expected_loss,
+    expected_objective_from_moments,
     factorized_objective,
     induced_regularizer,
     linear_loss,
     masked_loss,
     normalized_covariance_of,
 )
-from dropreg.linear.training import (
-    SGDRun,
-    expected_objective_from_moments,
-    masked_loss_grad,
-    train_masked_sgd,
-)
+from dropreg.linear.training import SGDRun, masked_loss_grad, train_masked_sgd
 
 __all__ = [
     "SGDRun",

@@ -32,6 +32,7 @@ __all__ = [
     "linear_loss",
     "masked_loss",
     "expected_loss",
+    "expected_objective_from_moments",
     "induced_regularizer",
     "dropout_regularizer",
     "dropblock_regularizer",
@@ -176,6 +177,23 @@ def expected_loss(U: Tensor, V: Tensor, X: Tensor, Y: Tensor, law: Any) -> Tenso
     _check_data(U, V, X, Y)
     sigma = X.T @ X / X.shape[0]
     return linear_loss(U, V, X, Y) + induced_regularizer(U, V, law, sigma)
+
+
+def expected_objective_from_moments(U: Tensor, V: Tensor, M: Tensor, sigma: Tensor,
+                                    yy: float, C: Tensor) -> float:
+    """``E_z (1/N)||Y - X V diag(z/mu) U^T||^2`` from ``M = Y^T X / N``, ``sigma = X^T X / N``,
+    ``yy = ||Y||^2 / N`` and the law's normalized covariance ``C`` (digest §2.3): the same value as
+    :func:`expected_loss`, from sufficient statistics (cheap inside a training loop).
+
+    Example:
+        >>> import torch
+        >>> o = torch.ones(1, 1, dtype=torch.float64)
+        >>> expected_objective_from_moments(o, o, o, o, 1.0, o)    # (1 - 1)^2 + 1
+        1.0
+    """
+    A = U @ V.T
+    plain = yy - 2.0 * float((A * M).sum()) + float(((A @ sigma) * A).sum())
+    return plain + float(induced_regularizer(U, V, C, sigma))
 
 
 def dropout_regularizer(U: Tensor, V: Tensor, p: float, sigma_x: Tensor | None = None) -> Tensor:

@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dropreg.linear.objective import normalized_covariance_of
+from dropreg.linear.objective import expected_objective_from_moments, normalized_covariance_of
 
-__all__ = ["SGDRun", "train_masked_sgd", "masked_loss_grad", "expected_objective_from_moments"]
+__all__ = ["SGDRun", "train_masked_sgd", "masked_loss_grad"]
 
 
 @dataclass(frozen=True)
@@ -63,22 +63,6 @@ class SGDRun:
     lr: list[float]
     times: list[float]
     plain_loss: list[float]
-
-
-def expected_objective_from_moments(U: Tensor, V: Tensor, M: Tensor, sigma: Tensor,
-                                    yy: float, C: Tensor) -> float:
-    """``E_z (1/N)||Y - X V diag(z/mu) U^T||^2`` from ``M = Y^T X / N``, ``sigma = X^T X / N``,
-    ``yy = ||Y||^2 / N`` and the law's normalized covariance ``C`` (digest §2.3).
-
-    Example:
-        >>> import torch
-        >>> o = torch.ones(1, 1, dtype=torch.float64)
-        >>> expected_objective_from_moments(o, o, o, o, 1.0, o)    # (1 - 1)^2 + 1
-        1.0
-    """
-    A = U @ V.T
-    plain = yy - 2.0 * float((A * M).sum()) + float(((A @ sigma) * A).sum())
-    return plain + float((C * (U.T @ U) * (V.T @ sigma @ V)).sum())
 
 
 def masked_loss_grad(U: Tensor, V: Tensor, X: Tensor, Y: Tensor, zs: Tensor
