@@ -64,6 +64,10 @@ class DropLayer:
     def p(self, value: float) -> None:
         self._p = DF._check_p(value, allow_one=self._p_allows_one)
 
+    def extra_repr(self) -> str:
+        """``p=...``; layers with more parameters extend it."""
+        return f"p={self.p}"
+
     @property
     def law(self) -> MaskLaw | SlidingBlocks2d:  # pragma: no cover - overridden
         """The mask law of :mod:`dropreg.masks` that this layer samples."""
@@ -108,9 +112,6 @@ class Dropout(DropLayer, nn.Module):
         """
         return DF.dropout(input, self.p, training=self.training, generator=self.generator)
 
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
 
 class GaussianDropout(DropLayer, nn.Module):
     """Multiplicative ``N(1, p / (1 - p))`` noise (law :class:`~dropreg.masks.Gaussian`).
@@ -150,9 +151,6 @@ class GaussianDropout(DropLayer, nn.Module):
             (torch.Size([4, 6]), True)
         """
         return DF.gaussian_dropout(input, self.p, training=self.training, generator=self.generator)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
 
 
 class DropBlock2d(DropLayer, nn.Module):
