@@ -28,7 +28,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from dropreg.masks import Blocks, MaskLaw, SlidingBlocks2d, _check_probability, sliding_seed_rate
+from dropreg._checks import check_probability
+from dropreg.masks import Blocks, MaskLaw, SlidingBlocks2d, sliding_seed_rate
 
 __all__ = [
     "dropout",
@@ -49,7 +50,7 @@ MAX_MASK_ELEMENTS: int = 2**24
 
 
 def _check_p(p: object, *, allow_one: bool = True, name: str = "p") -> float:
-    return _check_probability(name, p, allow_one=allow_one)
+    return check_probability(name, p, allow_one=allow_one)
 
 
 def _check_input(input: object, fn: str, ndims: Sequence[int] | None = None) -> torch.Tensor:

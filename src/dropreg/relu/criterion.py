@@ -43,7 +43,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from dropreg.masks import _check_probability
+from dropreg._checks import check_probability
 from dropreg.relu.network import dropout_layer_widths, linear_layers
 
 __all__ = [
@@ -104,7 +104,7 @@ class CriterionResult:
 
 
 def _check_p(p: float) -> float:
-    return _check_probability("p (the drop probability)", p, allow_one=False)
+    return check_probability("p (the drop probability)", p, allow_one=False)
 
 
 def _params(net: nn.Module, dtype: torch.dtype | None) -> list[tuple[Tensor, Tensor]]:
