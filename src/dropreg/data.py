@@ -3,12 +3,17 @@
 Every loader returns a :class:`Dataset` of torch tensors with one example per row, and takes a
 ``generator`` where it samples:
 
-- :func:`synthetic_regression`: low-rank linear target map plus noise, inputs optionally whitened;
+- :func:`synthetic_regression`: low-rank linear target map plus noise, inputs optionally whitened
+  (the linear-network setup of Pal et al. 2020, digest ``pal2020_structured_dropout.md`` §1.1 and
+  the RQ2 protocol of §3);
 - :func:`one_hot_labels`: one-hot label matrices with given class counts;
 - :func:`load_digits_data`: scikit-learn's 8x8 digits;
 - :func:`load_mnist1d`: MNIST-1D generated locally by the ``mnist1d`` package, cached on disk;
 - :func:`load_mnist` / :func:`read_idx`: MNIST or Fashion-MNIST from IDX files the user already has;
 - :func:`sign_parity`: the sign-parity data of Helmbold & Long (2017).
+
+and the one input whitening of the package, :func:`whiten` (re-exported as
+``dropreg.linear.whiten``, whose closed forms assume whitened inputs).
 """
 
 from __future__ import annotations
@@ -26,10 +31,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from dropreg._checks import check_int
 from dropreg._io import atomic_write_bytes
 
 __all__ = [
     "Dataset",
+    "Whitening",
+    "whiten",
     "synthetic_regression",
     "one_hot_labels",
     "load_digits_data",
@@ -66,12 +74,73 @@ class Dataset:
         )
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+@dataclass(frozen=True)
+class Whitening:
+    """Whitening of inputs: ``X_white = (X - mean) @ transform`` has ``X_white^T X_white / N = I``.
+
+    Attributes:
+        X: the whitened inputs ``(N, d)``.
+        transform: ``Sigma^{-1/2}`` (``d x d``, symmetric).
+        mean: the subtracted mean (zeros when ``center=False``).
+        condition: condition number of ``Sigma``.
+
+    Example:
+        >>> X = torch.randn(20, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        >>> w = whiten(X, center=True)
+        >>> bool(torch.allclose(w.X.T @ w.X / 20, torch.eye(3, dtype=torch.float64)))
+        True
+        >>> bool(torch.allclose((X - w.mean) @ w.transform, w.X)), w.condition >= 1
+        (True, True)
+    """
+
+    X: torch.Tensor
+    transform: torch.Tensor
+    mean: torch.Tensor
+    condition: float
+
+
+def whiten(X: torch.Tensor, *, center: bool = False, rcond: float = 1e-10) -> Whitening:
+    """ZCA-whiten inputs so that ``X_w^T X_w / N = I`` exactly (digest ``pal2020`` §1.1).
+
+    The whitening assumption of the linear-network closed forms (Pal et al. 2020; Mianjy, Arora,
+    Vidal 2018) is ``X^T X / N = I``. Every ``T`` with ``T^T Sigma T = I`` achieves it, and any two
+    differ by a rotation ``Q`` (``T' = T Q``), which leaves the singular values of
+    ``M = Y^T X_w / N`` -- and hence every closed-form value -- unchanged. This function uses the
+    symmetric (ZCA) choice ``T = Sigma^{-1/2}`` (eigendecomposition, in float64): unlike a Cholesky
+    factor it does not depend on the order of the features, and it is the whitening that moves
+    the data least (``E||x - T x||^2`` is minimal among whitening transforms). It is the only
+    whitening of the package: :func:`synthetic_regression` and
+    :class:`dropreg.linear.DropBlockRegressor` use it too.
+
+    Refuses (``ValueError``) when ``Sigma = X^T X / N`` is singular or its condition number
+    exceeds ``1 / rcond``: then the end-to-end map is not identified by the data and the
+    closed form's whitening assumption cannot be met (reduce the features, e.g. by PCA).
+
+    Example:
+        >>> X = torch.randn(100, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        >>> W = whiten(X)
+        >>> bool(torch.allclose(W.X.T @ W.X / 100, torch.eye(3, dtype=torch.float64)))
+        True
+    """
+    if not isinstance(X, torch.Tensor) or X.dim() != 2:
+        raise ValueError(f"X must be a 2-D tensor (N, d), got {getattr(X, 'shape', X)!r}")
+    X = X.to(torch.float64)
+    N, d = X.shape
+    mean = X.mean(0) if center else torch.zeros(d, dtype=torch.float64)
+    Xc = X - mean
+    sigma = Xc.T @ Xc / N
+    evals, evecs = torch.linalg.eigh(sigma)
+    top = float(evals.max()) if d else 0.0
+    low = float(evals.min()) if d else 0.0
+    if top <= 0 or low <= rcond * top:
+        rank = int((evals > rcond * max(top, 0.0)).sum())
+        raise ValueError(
+            f"X cannot be whitened: X^T X / N has rank {rank} < d = {d} (smallest/largest "
+            f"eigenvalue {low:.3e}/{top:.3e}, rcond = {rcond}). The closed form needs "
+            "whitened inputs (X^T X / N = I); reduce the features (e.g. PCA to the rank) or add "
+            "examples.")
+    T = (evecs / evals.sqrt()) @ evecs.T
+    return Whitening(X=Xc @ T, transform=T, mean=mean, condition=top / low)
 
 
 def synthetic_regression(
@@ -87,9 +156,14 @@ def synthetic_regression(
 ) -> Dataset:
     """Regression data y = A x + noise with a random rank-``rank`` map A (``d_out x d_in``).
 
-    With ``whiten=True`` the training inputs are transformed so that ``X^T X / n_train = I``
-    exactly (the assumption of Pal et al. 2020 §1.1); the same transform is applied to the test
-    inputs. ``info["map"]`` holds A and ``info["whitening"]`` the transform W (x -> W x).
+    The setup of the linear-network results of Pal et al. 2020 (digest
+    ``pal2020_structured_dropout.md`` §1.1; the RQ2 protocol of §3 draws ``Y = W X + noise``):
+    standard normal inputs, ``A = G_1 G_2 / sqrt(rank)`` with Gaussian ``G_1 (d_out x rank)``,
+    ``G_2 (rank x d_in)``, and Gaussian noise of standard deviation ``noise``. With
+    ``whiten=True`` the training inputs are ZCA-whitened by :func:`whiten` so that
+    ``X^T X / n_train = I`` (exactly, up to rounding); the same transform is applied to the test
+    inputs, and the targets are computed from the whitened inputs. ``info["map"]`` holds A and
+    ``info["whitening"]`` the transform W (x -> W x; symmetric).
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -99,11 +173,11 @@ def synthetic_regression(
         >>> torch.allclose(ds.X_train.T @ ds.X_train / 50, torch.eye(4, dtype=torch.float64))
         True
     """
-    n_train = _check_int("n_train", n_train, 1)
-    n_test = _check_int("n_test", n_test, 0)
-    d_in = _check_int("d_in", d_in, 1)
-    d_out = _check_int("d_out", d_out, 1)
-    rank = _check_int("rank", rank, 0)
+    n_train = check_int("n_train", n_train)
+    n_test = check_int("n_test", n_test, minimum=0)
+    d_in = check_int("d_in", d_in)
+    d_out = check_int("d_out", d_out)
+    rank = check_int("rank", rank, minimum=0)
     if rank > min(d_in, d_out):
         raise ValueError(f"rank must be in [0, min(d_in, d_out)] = [0, {min(d_in, d_out)}], "
                          f"got {rank}")
@@ -116,10 +190,8 @@ def synthetic_regression(
     X = torch.randn(n_train + n_test, d_in, **kw)
     W = torch.eye(d_in, dtype=dtype)
     if whiten:
-        cov = X[:n_train].T @ X[:n_train] / n_train
-        L = torch.linalg.cholesky(cov)
-        W = torch.linalg.inv(L)
-        X = X @ W.T
+        W = globals()["whiten"](X[:n_train]).transform.to(dtype)  # the argument shadows whiten()
+        X = X @ W
     Y = X @ A.T + noise * torch.randn(n_train + n_test, d_out, **kw)
     return Dataset(X[:n_train], Y[:n_train], X[n_train:], Y[n_train:], "synthetic-regression",
                    {"map": A, "whitening": W, "noise": noise, "rank": rank})
@@ -134,7 +206,7 @@ def one_hot_labels(class_counts: Sequence[int], dtype: torch.dtype = torch.float
                 [1., 0.],
                 [0., 1.]], dtype=torch.float64)
     """
-    counts = [_check_int(f"class_counts[{i}]", c, 0) for i, c in enumerate(class_counts)]
+    counts = [check_int(f"class_counts[{i}]", c, minimum=0) for i, c in enumerate(class_counts)]
     if not counts or sum(counts) == 0:
         raise ValueError("class_counts must contain at least one positive count")
     labels = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
@@ -347,9 +419,9 @@ def sign_parity(
         >>> bool((ds.y_train == torch.sign(ds.X_train).prod(1, keepdim=True)).all())
         True
     """
-    n_train = _check_int("n_train", n_train, 1)
-    n_test = _check_int("n_test", n_test, 0)
-    K = _check_int("K", K, 1)
+    n_train = check_int("n_train", n_train)
+    n_test = check_int("n_test", n_test, minimum=0)
+    K = check_int("K", K)
     if not scale > 0:
         raise ValueError(f"scale must be > 0, got {scale}")
     X = (2 * torch.rand(n_train + n_test, K, generator=generator, dtype=dtype) - 1) * scale

@@ -94,6 +94,29 @@ def test_synthetic_regression_whitened_and_low_rank(generator):
     assert torch.equal(clean.X_train, again.X_train)
 
 
+def test_whiten_is_the_one_zca_whitening(generator):
+    import dropreg.linear as linear
+
+    assert linear.whiten is data.whiten and linear.Whitening is data.Whitening
+    X = torch.randn(300, 5, generator=generator, dtype=torch.float64) @ torch.randn(
+        5, 5, generator=generator, dtype=torch.float64)
+    w = data.whiten(X, center=True)
+    eye = torch.eye(5, dtype=torch.float64)
+    torch.testing.assert_close(w.X.T @ w.X / 300, eye, atol=1e-12, rtol=0)
+    torch.testing.assert_close(w.transform, w.transform.T, atol=1e-12, rtol=0)  # ZCA: symmetric
+    # ZCA is equivariant under a permutation of the features (a Cholesky factor is not)
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    torch.testing.assert_close(data.whiten(X[:, perm], center=True).X, w.X[:, perm],
+                               atol=1e-10, rtol=0)
+    # synthetic_regression whitens with it
+    ds = data.synthetic_regression(60, 7, d_in=4, d_out=2, rank=1, whiten=True,
+                                   generator=torch.Generator().manual_seed(3))
+    W = ds.info["whitening"]
+    torch.testing.assert_close(W, W.T, atol=1e-12, rtol=0)
+    torch.testing.assert_close(data.whiten(ds.X_train).transform,
+                               torch.eye(4, dtype=torch.float64), atol=1e-10, rtol=0)
+
+
 @pytest.mark.parametrize("kwargs, err, match", [
     (dict(rank=5), ValueError, "rank"),
     (dict(noise=-1.0), ValueError, "noise"),

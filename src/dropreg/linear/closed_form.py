@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dropreg._checks import check_int
+from dropreg.data import Whitening, whiten
 from dropreg.linear.ksupport import ksupport_norm, prox_squared_ksupport
 from dropreg.linear.objective import drop_to_lam
 
@@ -138,10 +140,8 @@ def _check_M(M: Tensor) -> Tensor:
 
 
 def _check_width(width: int, block_size: int) -> int:
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"width must be an int >= 1, got {width!r}")
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"block_size must be an int >= 1, got {block_size!r}")
+    width = check_int("width", width)
+    block_size = check_int("block_size", block_size)
     if width % block_size:
         raise ValueError(f"block_size must divide width = {width}, got {block_size}")
     return width // block_size
@@ -472,8 +472,7 @@ def solve_dropblock(M: Tensor, width: int, p: float, block_size: int, *, starts:
     """
     M = _check_M(M)
     b = _check_width(width, block_size)
-    if isinstance(starts, bool) or not isinstance(starts, int) or starts < 1:
-        raise ValueError(f"starts must be an int >= 1, got {starts!r}")
+    starts = check_int("starts", starts)
     if block_size == 1:
         return solve_dropout(M, width, p)
     lam = drop_to_lam(p)
@@ -584,66 +583,8 @@ def _lift(x: np.ndarray, P: Tensor, Rm: Tensor, m0: int, r: int, k: int
 
 
 # ------------------------------------------------------------------------- whitening
-
-@dataclass(frozen=True)
-class Whitening:
-    """Whitening of inputs: ``X_white = (X - mean) @ transform`` has ``X_white^T X_white / N = I``.
-
-    Attributes:
-        X: the whitened inputs ``(N, d)``.
-        transform: ``Sigma^{-1/2}`` (``d x d``, symmetric).
-        mean: the subtracted mean (zeros when ``center=False``).
-        condition: condition number of ``Sigma``.
-
-    Example:
-        >>> X = torch.randn(20, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-        >>> w = whiten(X, center=True)
-        >>> bool(torch.allclose(w.X.T @ w.X / 20, torch.eye(3, dtype=torch.float64)))
-        True
-        >>> bool(torch.allclose((X - w.mean) @ w.transform, w.X)), w.condition >= 1
-        (True, True)
-    """
-
-    X: Tensor
-    transform: Tensor
-    mean: Tensor
-    condition: float
-
-
-def whiten(X: Tensor, *, center: bool = False, rcond: float = 1e-10) -> Whitening:
-    """Whiten inputs so that the closed forms apply (digest §1.1: ``X^T X / N = I``).
-
-    Refuses (``ValueError``) when ``Sigma = X^T X / N`` is singular or its condition number
-    exceeds ``1 / rcond``: then the end-to-end map is not identified by the data and the
-    closed form's whitening assumption cannot be met (reduce the features, e.g. by PCA).
-
-    Example:
-        >>> import torch
-        >>> X = torch.randn(100, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-        >>> W = whiten(X)
-        >>> bool(torch.allclose(W.X.T @ W.X / 100, torch.eye(3, dtype=torch.float64)))
-        True
-    """
-    if not isinstance(X, Tensor) or X.dim() != 2:
-        raise ValueError(f"X must be a 2-D tensor (N, d), got {getattr(X, 'shape', X)!r}")
-    X = X.to(torch.float64)
-    N, d = X.shape
-    mean = X.mean(0) if center else torch.zeros(d, dtype=torch.float64)
-    Xc = X - mean
-    sigma = Xc.T @ Xc / N
-    evals, evecs = torch.linalg.eigh(sigma)
-    top = float(evals.max()) if d else 0.0
-    low = float(evals.min()) if d else 0.0
-    if top <= 0 or low <= rcond * top:
-        rank = int((evals > rcond * max(top, 0.0)).sum())
-        raise ValueError(
-            f"X cannot be whitened: X^T X / N has rank {rank} < d = {d} (smallest/largest "
-            f"eigenvalue {low:.3e}/{top:.3e}, rcond = {rcond}). The closed form needs "
-            "whitened inputs (X^T X / N = I); reduce the features (e.g. PCA to the rank) or add "
-            "examples.")
-    T = (evecs / evals.sqrt()) @ evecs.T
-    return Whitening(X=Xc @ T, transform=T, mean=mean, condition=top / low)
-
+# Whitening and whiten live in dropreg.data (the one whitening of the package, ZCA); they are
+# re-exported here and from dropreg.linear.
 
 def cross_covariance(X: Tensor, Y: Tensor, *, atol: float = 1e-8) -> Tensor:
     """``M = Y^T X / N`` (``D x d``), after checking that ``X`` is whitened.

@@ -24,6 +24,8 @@ import math
 import torch
 from torch import Tensor
 
+from dropreg._checks import check_int
+
 __all__ = [
     "ksupport_norm",
     "ksupport_dual_norm",
@@ -43,14 +45,6 @@ def _check_float(x: Tensor, name: str, min_dim: int) -> None:
     if x.dim() < min_dim:
         raise ValueError(f"{name} must have at least {min_dim} dimension(s), got shape "
                          f"{tuple(x.shape)}")
-
-
-def _check_k(k: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k must be an int >= 1, got {k!r}")
-    if k < 1:
-        raise ValueError(f"k must be an int >= 1, got {k}")
-    return k
 
 
 def _check_lam(lam: float) -> float:
@@ -111,7 +105,7 @@ def ksupport_norm(w: Tensor, k: int) -> Tensor:
         (tensor([15.]), tensor([7.4162]))
     """
     _check_float(w, "w", 1)
-    k = _check_k(k)
+    k = check_int("k", k)
     value, _, _ = _norm_parts(w, k)
     return value.clamp_min(0).sqrt()
 
@@ -125,7 +119,7 @@ def ksupport_dual_norm(u: Tensor, k: int) -> Tensor:
         13.0
     """
     _check_float(u, "u", 1)
-    k = min(_check_k(k), u.shape[-1])
+    k = min(check_int("k", k), u.shape[-1])
     return torch.topk(u.abs(), k, dim=-1).values.pow(2).sum(-1).sqrt()
 
 
@@ -142,7 +136,7 @@ def ksupport_box_weights(w: Tensor, k: int) -> Tensor:
         tensor([0.6000, 0.2000, 0.8000, 0.4000, 1.0000])
     """
     _check_float(w, "w", 1)
-    k = _check_k(k)
+    k = check_int("k", k)
     d = w.shape[-1]
     if d == 0:
         return w.clone()
@@ -203,7 +197,7 @@ def prox_squared_ksupport(w: Tensor, k: int, lam: float, *, return_weights: bool
         tensor([ 2.,  0., -3.,  1., -4.], dtype=torch.float64)
     """
     _check_float(w, "w", 1)
-    k = _check_k(k)
+    k = check_int("k", k)
     lam = _check_lam(lam)
     shape = w.shape
     d = shape[-1]

@@ -27,6 +27,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from dropreg._checks import check_int, check_probability
+
 __all__ = [
     "normalized_covariance_of",
     "linear_loss",
@@ -53,11 +55,7 @@ def drop_to_lam(p: float) -> float:
         >>> drop_to_lam(0.5)
         1.0
     """
-    if isinstance(p, bool) or not isinstance(p, (int, float)):
-        raise TypeError(f"p must be a float in [0, 1), got {p!r}")
-    p = float(p)
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"p (drop probability) must be in [0, 1), got {p}")
+    p = check_probability("p (drop probability)", p, allow_one=False)
     return p / (1.0 - p)
 
 
@@ -211,8 +209,7 @@ def dropout_regularizer(U: Tensor, V: Tensor, p: float, sigma_x: Tensor | None =
 
 
 def _check_blocks(r: int, block_size: int) -> int:
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"block_size must be an int >= 1, got {block_size!r}")
+    block_size = check_int("block_size", block_size)
     if r % block_size:
         raise ValueError(f"block_size must divide the width r = {r}, got {block_size}")
     return r // block_size

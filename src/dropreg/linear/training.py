@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from dropreg._checks import check_int
 from dropreg.linear.objective import expected_objective_from_moments, normalized_covariance_of
 
 __all__ = ["SGDRun", "train_masked_sgd", "masked_loss_grad"]
@@ -112,8 +113,7 @@ def train_masked_sgd(X: Tensor, Y: Tensor, width: int, law: Any, *, steps: int, 
         >>> len(run.steps), run.U.shape
         (11, torch.Size([2, 4]))
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    steps = check_int("steps", steps)
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
     if X.dim() != 2 or Y.dim() != 2 or X.shape[0] != Y.shape[0]:

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from dropreg._checks import check_int
 from dropreg.relu.criterion import _check_p, dropout_criterion
 from dropreg.relu.network import StandardNet, linear_layers, relu_net
 
@@ -112,8 +113,7 @@ def theorem20_witness(y: float = 0.0) -> Example:
 
 def _check_knd(K: int, n: int, d: int) -> None:
     for name, v in (("K", K), ("n", n), ("d", d)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        check_int(name, v)
 
 
 def theorem18_witness(K: int, n: int, d: int, y: float) -> Example:
@@ -196,8 +196,7 @@ def monotone_target(K: int) -> tuple[Tensor, Tensor]:
         >>> X.tolist(), Y.tolist()
         ([[0.0, 0.0], [1.0, 1.0]], [[0.0], [1.0]])
     """
-    if isinstance(K, bool) or not isinstance(K, int) or K < 1:
-        raise ValueError(f"K must be an int >= 1, got {K!r}")
+    K = check_int("K", K)
     X = torch.stack([torch.zeros(K), torch.ones(K)]).to(torch.float64)
     return X, _f64([[0.0], [1.0]])
 
@@ -338,8 +337,7 @@ def fit_dropout_criterion(
         >>> fit.value >= 0.125 and fit.n_negative_weights == 0
         True
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    steps = check_int("steps", steps, minimum=0)
     layers = linear_layers(net)
     if nonnegative_weights:
         with torch.no_grad():

@@ -43,7 +43,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from dropreg._checks import check_probability
+from dropreg._checks import check_int, check_probability
 from dropreg.relu.network import dropout_layer_widths, linear_layers
 
 __all__ = [
@@ -171,8 +171,7 @@ def all_patterns(num_nodes: int, dtype: torch.dtype = torch.float64) -> Tensor:
                 [0., 1.],
                 [1., 1.]], dtype=torch.float64)
     """
-    if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 0:
-        raise ValueError(f"num_nodes must be an int >= 0, got {num_nodes!r}")
+    num_nodes = check_int("num_nodes", num_nodes, minimum=0)
     if num_nodes > 40:
         raise ValueError(f"num_nodes must be <= 40 for all_patterns, got {num_nodes}")
     idx = torch.arange(1 << num_nodes, dtype=torch.int64)
@@ -557,8 +556,7 @@ def dropout_criterion(
     p = _check_p(p)
     if method not in ("exact", "monte_carlo"):
         raise ValueError(f"method must be 'exact' or 'monte_carlo', got {method!r}")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+    chunk_size = check_int("chunk_size", chunk_size)
     layers = _params(net, dtype)
     X, Y, pi = _data(layers, X, Y, weights)
     total_nodes = X.shape[1] + sum(W.shape[0] for W, _ in layers[:-1])
@@ -568,8 +566,7 @@ def dropout_criterion(
             raise _limit_error(count, max_nodes)
         loss, _ = _exact(layers, X, Y, p, chunk_size)
         return CriterionResult(pi @ loss, 0.0, "exact", 1 << total_nodes)
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
-        raise ValueError(f"samples must be an int >= 2, got {samples!r}")
+    samples = check_int("samples", samples, minimum=2)
     value, se = _mc_engine(layers, X, Y, pi, p, samples, generator, chunk_size)
     return CriterionResult(value, se, "monte_carlo", samples)
 

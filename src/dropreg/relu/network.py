@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from dropreg._checks import check_int
+
 __all__ = [
     "StandardNet",
     "relu_net",
@@ -24,14 +26,6 @@ __all__ = [
     "dropout_layer_widths",
     "num_dropout_nodes",
 ]
-
-
-def _check_pos_int(name: str, value: object, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {low}, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value}")
-    return value
 
 
 class StandardNet(nn.Sequential):
@@ -73,9 +67,9 @@ class StandardNet(nn.Sequential):
         dtype: torch.dtype = torch.float64,
         generator: torch.Generator | None = None,
     ) -> None:
-        K = _check_pos_int("K", K)
-        d = _check_pos_int("d", d)
-        n = _check_pos_int("n", n)
+        K = check_int("K", K)
+        d = check_int("d", d)
+        n = check_int("n", n)
         widths = [K] + [n] * (d - 1) + [1]
         modules: list[nn.Module] = []
         for j in range(d):
