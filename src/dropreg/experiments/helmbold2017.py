@@ -13,6 +13,7 @@ import math
 import numpy as np
 import torch
 
+from dropreg._random import mean_and_stderr, seed_from
 from dropreg.experiments.claims import Figure, Measurement, Outcome, Progress, claim
 from dropreg.relu import (
     StandardNet,
@@ -615,7 +616,7 @@ def dropout_scale_invariant_sgd(profile: str, generator: torch.Generator,
     params[3] = params[3].reshape(-1)
     keep = np.where(meth == 0, 0.5, 1.0)
     wd = np.where(meth == 1, 0.5, 0.0)
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    seed = seed_from(generator)
     params = _sgd_batch(Xs, Ys, params, keep, wd, iters, np.random.default_rng(seed),
                         progress=progress)
     err = _train_mse(Xs, Ys, params).reshape(runs, len(scales), 3)
@@ -665,7 +666,7 @@ def dropout_scale_invariant_sgd(profile: str, generator: torch.Generator,
                     kind="info", stderr=float(slope_se[1])),
         Measurement("weight decay: error drop from scale 0.5 to 1.5",
                     float(mean[0, 1] - mean[-1, 1]), kind="info",
-                    stderr=float(np.std(err[:, 0, 1] - err[:, -1, 1], ddof=1) / math.sqrt(runs))),
+                    stderr=mean_and_stderr(err[:, 0, 1] - err[:, -1, 1])[1]),
         Measurement("unregularised: worst mean training error over scales (paper < 0.05)",
                     float(mean[:, 2].max()), kind="info"),
     ]

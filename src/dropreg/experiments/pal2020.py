@@ -13,6 +13,7 @@ import math
 import numpy as np
 import torch
 
+from dropreg._random import bernoulli_keep, mean_and_stderr, seed_from
 from dropreg.experiments.claims import Figure, Measurement, Outcome, Progress, claim
 
 F64 = torch.float64
@@ -69,7 +70,7 @@ def _mc_losses(U, V, X, Y, kind, p, n, g, block_size=2):
         pred = H @ U.T
     else:
         shape = V.T.shape if kind == "DropConnect (first layer)" else U.shape
-        Z = (torch.rand(n, *shape, generator=g, dtype=F64) >= p).to(F64) / (1 - p)
+        Z = bernoulli_keep((n, *shape), 1 - p, generator=g, dtype=F64) / (1 - p)
         if kind == "DropConnect (first layer)":
             W = torch.einsum("Dr,nrd->nDd", U, Z * V.T)
         else:
@@ -121,7 +122,7 @@ def expected_objective_identities(profile: str, generator: torch.Generator,
                  "DropConnect (second layer)"):
         losses = torch.cat([_mc_losses(U, V, X, Y, kind, p, min(n_mc, 20_000), generator)
                             for _ in range(max(1, n_mc // 20_000))])
-        mean, se = float(losses.mean()), float(losses.std() / math.sqrt(losses.numel()))
+        mean, se = mean_and_stderr(losses)
         if kind == "Dropout":
             exact = float(expected_loss(U, V, X, Y, Bernoulli(p)))
         elif kind == "DropBlock":
@@ -446,7 +447,7 @@ def last_layer_singular_values_claim(profile: str, generator: torch.Generator,
     for k, p in runs:
         law = Bernoulli(p) if k == 1 else Blocks(p, k)
         lam = p / (1 - p)
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        seed = seed_from(generator)
         with torch.random.fork_rng(devices=[]):          # layer init from our generator's seed
             torch.manual_seed(seed)
             feat = torch.nn.Sequential(

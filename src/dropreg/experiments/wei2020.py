@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dropreg._random import mean_and_stderr, seed_from
 from dropreg.analytic import (
     MLP,
     UpdateRule,
@@ -54,10 +55,6 @@ def _set_p(model: nn.Module, p: float) -> None:
     for m in model.modules():
         if isinstance(m, nn.Dropout):
             m.p = p
-
-
-def _seed_from(generator: torch.Generator) -> int:
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
 
 
 def _pick(profile: str, quick, full, smoke):
@@ -115,7 +112,7 @@ def explicit_vs_gap(qs: Sequence[float], *, hidden: int = 50, n_train: int = 100
                     R_per=R.tolist(), gap_per=G.tolist())
 
     for q in qs:
-        torch.manual_seed(_seed_from(generator))
+        torch.manual_seed(seed_from(generator))
         net = MLP(40, hidden, 10, p=q, depth=2, activation=nn.Tanh).double()
         train(net, dropout(1), X, y, X[:2], y[:2], epochs=epochs, batch_size=32, lr=0.05,
               momentum=0.9, generator=generator)
@@ -123,7 +120,7 @@ def explicit_vs_gap(qs: Sequence[float], *, hidden: int = 50, n_train: int = 100
         if progress is not None:
             progress.advance()
     if confident_epochs:
-        torch.manual_seed(_seed_from(generator))
+        torch.manual_seed(seed_from(generator))
         net = MLP(40, hidden, 10, p=0.0, depth=2, activation=nn.Tanh).double()
         train(net, no_dropout(), X, y, X[:2], y[:2], epochs=confident_epochs, batch_size=32,
               lr=0.05, momentum=0.9, generator=generator)
@@ -253,7 +250,7 @@ def xi_covariance_comparison(qs: Sequence[float], *, n_examples: int = 3, n_mask
     """
     X, y, _, _ = _mnist1d(1000)
     X = X.double()
-    torch.manual_seed(_seed_from(generator))
+    torch.manual_seed(seed_from(generator))
     net = MLP(40, 50, 10, p=0.1, depth=2, activation=nn.Tanh).double()
     train(net, dropout(1), X, y, X[:2], y[:2], epochs=5, batch_size=32, lr=0.05, momentum=0.9,
           generator=generator)
@@ -269,7 +266,7 @@ def xi_covariance_comparison(qs: Sequence[float], *, n_examples: int = 3, n_mask
             Sc = S - S.mean(0)
             sq = (Sc**2).sum(1)
             tr_drop = float(sq.sum()) / (n_masks - 1)
-            tr_drop_se = float(sq.std()) / math.sqrt(n_masks)
+            tr_drop_se = mean_and_stderr(sq)[1]
             tr_app = float((A**2).sum())
             inner = float(((Sc @ A.T) ** 2).sum()) / (n_masks - 1)  # <Cov_approx, Cov_drop>
             h = n_masks // 2
@@ -363,8 +360,7 @@ def _rule_gradients(net, rule, x, y, n, generator):
 
 def _trace_cov(S: torch.Tensor) -> tuple[float, float]:
     sq = ((S - S.mean(0)) ** 2).sum(1)
-    n = S.shape[0]
-    return float(sq.sum()) / (n - 1), float(sq.std()) / math.sqrt(n)
+    return float(sq.sum()) / (S.shape[0] - 1), mean_and_stderr(sq)[1]
 
 
 @claim(
@@ -378,7 +374,7 @@ def dropout_k_scaling(profile: str, generator: torch.Generator, progress: Progre
     ks = _pick(profile, (1, 4, 16), (1, 2, 4, 8, 16, 32), (1, 4))
     n = _pick(profile, 150, 600, 20)
     X, y, _, _ = _mnist1d(64)
-    torch.manual_seed(_seed_from(generator))
+    torch.manual_seed(seed_from(generator))
     net = MLP(40, 64, 10, p=0.4, depth=2)
     x, t = X[:32], y[:32]
     progress.set_total(len(ks) + 2)
@@ -397,7 +393,7 @@ def dropout_k_scaling(profile: str, generator: torch.Generator, progress: Progre
     tilde = torch.stack([flatten(xi_drop_tilde(net, x, t, generator=generator))
                          for _ in range(n)])
     sq = (tilde**2).sum(1)  # E xi~ = 0 exactly, so E||xi~||^2 = tr Cov
-    trt, set_ = float(sq.mean()), float(sq.std()) / math.sqrt(n)
+    trt, set_ = mean_and_stderr(sq)
     val = trt / tr1
     se = val * math.sqrt((set_ / trt) ** 2 + (se1 / tr1) ** 2)
     ms.append(Measurement("tr Cov(xi~_drop) / tr Cov(Dropout_1)", val, expected=1.0,
@@ -524,11 +520,8 @@ def compare_training(bed: TrainingBed, rules: Sequence[UpdateRule], seeds: Seque
 
 
 def _paired(results, a: str, b: str, key: str = "best") -> tuple[float, float]:
-    """Mean over seeds of key(a) - key(b) and its standard error (paired by seed)."""
-    d = torch.tensor([ra[key] - rb[key] for ra, rb in zip(results[a], results[b])],
-                     dtype=torch.float64)
-    se = float(d.std() / math.sqrt(d.numel())) if d.numel() > 1 else float("nan")
-    return float(d.mean()), se
+    """Mean over seeds of key(a) - key(b) and its standard error (paired by seed; inf for one)."""
+    return mean_and_stderr([ra[key] - rb[key] for ra, rb in zip(results[a], results[b])])
 
 
 def _training_outcome(bed: TrainingBed, results, rules, seeds, profile) -> Outcome:
@@ -545,7 +538,7 @@ def _training_outcome(bed: TrainingBed, results, rules, seeds, profile) -> Outco
         m, se = _paired(results, a, b)
         mf, sef = _paired(results, a, b, "final")
         finals.append(Measurement(f"final-epoch loss: {name}", mf, kind="info",
-                                  stderr=sef if sef == sef else None))
+                                  stderr=sef if math.isfinite(sef) else None))
         if len(seeds) < 2:  # no standard error: report, do not judge
             ms.append(Measurement(name, m, kind="info"))
             return
@@ -574,10 +567,9 @@ def _training_outcome(bed: TrainingBed, results, rules, seeds, profile) -> Outco
          "R_approx + xi_approx", "info")
     ms.extend(finals)
     for n in names:
-        vals = torch.tensor([r["best"] for r in results[n]], dtype=torch.float64)
-        se = float(vals.std() / math.sqrt(vals.numel())) if vals.numel() > 1 else None
-        ms.append(Measurement(f"{n}: best {bed.metric}", float(vals.mean()), kind="info",
-                              stderr=se))
+        mean, se = mean_and_stderr([r["best"] for r in results[n]])
+        ms.append(Measurement(f"{n}: best {bed.metric}", mean, kind="info",
+                              stderr=se if math.isfinite(se) else None))
     if "R_approx + xi_approx" in results:
         step = torch.tensor([r["cpu_s_per_step"] for r in results["R_approx + xi_approx"]])
         base = torch.tensor([r["cpu_s_per_step"] for r in results[d1]])
@@ -588,8 +580,8 @@ def _training_outcome(bed: TrainingBed, results, rules, seeds, profile) -> Outco
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     ax = axes[0]
     means = [float(torch.tensor([r["best"] for r in results[n]]).mean()) for n in names]
-    errs = [float(torch.tensor([r["best"] for r in results[n]], dtype=torch.float64).std()
-                  / math.sqrt(len(seeds))) if len(seeds) > 1 else 0.0 for n in names]
+    errs = [mean_and_stderr([r["best"] for r in results[n]])[1] if len(seeds) > 1 else 0.0
+            for n in names]
     ax.barh(range(len(names)), means, xerr=[2 * e for e in errs], color="C0", capsize=3,
             label=f"measured (mean of {len(seeds)} seeds, bars 2 s.e.)")
     ax.axvline(means[names.index(d1)], color="k", ls="--", lw=1,
@@ -636,7 +628,7 @@ def _training_outcome(bed: TrainingBed, results, rules, seeds, profile) -> Outco
 def _run_training_claim(bed_fn, profile, generator, progress) -> Outcome:
     bed = bed_fn(profile)
     rules = training_rules(profile)
-    seeds = [_seed_from(generator) for _ in range(_pick(profile, 1, 3, 1))]
+    seeds = [seed_from(generator) for _ in range(_pick(profile, 1, 3, 1))]
     progress.set_total(len(rules) * len(seeds))
     results = compare_training(bed, rules, seeds, progress)
     return _training_outcome(bed, results, rules, seeds, profile)

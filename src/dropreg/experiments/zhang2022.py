@@ -18,6 +18,7 @@ import math
 import torch
 from torch import nn
 
+from dropreg._random import bernoulli_keep
 from dropreg.curvature import (
     HessianOperator,
     alignment,
@@ -111,7 +112,7 @@ def train_regression(seeds, drops, steps: int, lr: float = 0.05, snapshot_every:
             final = {run: (W[i].double(), B[i].double(), A[i].double())
                      for i, run in enumerate(runs)}
         pre = X[None, :, None] * W[:, None, :] + B[:, None, :]
-        m = (torch.rand(R, n, WIDTH, generator=gm, dtype=dt) < keep).to(dt) / keep
+        m = bernoulli_keep((R, n, WIDTH), keep, generator=gm, dtype=dt) / keep
         hm = pre.clamp_min(0) * m
         r = ((hm * A[:, None, :]).sum(-1) - y) / n
         ga = (r[:, :, None] * hm).sum(1)

@@ -36,7 +36,6 @@ standard error is the sample standard deviation over samples divided by ``sqrt(s
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -44,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from dropreg._checks import check_int, check_probability
+from dropreg._random import bernoulli_keep, mean_and_stderr
 from dropreg.relu.network import dropout_layer_widths, linear_layers
 
 __all__ = [
@@ -477,7 +477,8 @@ def _mc_engine(
         s = min(samples, s0 + step) - s0
         h = X[:, None, :].expand(N, s, X.shape[1])
         for j, (W, b) in enumerate(layers[:-1]):
-            mask = torch.rand(N, s, widths[j], generator=generator, dtype=dt) < keep
+            mask = bernoulli_keep((N, s, widths[j]), keep, generator=generator, dtype=dt,
+                                  device=X.device)
             h = torch.relu((h * mask / keep) @ W.T + b)
         W, b = layers[-1]
         a = h
@@ -488,7 +489,7 @@ def _mc_engine(
         vals.append(pi @ loss)
     v = torch.cat(vals)
     value = v.mean()
-    se = float(v.detach().std(unbiased=True) / math.sqrt(samples)) if samples > 1 else math.inf
+    se = mean_and_stderr(v.detach())[1]
     return value, se
 
 
