@@ -6,11 +6,15 @@ Every loader returns a :class:`Dataset` of torch tensors with one example per ro
 - :func:`synthetic_regression`: low-rank linear target map plus noise, inputs optionally whitened
   (the linear-network setup of Pal et al. 2020, digest ``pal2020_structured_dropout.md`` §1.1 and
   the RQ2 protocol of §3);
-- :func:`one_hot_labels`: one-hot label matrices with given class counts;
-- :func:`load_digits_data`: scikit-learn's 8x8 digits;
-- :func:`load_mnist1d`: MNIST-1D generated locally by the ``mnist1d`` package, cached on disk;
+- :func:`one_hot_labels`: one-hot label matrices with given class counts (the labels of the
+  last-layer result, digest ``pal2020_structured_dropout.md`` §2.7);
+- :func:`load_digits_data`: scikit-learn's 8x8 digits (the real-network check of §2.7);
+- :func:`load_mnist1d`: MNIST-1D generated locally by the ``mnist1d`` package, cached on disk (the
+  small-network experiments of ``wei2020_implicit_explicit.md`` and
+  ``zhang2022_flatness_helmbold2017.md`` Part A);
 - :func:`load_mnist` / :func:`read_idx`: MNIST or Fashion-MNIST from IDX files the user already has;
-- :func:`sign_parity`: the sign-parity data of Helmbold & Long (2017).
+- :func:`sign_parity`: the sign-parity data of Helmbold & Long (2017, digest
+  ``zhang2022_flatness_helmbold2017.md`` §B.7).
 
 and the one input whitening of the package, :func:`whiten` (re-exported as
 ``dropreg.linear.whiten``, whose closed forms assume whitened inputs).
@@ -199,6 +203,9 @@ def synthetic_regression(
 
 def one_hot_labels(class_counts: Sequence[int], dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """One-hot label matrix (N, C) with ``class_counts[c]`` rows of class c, in class order.
+
+    ``Y^T Y = diag(class_counts)``, so the singular values of ``Y`` are ``sqrt(class_counts)``:
+    the input of the last-layer closed form (digest ``pal2020_structured_dropout.md`` §2.7).
 
     Example:
         >>> one_hot_labels([2, 1])

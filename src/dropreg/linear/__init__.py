@@ -3,101 +3,30 @@
 Exact expected objectives of any mask law, the spectral k-support norm, closed-form global
 minimizers with equal-norm factors and a certificate, the deep-linear regularizer, last-layer
 predictions and a scikit-learn style estimator (digest ``pal2020_structured_dropout.md``).
+Where each formula of the digest lives:
+
+- ``objective.py``: plain, sampled and expected losses, induced regularizers (§1.1-§2.4);
+- ``ksupport.py``: the (spectral) k-support norm, its dual and the prox of its square (§5);
+- ``closed_form.py``: closed-form Dropout / DropBlock minimizers and their certificate (§2.5,
+  §2.6, §4.2), ``M = Y^T X / N``;
+- ``deep.py``: the deep-linear regularizer, its envelope and the rank-one optimum (§4.3);
+- ``last_layer.py``: the spectrum of last-layer predictions (§2.7);
+- ``training.py``: masked SGD on the expected objective (§2.1, the RQ2 protocol of §3);
+- ``estimators.py``: :class:`DropBlockRegressor` over the closed form;
+- the input whitening (§1.1) is :func:`dropreg.data.whiten`, re-exported here.
 """
 
-from dropreg.linear.closed_form import (
-    Certificate,
-    LinearSolution,
-    Whitening,
-    block_norm_spread,
-    block_norms,
-    cross_covariance,
-    dropblock_singular_values,
-    dropout_singular_values,
-    numerical_rank,
-    solve_dropblock,
-    solve_dropout,
-    whiten,
-)
-from dropreg.linear.deep import (
-    RankOneOptimum,
-    deep_linear_expected_loss,
-    deep_linear_regularizer,
-    envelope_constant,
-    flat_rank_one_network,
-    rank_one_optimum,
-)
-from dropreg.linear.estimators import DropBlockRegressor
-from dropreg.linear.ksupport import (
-    ksupport_box_weights,
-    ksupport_dual_norm,
-    ksupport_norm,
-    prox_squared_ksupport,
-    prox_squared_spectral_ksupport,
-    spectral_ksupport_dual_norm,
-    spectral_ksupport_norm,
-)
-from dropreg.linear.last_layer import last_layer_singular_values, last_layer_solution
-from dropreg.linear.objective import (
-    drop_to_lam,
-    dropblock_regularizer,
-    dropconnect_expected_loss,
-    dropconnect_masked_loss,
-    dropconnect_regularizer,
-    dropout_regularizer,
-    expected_loss,
-    expected_objective_from_moments,
-    factorized_objective,
-    induced_regularizer,
-    linear_loss,
-    masked_loss,
-    normalized_covariance_of,
-)
-from dropreg.linear.training import SGDRun, masked_loss_grad, train_masked_sgd
+from dropreg.linear import closed_form, deep, estimators, ksupport, last_layer, objective, training
+from dropreg.linear.closed_form import *  # noqa: F403
+from dropreg.linear.deep import *  # noqa: F403
+from dropreg.linear.estimators import *  # noqa: F403
+from dropreg.linear.ksupport import *  # noqa: F403
+from dropreg.linear.last_layer import *  # noqa: F403
+from dropreg.linear.objective import *  # noqa: F403
+from dropreg.linear.training import *  # noqa: F403
 
+#: the public names, each defined (with its docstring and source) in one submodule
 __all__ = [
-    "SGDRun",
-    "expected_objective_from_moments",
-    "train_masked_sgd",
-    "masked_loss_grad",
-    "DropBlockRegressor",
-    "RankOneOptimum",
-    "deep_linear_expected_loss",
-    "deep_linear_regularizer",
-    "envelope_constant",
-    "flat_rank_one_network",
-    "rank_one_optimum",
-    "last_layer_singular_values",
-    "last_layer_solution",
-    "Certificate",
-    "LinearSolution",
-    "Whitening",
-    "block_norm_spread",
-    "block_norms",
-    "cross_covariance",
-    "drop_to_lam",
-    "dropblock_regularizer",
-    "dropblock_singular_values",
-    "dropconnect_expected_loss",
-    "dropconnect_masked_loss",
-    "dropconnect_regularizer",
-    "dropout_regularizer",
-    "dropout_singular_values",
-    "expected_loss",
-    "factorized_objective",
-    "induced_regularizer",
-    "ksupport_box_weights",
-    "ksupport_dual_norm",
-    "ksupport_norm",
-    "linear_loss",
-    "masked_loss",
-    "normalized_covariance_of",
-    "numerical_rank",
-    "prox_squared_ksupport",
-    "prox_squared_spectral_ksupport",
-    "solve_dropblock",
-    "solve_dropout",
-    "spectral_ksupport_dual_norm",
-    "spectral_ksupport_norm",
-    "whiten",
+    *objective.__all__, *ksupport.__all__, *closed_form.__all__, *deep.__all__,
+    *last_layer.__all__, *training.__all__, *estimators.__all__,
 ]

@@ -587,7 +587,10 @@ def _lift(x: np.ndarray, P: Tensor, Rm: Tensor, m0: int, r: int, k: int
 # re-exported here and from dropreg.linear.
 
 def cross_covariance(X: Tensor, Y: Tensor, *, atol: float = 1e-8) -> Tensor:
-    """``M = Y^T X / N`` (``D x d``), after checking that ``X`` is whitened.
+    """``M = Y^T X / N`` (``D x d``), after checking that ``X`` is whitened (digest §1.1).
+
+    On whitened data ``(1/N)||Y - X A^T||^2 = ||M - A||_F^2 + c_0`` with
+    ``c_0 = ||Y||^2 / N - ||M||^2``, so every closed form is a factorization of ``M``.
 
     Raises ``ValueError`` if ``||X^T X / N - I||_max > atol``: the closed forms
     (:func:`solve_dropout`, :func:`solve_dropblock`) assume whitened inputs; call

@@ -85,6 +85,9 @@ def deep_linear_expected_loss(weights: Sequence[Tensor], X: Tensor, Y: Tensor, p
                               ) -> Tensor:
     """Exact expected Dropout loss ``(1/N) ||Y - X P^T||^2 + R(W)`` with ``Sigma = X^T X / N``.
 
+    ``P = W_{K+1} ... W_1`` is the end-to-end map and ``R`` the recursion of
+    :func:`deep_linear_regularizer` (digest ``pal2020_structured_dropout.md`` §4.3).
+
     Example:
         >>> import torch
         >>> o = torch.ones(1, 1)

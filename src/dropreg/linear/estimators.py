@@ -41,7 +41,8 @@ class DropBlockRegressor:
     ``fit`` whitens ``X`` (``whiten=True``), forms ``M = Y^T X_w / N`` and calls
     :func:`~dropreg.linear.solve_dropblock`: the net ``x -> U V^T T (x - mean)`` is the global
     minimizer of the expected DropBlock loss on the training data (``T`` the whitening
-    transform). ``block_size = 1`` is Dropout (and DropConnect at the same ``p``).
+    transform; digest ``pal2020_structured_dropout.md`` §1.1 and §2.6). ``block_size = 1`` is
+    Dropout (and DropConnect at the same ``p``, §2.4).
 
     Args:
         width: hidden width ``r``.

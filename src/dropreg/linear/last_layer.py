@@ -45,7 +45,8 @@ def last_layer_solution(width: int, p: float, block_size: int = 1, *, Y: Tensor 
                         class_counts: Sequence[int] | None = None) -> LinearSolution:
     """Closed-form solution of the last-layer surrogate: :func:`solve_dropblock` applied to the
     diagonal of the singular values of ``Y`` (or of ``sqrt(class_counts)``), with its
-    certificate (few blocks can make the bound unattainable, §2.5(4)).
+    certificate (few blocks can make the bound unattainable, §2.5(4)). Digest
+    ``pal2020_structured_dropout.md`` §2.7.
 
     Example:
         >>> sol = last_layer_solution(20, 0.5, 5, class_counts=[12] * 5)
@@ -63,7 +64,8 @@ def last_layer_singular_values(width: int, p: float, block_size: int = 1, *,
     singular value of ``Y``), for Dropout (``block_size=1``) or DropBlock of width ``r``.
 
     Dropout: ``(s_i - tau)_+`` with ``tau = lam sum_{i<=rho} s_i / (r + lam rho)``; DropBlock:
-    the prox of the squared spectral k-support norm with ``mu = lam k / r``.
+    the prox of the squared spectral k-support norm with ``mu = lam k / r`` (digest
+    ``pal2020_structured_dropout.md`` §2.7, with the closed form of §2.6 and §4.2).
 
     Args:
         width: width ``r`` of the last hidden layer.

@@ -49,7 +49,8 @@ __all__ = [
 def drop_to_lam(p: float) -> float:
     """``lam = p / (1 - p)`` for a drop probability ``p`` in ``[0, 1)``.
 
-    (Pal et al. write the keep probability ``theta = 1 - p`` and ``lambda = (1 - theta)/theta``.)
+    (Pal et al. write the keep probability ``theta = 1 - p`` and ``lambda = (1 - theta)/theta``;
+    digest ``pal2020_structured_dropout.md`` §1.2 and §2.1.)
 
     Example:
         >>> drop_to_lam(0.5)
@@ -89,6 +90,9 @@ def normalized_covariance_of(law: Any, width: int, dtype: torch.dtype = torch.fl
     """The ``(width, width)`` normalized covariance ``C`` of ``law``: a mask law (anything with a
     ``normalized_covariance(width)`` method) or a tensor ``C`` given directly.
 
+    ``C_ij = Cov(z_i, z_j) / (mu_i mu_j)``, the mask moment through which every law enters the
+    expected objective (digest ``pal2020_structured_dropout.md`` §2.3).
+
     Example:
         >>> import torch
         >>> normalized_covariance_of(torch.eye(2), 2)
@@ -109,7 +113,7 @@ def normalized_covariance_of(law: Any, width: int, dtype: torch.dtype = torch.fl
 
 
 def linear_loss(U: Tensor, V: Tensor, X: Tensor, Y: Tensor) -> Tensor:
-    """``(1/N) ||Y - X V U^T||_F^2``.
+    """``(1/N) ||Y - X V U^T||_F^2``: the plain squared loss of the linear net (digest §1.1).
 
     Example:
         >>> import torch
@@ -122,7 +126,7 @@ def linear_loss(U: Tensor, V: Tensor, X: Tensor, Y: Tensor) -> Tensor:
 
 
 def masked_loss(U: Tensor, V: Tensor, X: Tensor, Y: Tensor, z: Tensor, mu: Tensor) -> Tensor:
-    """Sampled loss ``(1/N) ||Y - X V diag(z / mu) U^T||_F^2``.
+    """Sampled loss ``(1/N) ||Y - X V diag(z / mu) U^T||_F^2`` (inverted scaling, digest §1.2).
 
     ``z`` is one mask ``(r,)`` shared by all rows, or one mask per example ``(N, r)``; ``mu`` is
     the law's mean ``(r,)``.
@@ -287,7 +291,7 @@ def dropconnect_regularizer(U: Tensor, V: Tensor, p: float,
 
 def dropconnect_expected_loss(U: Tensor, V: Tensor, X: Tensor, Y: Tensor, p: float,
                               layer: Literal["first", "second"] = "first") -> Tensor:
-    """Exact expected DropConnect loss: plain loss + :func:`dropconnect_regularizer`.
+    """Exact expected DropConnect loss: plain loss + :func:`dropconnect_regularizer` (digest §2.4).
 
     Example:
         >>> import torch
@@ -303,7 +307,7 @@ def dropconnect_expected_loss(U: Tensor, V: Tensor, X: Tensor, Y: Tensor, p: flo
 def dropconnect_masked_loss(U: Tensor, V: Tensor, X: Tensor, Y: Tensor, Z: Tensor, p: float,
                             layer: Literal["first", "second"] = "first") -> Tensor:
     """Sampled DropConnect loss with weight mask ``Z`` (shape of ``V^T`` for ``"first"``, of
-    ``U`` for ``"second"``), shared by all examples, scaled by ``1/(1-p)``.
+    ``U`` for ``"second"``), shared by all examples, scaled by ``1/(1-p)`` (digest §1.2, §2.4).
 
     Example:
         >>> import torch

@@ -90,6 +90,10 @@ def train_masked_sgd(X: Tensor, Y: Tensor, width: int, law: Any, *, steps: int, 
                      init: tuple[Tensor, Tensor] | None = None) -> SGDRun:
     """SGD on ``(1/B) sum_b ||y_b - U diag(z_b / mu) V^T x_b||^2`` with fresh masks ``z_b ~ law``.
 
+    The sampled gradient is unbiased for the expected objective (digest
+    ``pal2020_structured_dropout.md`` §2.1); the RQ2 protocol of §3 (SGD reaches the closed form)
+    is run with this trainer.
+
     Step size: ``lr`` for the first ``decay_start`` fraction of the steps, then
     ``lr / (1 + (t - t_0) / (decay_scale * steps))`` (a ``1/t`` decay, which the Robbins-Monro
     conditions need for convergence to a minimizer rather than to a noise ball).

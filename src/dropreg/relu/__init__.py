@@ -3,7 +3,14 @@
 Digest ``zhang2022_flatness_helmbold2017.md`` Part B. Dropout drops every input and hidden unit
 with probability ``p`` (inverted scaling); :func:`dropout_criterion` computes ``E_R E_x (D - y)^2``
 exactly by enumerating all patterns (vectorised, memory-bounded) or by Monte Carlo with a standard
-error. The constructions of the paper and its rescalings live beside it.
+error. Where each result of the digest lives:
+
+- ``network.py``: the standard architecture (§B.1);
+- ``criterion.py``: ``J_D``, the risk, the penalty and ``J_2`` (§B.1), the closed-form fold of the
+  last hidden layer (§B.8);
+- ``rescaling.py``: the input, layer and output rescalings (Theorems 4-6, §B.3);
+- ``constructions.py``: Fig. 1 (§B.2), ``W_neg`` and Lemma 10 / Theorem 17 (§B.4), Theorem 18's
+  witness (§B.5), Theorem 20's witness (§B.6), the projected fit of check B-T9.
 
 Example:
     >>> import torch
@@ -13,76 +20,11 @@ Example:
     (54.0, 64.0)
 """
 
-from dropreg.relu.constructions import (
-    Example,
-    FitResult,
-    best_output_scale,
-    figure1_example,
-    fit_dropout_criterion,
-    lemma10_criterion,
-    monotone_target,
-    theorem17_w_neg,
-    theorem18_penalty,
-    theorem18_weight_decay,
-    theorem18_weight_decay_bound,
-    theorem18_witness,
-    theorem20_witness,
-    two_unit_penalty,
-    w_neg,
-)
-from dropreg.relu.criterion import (
-    DEFAULT_MAX_NODES,
-    CriterionResult,
-    all_patterns,
-    dropout_criterion,
-    dropout_output,
-    dropout_penalty,
-    enumerated_nodes,
-    expected_dropout_output,
-    risk,
-    weight_decay_criterion,
-)
-from dropreg.relu.network import (
-    StandardNet,
-    dropout_layer_widths,
-    linear_layers,
-    num_dropout_nodes,
-    relu_net,
-)
-from dropreg.relu.rescaling import rescale_inputs, rescale_layers, rescale_output
+from dropreg.relu import constructions, criterion, network, rescaling
+from dropreg.relu.constructions import *  # noqa: F403
+from dropreg.relu.criterion import *  # noqa: F403
+from dropreg.relu.network import *  # noqa: F403
+from dropreg.relu.rescaling import *  # noqa: F403
 
-__all__ = [
-    "StandardNet",
-    "relu_net",
-    "linear_layers",
-    "dropout_layer_widths",
-    "num_dropout_nodes",
-    "CriterionResult",
-    "DEFAULT_MAX_NODES",
-    "dropout_criterion",
-    "dropout_penalty",
-    "risk",
-    "weight_decay_criterion",
-    "expected_dropout_output",
-    "dropout_output",
-    "all_patterns",
-    "enumerated_nodes",
-    "rescale_inputs",
-    "rescale_layers",
-    "rescale_output",
-    "Example",
-    "figure1_example",
-    "two_unit_penalty",
-    "theorem18_witness",
-    "theorem18_penalty",
-    "theorem18_weight_decay",
-    "theorem18_weight_decay_bound",
-    "monotone_target",
-    "w_neg",
-    "lemma10_criterion",
-    "theorem17_w_neg",
-    "theorem20_witness",
-    "FitResult",
-    "fit_dropout_criterion",
-    "best_output_scale",
-]
+#: the public names, each defined (with its docstring and source) in one submodule
+__all__ = [*network.__all__, *criterion.__all__, *rescaling.__all__, *constructions.__all__]

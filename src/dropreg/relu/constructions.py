@@ -248,7 +248,10 @@ def best_output_scale(net: nn.Module, X: Tensor, Y: Tensor, p: float = 0.5
                       ) -> tuple[nn.Module, float]:
     """Scale the output weights (bias fixed) by the ``t`` that minimises the exact ``J_D``.
 
-    ``J_D`` is quadratic in ``t``, so three exact evaluations (``t = -1, 0, 1``) give the minimiser.
+    The output is linear in the output weights, so ``J_D(t) = a t^2 + b t + c`` and three exact
+    evaluations (``t = -1, 0, 1``) give ``t* = -b / (2a)``. This is how the output weight ``c`` of
+    ``W_neg`` is optimised in Theorem 17 (digest ``zhang2022_flatness_helmbold2017.md`` §B.4,
+    check B-T8); see :func:`theorem17_w_neg`.
 
     Returns:
         The rescaled copy of ``net`` and ``t``.
@@ -328,7 +331,8 @@ def fit_dropout_criterion(
     """Minimise the exact dropout criterion with Adam (projected onto non-negative weights).
 
     With ``nonnegative_weights=True`` every weight matrix is clamped at 0 after each step (biases
-    stay free), the setting of Theorem 17's lower bound. The net is modified in place.
+    stay free), the setting of Theorem 17's lower bound (digest §B.4, check B-T9). The net is
+    modified in place.
 
     Example:
         >>> X, Y = monotone_target(2)

@@ -162,6 +162,8 @@ def _data(
 def all_patterns(num_nodes: int, dtype: torch.dtype = torch.float64) -> Tensor:
     """Every 0/1 pattern over ``num_nodes`` nodes, shape ``(2**num_nodes, num_nodes)``.
 
+    The dropout patterns ``R`` of digest §B.1 (1 = kept), in binary counting order.
+
     Row ``i`` is the binary expansion of ``i``, first node as the least significant bit.
 
     Example:
@@ -188,7 +190,8 @@ def _pattern_probs(masks: Tensor, keep: float) -> Tensor:
 def enumerated_nodes(net: nn.Module) -> int:
     """Nodes that exact enumeration visits: inputs and every hidden layer but the last.
 
-    The last hidden layer is folded in closed form (module docstring), so it does not count.
+    The last hidden layer is folded in closed form (module docstring; digest
+    ``zhang2022_flatness_helmbold2017.md`` §B.8), so it does not count.
 
     Example:
         >>> from dropreg.relu import StandardNet

@@ -199,6 +199,9 @@ def linear_layers(net: nn.Module) -> list[nn.Linear]:
 def dropout_layer_widths(net: nn.Module) -> list[int]:
     """Widths of the dropped layers: the inputs, then every hidden layer (the output is kept).
 
+    Helmbold & Long drop every non-output node, inputs included (digest
+    ``zhang2022_flatness_helmbold2017.md`` §B.1).
+
     Example:
         >>> dropout_layer_widths(StandardNet(K=2, d=3, n=4))
         [2, 4, 4]
