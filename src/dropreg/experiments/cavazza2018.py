@@ -9,6 +9,7 @@ import itertools
 
 import torch
 
+from dropreg.experiments._common import pyplot
 from dropreg.experiments.claims import Figure, Measurement, Outcome, Progress, claim
 
 
@@ -57,10 +58,7 @@ def dropout_expected_objective(
             rows.append((r, p, float(exact), float(loss + reg), rel))
             progress.advance()
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     exact_vals = [row[2] for row in rows]

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from dropreg._random import mean_and_stderr, seed_from
+from dropreg.experiments._common import pyplot
 from dropreg.experiments.claims import Figure, Measurement, Outcome, Progress, claim
 from dropreg.relu import (
     StandardNet,
@@ -42,15 +43,6 @@ from dropreg.relu import (
     w_neg,
     weight_decay_criterion,
 )
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _f(x) -> float:
@@ -92,7 +84,7 @@ def negative_dropout_penalty(profile: str, generator: torch.Generator,
 
     # the penalty 2(1+k)(1-k)/k^2 - 32(1-k) changes sign where 16 k^2 - k - 1 = 0
     p_root = 1.0 - (1.0 + math.sqrt(65.0)) / 32.0
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.axhline(0.0, color="0.7", lw=1)
     ax.plot(ps, predicted, color="C1", lw=2,
@@ -166,7 +158,7 @@ def label_dependent_penalty(profile: str, generator: torch.Generator,
     half = np.array(pen[0.5])
     dev_half = float(np.abs(half - (6.0 - 2.0 * ys)).max())
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, p in enumerate(ps):
         base = two_unit_penalty(p, 0.0)
@@ -259,7 +251,7 @@ def penalty_exponential_in_depth(profile: str, generator: torch.Generator,
     growth = (ex[-1][4] / ex[-1][7]) / (ex[-3][4] / ex[-3][7])
     slope_dropout = float(np.polyfit([r[3] for r in ex], np.log([r[4] for r in ex]), 1)[0])
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.3))
     dd = np.arange(2, max(exact_depths + mc_depths) + 1)
     for K, col in ((2, "C0"), (4, "C2")):
@@ -371,7 +363,7 @@ def rescaling_invariance(profile: str, generator: torch.Generator,
             jd.append(_f(dropout_criterion(m, X, Y)))
             j2.append(_f(weight_decay_criterion(m, X, Y, 0.5)))
     progress.advance()
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.axhline(jd[10], color="C1", lw=2, label="prediction: J_D constant (Theorem 5)")
     ax.plot(ts, jd, "o", color="C0", ms=4, label="measured: exact dropout criterion J_D")
@@ -462,7 +454,7 @@ def negative_weights_monotone_target(profile: str, generator: torch.Generator,
         progress.advance()
     at_fit = wneg[ns.index(n_fit)]
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.3, 4.2))
     ax.axhline(0.125, color="C3", lw=1.5, ls="--",
                label="prediction: every non-negative net has J_D >= 1/8")
@@ -632,7 +624,7 @@ def dropout_scale_invariant_sgd(profile: str, generator: torch.Generator,
 
     paper = {"dropout": [0.71, 0.71, 0.745, 0.73, 0.715],
              "weight decay": [0.98, 0.915, 0.78, 0.65, 0.575]}
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.3, 4.2))
     for m, (name, col) in enumerate((("dropout", "C0"), ("weight decay", "C1"),
                                      ("none", "C2"))):
@@ -770,7 +762,7 @@ def weight_decay_scale_sensitive(profile: str, generator: torch.Generator,
     bias = float(b[k])
     progress.advance()
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ss = np.linspace(min(scales), max(scales), 200)
     ax.plot(ss, [min(0.25, lam**2 / (2 * s * s)) for s in ss], color="C1", lw=2,

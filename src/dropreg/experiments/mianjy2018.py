@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dropreg.experiments._common import pyplot
 from dropreg.experiments.claims import Figure, Measurement, Outcome, Progress, claim
 
 F64 = torch.float64
@@ -47,10 +48,7 @@ def dropout_equalized_global_optimum(profile: str, generator: torch.Generator,
                               kind="at_most"))
         progress.advance()
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for i, (lab, prods, pred, _) in enumerate(rows):

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import torch
 
+from dropreg.experiments._common import pyplot
 from dropreg.experiments.claims import Figure, Measurement, Outcome, Progress, claim
 
 F64 = torch.float64
@@ -96,10 +97,7 @@ def deep_linear_envelope(profile: str, generator: torch.Generator,
     ms.append(Measurement(f"best L-BFGS value over {starts} random starts", found,
                           expected=opt.value, tolerance=1e-6))
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(archs), figsize=(14, 4))
     for ax, (dims, nu, ratios, flat_ratio) in zip(axes, ratios_all):

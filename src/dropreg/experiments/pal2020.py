@@ -14,18 +14,10 @@ import numpy as np
 import torch
 
 from dropreg._random import bernoulli_keep, mean_and_stderr, seed_from
+from dropreg.experiments._common import pyplot
 from dropreg.experiments.claims import Figure, Measurement, Outcome, Progress, claim
 
 F64 = torch.float64
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 # --------------------------------------------------------------------------------------- RQ1
@@ -133,7 +125,7 @@ def expected_objective_identities(profile: str, generator: torch.Generator,
         mc.append((kind, mean, se, exact))
         progress.advance()
 
-    plt = _plt()
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     ex = [row[1] for row in rows]
     lo, hi = min(ex) * 0.9, max(ex) * 1.1
@@ -229,7 +221,7 @@ def dropblock_sgd_reaches_closed_form(profile: str, generator: torch.Generator,
                             gap_excl=(run.objective[-1] - E_star) / sol.value))
         progress.advance()
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for i, res in enumerate(results):
         name = "Dropout" if res["k"] == 1 else f"DropBlock k={res['k']}"
@@ -359,7 +351,7 @@ def low_rank_equal_block_norms(profile: str, generator: torch.Generator,
                          attained=sol.certificate.attained, sv=torch.linalg.svdvals(A),
                          pred_sv=sol.singular_values))
         progress.advance()
-    plt = _plt()
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for i, row in enumerate(rows):
         lab = f"r={row['r']}, k={row['k']}, p={row['p']:.2f}"
@@ -481,7 +473,7 @@ def last_layer_singular_values_claim(profile: str, generator: torch.Generator,
                             bound=math.sqrt(max(N * (E - E_star), 0.0)),
                             attained=sol.certificate.attained))
         progress.advance()
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.3))
     xs = np.arange(1, C + 1)
     for i, res in enumerate(results):
@@ -571,7 +563,7 @@ def dropblock_approximation_curves(profile: str, generator: torch.Generator,
         curves.append(dict(name=name, run=run, train=train_mse, test=test_mse,
                            drop=law.drop_fraction(r)))
         progress.advance()
-    plt = _plt()
+    plt = pyplot()
     fig, (ax, axb) = plt.subplots(1, 2, figsize=(12, 4.3))
     for i, c in enumerate(curves):
         ax.plot(c["run"].steps, c["run"].objective, color=f"C{i}",

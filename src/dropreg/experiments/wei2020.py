@@ -39,16 +39,8 @@ from dropreg.analytic import (
     train,
     xi_drop_tilde,
 )
+from dropreg.experiments._common import pyplot
 from dropreg.experiments.claims import Figure, Measurement, Outcome, Progress, claim
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _set_p(model: nn.Module, p: float) -> None:
@@ -163,7 +155,7 @@ def explicit_matches_gap(profile: str, generator: torch.Generator, progress: Pro
         ms.append(Measurement(f"{tag}, q={r['q']}: mean max softmax probability", r["maxprob"],
                               kind="info"))
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     ax = axes[0]
     labels = {"dropout-trained": "nets trained with Dropout_1 at q",
@@ -313,7 +305,7 @@ def xi_approx_matches(profile: str, generator: torch.Generator, progress: Progre
             ms.append(Measurement(f"{tag}: trace ratio", r["trace_ratio"], kind="info",
                                   stderr=r["trace_ratio_se"]))
             ms.append(Measurement(f"{tag}: cosine", r["cosine"], kind="info"))
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for i in sorted({r["example"] for r in rows}):
         sel = [r for r in rows if r["example"] == i]
@@ -407,7 +399,7 @@ def dropout_k_scaling(profile: str, generator: torch.Generator, progress: Progre
     ms.append(Measurement(f"tr Cov(Dropout_{kk} + sqrt(1-1/k) xi~) / tr Cov(Dropout_1)", val,
                           expected=1.0, tolerance=5 * se, stderr=se))
     progress.advance()
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.errorbar(ks, [traces[k][0] for k in ks], yerr=[2 * traces[k][1] for k in ks], marker="o",
                 capsize=3, label="measured tr Cov(Dropout_k gradient)")
@@ -576,7 +568,7 @@ def _training_outcome(bed: TrainingBed, results, rules, seeds, profile) -> Outco
         ms.append(Measurement(f"(h) CPU time per step, R_approx + xi_approx / {d1}",
                               float(step.median() / base.median()), kind="info"))
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     ax = axes[0]
     means = [float(torch.tensor([r["best"] for r in results[n]]).mean()) for n in names]

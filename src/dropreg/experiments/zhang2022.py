@@ -36,6 +36,7 @@ from dropreg.curvature import (
     variance_flatness,
 )
 from dropreg.curvature.state import DropoutMasks
+from dropreg.experiments._common import pyplot
 from dropreg.experiments.claims import Figure, Measurement, Outcome, Progress, claim
 
 WIDTH = 200
@@ -46,15 +47,6 @@ SEEDS = (0, 1, 2)
 def half_mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``(1/n) sum_i 1/2 (f(x_i) - y_i)^2`` (digest A.2)."""
     return 0.5 * ((out - y) ** 2).sum(-1).mean()
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,7 +169,7 @@ def flatter_minima_1d(profile: str, generator: torch.Generator, progress: Progre
     lz = top_eigenpairs(op, 1, 1e-8, generator=generator)
     lz_err = abs(float(lz.eigenvalues[0]) - float(runs[(SEEDS[0], drops[-1])]["evals"][-1]))
     progress.advance()
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, lab in ((axes[0], "lambda", "largest eigenvalue"), (axes[1], "trace", "trace")):
         for i, p in enumerate(drops):
@@ -240,6 +232,19 @@ def _regression_noise(profile: str, seed: int):
     return S, res
 
 
+def _regression_noise_with_progress(profile: str, progress: Progress):
+    """:func:`_regression_noise` (seed 0) in two progress steps: the trained runs, then the noise.
+
+    Returns the number of mask draws, the per-run results and their sorted keys.
+    """
+    progress.set_total(2)
+    _regression_runs(profile)
+    progress.advance()
+    S, res = _regression_noise(profile, 0)
+    progress.advance()
+    return S, res, sorted(res)
+
+
 @claim(
     "zhang2022.noise-hessian-alignment",
     "zhang2022",
@@ -249,15 +254,10 @@ def _regression_noise(profile: str, seed: int):
 )
 def noise_hessian_alignment(profile: str, generator: torch.Generator,
                             progress: Progress) -> Outcome:
-    progress.set_total(2)
-    _regression_runs(profile)
-    progress.advance()
-    S, res = _regression_noise(profile, 0)
-    progress.advance()
-    keys = sorted(res)
+    S, res, keys = _regression_noise_with_progress(profile, progress)
     cos = [res[k].cosine for k in keys]
     null = [res[k].null_cosine for k in keys]
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     xs = range(len(keys))
     ax.bar([x - 0.2 for x in xs], cos, width=0.4, label="measured cos(H, Sigma)")
@@ -299,18 +299,13 @@ def noise_hessian_alignment(profile: str, generator: torch.Generator,
 )
 def variance_grows_with_curvature(profile: str, generator: torch.Generator,
                                   progress: Progress) -> Outcome:
-    progress.set_total(2)
-    _regression_runs(profile)
-    progress.advance()
-    S, res = _regression_noise(profile, 0)
-    progress.advance()
-    keys = sorted(res)
+    S, res, keys = _regression_noise_with_progress(profile, progress)
     rhos = [res[k].spearman for k in keys]
     rho5 = [spearman(res[k].eigenvalues[:5], res[k].projected_variances[:5]) for k in keys]
     k = len(res[keys[0]].eigenvalues)
     # one-sided 1% critical value of Spearman's rho under independence (normal approximation)
     crit = 2.326 / math.sqrt(k - 1)
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for i, key in enumerate(keys):
         r = res[key]
@@ -368,7 +363,7 @@ def inverse_variance_flatness(profile: str, generator: torch.Generator,
     # parameter order of the net: weight (200), bias (200), output weight (200) = snapshots'
     vf = variance_flatness(op, snaps, k=20)
     progress.advance()
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ax.loglog(vf.flatness, vf.variances, "o", label=f"measured PCs (rho = {vf.spearman:.2f})")
     F = torch.logspace(math.log10(float(vf.flatness.min())), math.log10(float(vf.flatness.max())),
@@ -451,7 +446,7 @@ def last_layer_noise_structure(profile: str, generator: torch.Generator,
                          "cos_per_example": matrix_alignment(H, S_pe),
                          "null_per_example": null_alignment(H, S_pe)})
             progress.advance()
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     xs = range(len(rows))
     ax.bar([x - 0.27 for x in xs], [r["cos_shared"] for r in rows], 0.27,
@@ -576,7 +571,7 @@ def flatter_minima_mnist1d(profile: str, generator: torch.Generator,
     tr_ratio_lo = max((by[(s, p)]["trace"] - 2 * by[(s, p)]["trace_se"])
                       / (by[(s, 0.0)]["trace"] + 2 * by[(s, 0.0)]["trace_se"]) for s in SEEDS)
     tr_ratio = max(by[(s, p)]["trace"] / by[(s, 0.0)]["trace"] for s in SEEDS)
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     xs = range(len(SEEDS))
     for ax, key, lab in ((axes[0], "lambda_max", "largest eigenvalue"),
@@ -640,7 +635,7 @@ def loss_profile_mnist1d(profile: str, generator: torch.Generator,
     n_test = st["n_test"]
     se_dacc = math.sqrt(sum(by[(s, q)]["test_acc"] * (1 - by[(s, q)]["test_acc"]) / n_test
                             for s in SEEDS for q in (0.0, p))) / len(SEEDS)
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for s in SEEDS:
         ax.plot(alphas, profiles[(s, 0.0)], color="C0", alpha=0.8,
