@@ -144,7 +144,7 @@ def sampled_regularizer(
         >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
         ...                           torch.nn.Dropout(0.3), torch.nn.Linear(4, 1)).double()
         >>> x, y = torch.randn(6, 3, dtype=torch.float64), torch.randn(6, 1, dtype=torch.float64)
-        >>> with site_mode(net, "record") as rec:
+        >>> with dropout_state(net, "off", record=True) as rec:
         ...     out = net(x)
         >>> r = sampled_regularizer(out, y, rec, loss="mse",
         ...                         generator=torch.Generator().manual_seed(0))

@@ -76,7 +76,7 @@ def implicit_noise_term(
     ``create_graph=True`` and ``h`` is not detached, so the gradient flows through both (T11).
 
     Args:
-        data_loss: the clean mean loss of a forward pass recorded by ``site_mode(model, "record")``.
+        data_loss: the clean mean loss of a forward pass recorded by ``dropout_state(model, "off", record=True)``.
         recording: that recording.
         noise: ``"rademacher"`` or ``"dropout"``.
         variance: per-coordinate noise variance (see :func:`site_variance`).
@@ -87,7 +87,7 @@ def implicit_noise_term(
         >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
         ...                           torch.nn.Dropout(0.3), torch.nn.Linear(4, 2)).double()
         >>> x, y = torch.randn(5, 3, dtype=torch.float64), torch.tensor([0, 1, 0, 1, 1])
-        >>> with site_mode(net, "record") as rec:
+        >>> with dropout_state(net, "off", record=True) as rec:
         ...     L = mean_loss(net(x), y, "cross_entropy")
         >>> term = implicit_noise_term(L, rec, generator=torch.Generator().manual_seed(0))
         >>> term.shape, term.requires_grad
