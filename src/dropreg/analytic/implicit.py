@@ -76,7 +76,8 @@ def implicit_noise_term(
     ``create_graph=True`` and ``h`` is not detached, so the gradient flows through both (T11).
 
     Args:
-        data_loss: the clean mean loss of a forward pass recorded by ``dropout_state(model, "off", record=True)``.
+        data_loss: the clean mean loss of a forward pass recorded by
+            ``dropout_state(model, "off", record=True)`` (or ``site_mode(model, "record")``).
         recording: that recording.
         noise: ``"rademacher"`` or ``"dropout"``.
         variance: per-coordinate noise variance (see :func:`site_variance`).
