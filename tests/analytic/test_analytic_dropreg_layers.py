@@ -9,6 +9,7 @@ from torch import nn
 from dropreg.analytic import (
     dropout_gradient,
     dropout_sites,
+    dropout_state,
     explicit_regularizer,
     implicit_noise_term,
     site_mode,
@@ -17,13 +18,31 @@ from dropreg.analytic.losses import mean_loss
 from dropreg.nn import DropBlock2d, DropConnectLinear, Dropout, GaussianDropout
 
 
-def test_sites_include_dropreg_dropout_but_not_blocks_or_weights():
+def test_sites_include_dropreg_activation_layers_but_not_weights():
     net = nn.Sequential(nn.Conv2d(1, 2, 3), DropBlock2d(0.1, 2), nn.Flatten(),
                         nn.Linear(8, 4), Dropout(0.3), nn.ReLU(), GaussianDropout(0.2),
                         DropConnectLinear(4, 2, p=0.5))
     sites = dropout_sites(net)
-    assert [type(s.module).__name__ for s in sites] == ["Dropout", "GaussianDropout"]
-    assert [round(s.noise_variance, 12) for s in sites] == [round(0.3 / 0.7, 12), 0.25]
+    assert [type(s.module).__name__ for s in sites] == ["DropBlock2d", "Dropout",
+                                                        "GaussianDropout"]
+    assert [s.independent for s in sites] == [False, True, True]
+    assert [round(s.noise_variance, 12) for s in sites[1:]] == [round(0.3 / 0.7, 12), 0.25]
+
+
+def test_second_order_formulas_refuse_correlated_sites_but_monte_carlo_works():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Tanh(), DropBlock2d(0.2, 2), nn.Flatten(),
+                        nn.Linear(8, 3)).double()
+    x, y = torch.randn(4, 1, 4, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 0])
+    for est in ("gauss_newton", "full", "sampled"):
+        with pytest.raises(ValueError, match="DropBlock2d.*SlidingBlocks2d"):
+            explicit_regularizer(net, x, y, estimator=est)
+    with dropout_state(net, "off", record=True) as rec:
+        L = mean_loss(net(x), y, "cross_entropy")
+    with pytest.raises(ValueError, match="independent noise groups"):
+        implicit_noise_term(L, rec)
+    g = dropout_gradient(net, x, y, generator=torch.Generator().manual_seed(0))
+    assert [t.shape for t in g] == [p.shape for p in net.parameters()]
 
 
 def test_dropreg_dropout_gives_the_torch_dropout_regularizer():

@@ -8,8 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from dropreg.analytic import bernoulli_mask, dropout_sites, is_dropout_site, site_mode
-from dropreg.analytic.sites import group_sum
+from dropreg.analytic import (
+    bernoulli_mask,
+    dropout_sites,
+    dropout_state,
+    explicit_regularizer,
+    is_dropout_site,
+    site_coefficient,
+    site_mode,
+)
+from dropreg.sites import group_sum
 
 
 class DuckSite(nn.Module):
@@ -41,9 +49,12 @@ def test_discovery_protocol():
 
 
 def test_bad_p_is_rejected():
-    net = nn.Sequential(DuckSite(1.0))
+    # p = 1 is a valid site (curvature: a zero mask) but the analytic formulas refuse it
+    net = nn.Sequential(DuckSite(1.0), nn.Linear(2, 2))
     with pytest.raises(ValueError, match="p=1.0"):
-        dropout_sites(net)
+        site_coefficient(dropout_sites(net)[0])
+    with pytest.raises(ValueError, match="p=1.0"):
+        explicit_regularizer(net, torch.ones(2, 2), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="mode must be"):
         with site_mode(nn.Dropout(0.1), "bogus"):
             pass
@@ -64,13 +75,21 @@ def test_record_mode_passes_through_and_restores():
     assert torch.equal(net[2](x), 2 * x)  # duck site back to its own forward
 
 
-def test_perturb_mode_adds_delta():
+def test_fixed_masks_replace_perturb_mode():
+    # the exact estimators differentiate w.r.t. fixed masks at z = 1 (no additive "perturb" mode):
+    # d out / d z = J * h for out = f(h * z)
     net = nn.Sequential(nn.Dropout(0.5), nn.Linear(2, 1)).double()
-    x = torch.ones(1, 2, dtype=torch.float64)
-    d = torch.tensor([[0.5, -1.0]], dtype=torch.float64)
-    with site_mode(net, "perturb", deltas={"0": d}):
-        y = net(x)
-    assert torch.allclose(y, net[1](x + d))
+    x = torch.tensor([[0.5, -2.0]], dtype=torch.float64)
+    z = torch.tensor([[2.0, 0.0]], dtype=torch.float64)
+    with dropout_state(net, "fixed", masks={"0": z}) as st:
+        assert torch.equal(net(x), net[1](x * z))
+
+        def out_of(m):
+            st.masks = {"0": m}
+            return net(x)
+
+        jac = torch.func.jacrev(out_of)(torch.ones_like(x))
+    assert torch.allclose(jac.reshape(-1), net[1].weight[0] * x[0], rtol=1e-15, atol=0)
 
 
 def test_noise_parametrization_exact():

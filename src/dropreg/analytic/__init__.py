@@ -1,8 +1,9 @@
 """Analytic dropout for deep nets (Wei, Kakade, Ma 2020; digest ``wei2020_implicit_explicit.md``).
 
-Find a model's dropout sites, compute the explicit regularizer of dropout (exactly, or with the
-sampled-label estimator that trains), the implicit update noise, and train with the update rules of
-the paper (Dropout_k, noise top-ups, explicit + implicit without dropout).
+Find a model's dropout sites (:mod:`dropreg.sites`, re-exported here), compute the explicit
+regularizer of dropout (exactly, or with the sampled-label estimator that trains), the implicit
+update noise, and train with the update rules of the paper (Dropout_k, noise top-ups, explicit +
+implicit without dropout).
 
 Example:
     >>> import torch
@@ -24,10 +25,10 @@ from dropreg.analytic.explicit import (
     monte_carlo_dropout_gap,
     sampled_regularizer,
     site_coefficient,
+    taylor_coefficient,
 )
 from dropreg.analytic.implicit import (
     dropout_gradient,
-    flatten,
     implicit_noise_term,
     site_variance,
     xi_approx,
@@ -35,15 +36,6 @@ from dropreg.analytic.implicit import (
 )
 from dropreg.analytic.losses import mean_loss, per_term_loss
 from dropreg.analytic.models import MLP, WordLSTM, language_model_windows, pydoc_corpus
-from dropreg.analytic.sites import (
-    DropoutSite,
-    Recording,
-    bernoulli_mask,
-    dropout_sites,
-    is_dropout_site,
-    site_mode,
-    taylor_coefficient,
-)
 from dropreg.analytic.trainer import EpochRecord, TrainingHistory, evaluate, train
 from dropreg.analytic.updates import (
     UpdateRule,
@@ -55,11 +47,25 @@ from dropreg.analytic.updates import (
     explicit_implicit,
     no_dropout,
 )
+from dropreg.curvature.hvp import flatten_params as flatten
+from dropreg.sites import (
+    DropoutSite,
+    DropoutState,
+    bernoulli_mask,
+    dropout_sites,
+    dropout_state,
+    is_dropout_site,
+    site_mode,
+)
+
+#: What ``site_mode`` yields: the recording of a forward pass (:class:`dropreg.sites.DropoutState`).
+Recording = DropoutState
 
 __all__ = [
-    "ESTIMATORS", "MLP", "DropoutGap", "DropoutSite", "EpochRecord", "Recording",
+    "ESTIMATORS", "MLP", "DropoutGap", "DropoutSite", "DropoutState", "EpochRecord", "Recording",
     "TrainingHistory", "UpdateRule", "WordLSTM", "ablation", "accumulate_gradient",
-    "bernoulli_mask", "dropout", "dropout_gradient", "dropout_sites", "dropout_with_noise",
+    "bernoulli_mask", "dropout", "dropout_gradient", "dropout_sites", "dropout_state",
+    "dropout_with_noise",
     "evaluate", "explicit", "explicit_implicit", "explicit_regularizer", "flatten",
     "implicit_noise_term", "is_dropout_site", "language_model_windows", "last_layer_regularizer",
     "mean_loss", "monte_carlo_dropout_gap", "no_dropout", "per_term_loss", "pydoc_corpus",

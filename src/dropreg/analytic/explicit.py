@@ -17,6 +17,10 @@ with ``c_s = p_s / (2 (1 - p_s))`` (Taylor; for other mask laws ``noise_variance
 
 Element-wise masks have one group per coordinate. Masks shared over dims (channel dropout, or a
 site's ``shared_mask_dims``) use ``u_G`` = the whole shared slice, which is exact for such masks.
+The formula needs the groups' masks to be independent with one variance: Bernoulli and Gaussian
+sites (``DropoutSite.independent``, :mod:`dropreg.sites`); a site with a correlated law
+(DropBlock, ``MaskDropout`` of a block law) raises ``ValueError`` (its true gap is still measured
+by :func:`monte_carlo_dropout_gap`).
 
 Coefficient (digest §8 item 1, settled by the T5 measurement, claim
 ``wei2020.explicit-regularizer-matches-dropout-gap``): the default is the Taylor constant
@@ -37,6 +41,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dropreg._checks import check_int, check_probability
 from dropreg.analytic.losses import (
     check_loss,
     mean_loss,
@@ -45,10 +50,44 @@ from dropreg.analytic.losses import (
     per_term_loss,
     sampled_pseudo_loss,
 )
-from dropreg.analytic.sites import DropoutSite, Recording, group_sum, site_mode
+from dropreg.sites import DropoutSite, DropoutState, dropout_state, group_sum
 
 ESTIMATORS = ("sampled", "gauss_newton", "full", "identity", "loss_jacobian")
 Coefficient = float | Mapping[str, float] | Callable[[DropoutSite], float] | None
+
+
+def taylor_coefficient(p: float) -> float:
+    """``p / (2 (1 - p))``: the second-order Taylor coefficient of Bernoulli dropout (eq. 4.2).
+
+    Example:
+        >>> round(taylor_coefficient(0.4), 12)
+        0.333333333333
+    """
+    p = check_probability("p", p, allow_one=False)
+    return p / (2.0 * (1.0 - p)) if p > 0 else 0.0
+
+
+def check_second_order_site(site: DropoutSite, analysis: str = "the explicit regularizer") -> None:
+    """Raise ``ValueError`` unless the second-order formulas hold for ``site``: independent noise
+    groups with one variance (Bernoulli or Gaussian law, or a declared site) and ``p < 1``.
+
+    Example:
+        >>> from dropreg.nn import DropBlock2d
+        >>> from dropreg.sites import dropout_sites
+        >>> site = dropout_sites(torch.nn.Sequential(DropBlock2d(0.1, 3)))[0]
+        >>> try:
+        ...     check_second_order_site(site)
+        ... except ValueError as e:
+        ...     print(str(e)[-54:])
+        block_size=3); measure it with monte_carlo_dropout_gap
+    """
+    if not site.independent:
+        raise ValueError(f"{analysis} needs dropout sites with independent noise groups (Bernoulli "
+                         f"or Gaussian laws); site {site.name!r} ({type(site.module).__name__}) "
+                         f"has the law {site.law!r}; measure it with monte_carlo_dropout_gap")
+    if not 0.0 <= site.p < 1.0:
+        raise ValueError(f"dropout site {site.name!r} has p={site.p}; {analysis} needs "
+                         "0 <= p < 1")
 
 
 def site_coefficient(site: DropoutSite, coefficient: Coefficient = None) -> float:
@@ -63,6 +102,7 @@ def site_coefficient(site: DropoutSite, coefficient: Coefficient = None) -> floa
         >>> round(site_coefficient(s), 4), site_coefficient(s, 0.66)
         (0.3333, 0.66)
     """
+    check_second_order_site(site)
     if coefficient is None:
         return site.noise_variance / 2.0
     if callable(coefficient):
@@ -81,7 +121,7 @@ def _check_estimator(estimator: str) -> None:
 
 
 def sampled_regularizer(
-    outputs: torch.Tensor, targets: torch.Tensor, recording: Recording, *,
+    outputs: torch.Tensor, targets: torch.Tensor, recording: DropoutState, *,
     loss: str = "cross_entropy", kind: str = "hessian", coefficient: Coefficient = None,
     n_samples: int = 1, generator: torch.Generator | None = None, create_graph: bool = True,
 ) -> torch.Tensor:
@@ -104,7 +144,7 @@ def sampled_regularizer(
         >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
         ...                           torch.nn.Dropout(0.3), torch.nn.Linear(4, 1)).double()
         >>> x, y = torch.randn(6, 3, dtype=torch.float64), torch.randn(6, 1, dtype=torch.float64)
-        >>> with site_mode(net, "record") as rec:
+        >>> with dropout_state(net, "off", record=True) as rec:
         ...     out = net(x)
         >>> r = sampled_regularizer(out, y, rec, loss="mse",
         ...                         generator=torch.Generator().manual_seed(0))
@@ -112,8 +152,7 @@ def sampled_regularizer(
         ...                                            estimator="gauss_newton")))
         True
     """
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    check_int("n_samples", n_samples)
     items = list(recording.items())
     if not items:
         return outputs.new_zeros(())
@@ -132,7 +171,7 @@ def sampled_regularizer(
     return total / (N * n_samples)
 
 
-def _single_calls(rec: Recording) -> list[tuple[DropoutSite, torch.Tensor]]:
+def _single_calls(rec: DropoutState) -> list[tuple[DropoutSite, torch.Tensor]]:
     out = []
     for s in rec.sites:
         vals = rec.values.get(s.name, [])
@@ -145,61 +184,45 @@ def _single_calls(rec: Recording) -> list[tuple[DropoutSite, torch.Tensor]]:
 
 
 def _exact_regularizer(model, inputs, targets, loss, estimator, coefficient, reduction):
-    with site_mode(model, "perturb") as rec:
-        rec.clear()
+    """Exact R by ``torch.func``: derivatives w.r.t. the sites' fixed masks at ``z = 1``.
+
+    With one mask entry per noise group, ``d out / d z_G = sum_{e in G} J_e h_e`` and
+    ``d^2 L / dz_G^2 = u_G^T (D^2_h L) u_G``, which are the Gauss-Newton and full terms of R.
+    """
+    with dropout_state(model, "off", record=True) as st:
         with torch.no_grad():
             out0 = model(inputs)
-        pairs = [(s, h.detach()) for s, h in _single_calls(rec)]
-        names = [s.name for s, _ in pairs]
+        pairs = [(s, h.detach()) for s, h in _single_calls(st)]
         N = num_terms(out0, targets, loss)
         if not pairs:
-            z = out0.new_zeros(N if reduction == "none" else ())
-            return z
+            return out0.new_zeros(N if reduction == "none" else ())
+        coefs = [site_coefficient(s, coefficient) for s, _ in pairs]
+        ones = tuple(torch.ones(s.mask_shape(h.shape), dtype=h.dtype, device=h.device)
+                     for s, h in pairs)
+        st.record, st.state = False, "fixed"
 
-        def outputs_of(*deltas):
-            rec.deltas = dict(zip(names, deltas))
-            rec.clear()
+        def outputs_of(*zs):
+            st.masks = {s.name: z for (s, _), z in zip(pairs, zs)}
             return model(inputs)
 
-        zeros = tuple(torch.zeros_like(h) for _, h in pairs)
         per_term = out0.new_zeros(N)
         total = out0.new_zeros(())
         if estimator == "gauss_newton":
-            jac = torch.func.jacrev(outputs_of, argnums=tuple(range(len(pairs))))(*zeros)
-            k = out0.dim()
-            for (site, h), J in zip(pairs, jac):
-                c = site_coefficient(site, coefficient)
-                A = J * h  # (*out, *h)
-                sd = tuple(k + d for d in site.shared_dims(h.dim()))
-                A = group_sum(A, sd).reshape(*out0.shape, -1)
-                A = A.movedim(-1, 0)  # (G, *out)
+            jac = torch.func.jacrev(outputs_of, argnums=tuple(range(len(pairs))))(*ones)
+            for c, z, J in zip(coefs, ones, jac):
+                A = J.reshape(*out0.shape, z.numel()).movedim(-1, 0)  # (G, *out)
                 q = output_hessian_quadratic(out0, A, loss)  # (G, N)
                 per_term = per_term + c * q.sum(0) / N
         else:  # full second-order diagonal (of the noise groups)
-            for i, (site, h) in enumerate(pairs):
-                c = site_coefficient(site, coefficient)
+            for i, (c, z) in enumerate(zip(coefs, ones)):
 
-                def loss_of(d, i=i):
-                    ds = list(zeros)
-                    ds[i] = d
-                    return mean_loss(outputs_of(*ds), targets, loss)
+                def loss_of(zi, i=i):
+                    zs = list(ones)
+                    zs[i] = zi
+                    return mean_loss(outputs_of(*zs), targets, loss)
 
-                Hm = torch.func.hessian(loss_of)(zeros[i]).reshape(h.numel(), h.numel())
-                sd = site.shared_dims(h.dim())
-                idx = torch.arange(h.numel()).reshape(h.shape)
-                if sd:
-                    # group id of each coordinate: its index with the shared dims set to 0
-                    sel = [slice(None)] * h.dim()
-                    for d in sd:
-                        sel[d] = slice(0, 1)
-                    first = idx[tuple(sel)].expand(h.shape)
-                    gid = torch.unique(first.reshape(-1), return_inverse=True)[1]
-                else:
-                    gid = idx.reshape(-1)
-                Pm = torch.zeros(h.numel(), int(gid.max()) + 1, dtype=h.dtype)
-                Pm[torch.arange(h.numel()), gid] = h.reshape(-1)
-                total = total + c * torch.einsum("ig,ij,jg->", Pm, Hm, Pm)
-        rec.deltas = None
+                Hz = torch.func.hessian(loss_of)(z).reshape(z.numel(), z.numel())
+                total = total + c * Hz.diagonal().sum()
     if estimator == "gauss_newton":
         return (per_term if reduction == "none" else per_term.sum()).detach()
     if reduction == "none":
@@ -258,8 +281,7 @@ def explicit_regularizer(
     if reduction == "none":
         raise ValueError("reduction='none' is available for the 'gauss_newton' estimator only")
     kind = {"sampled": "hessian", "identity": "identity", "loss_jacobian": "loss_jacobian"}
-    with site_mode(model, "record") as rec:
-        rec.clear()
+    with dropout_state(model, "off", record=True) as rec:
         outputs = model(inputs)
     return sampled_regularizer(outputs, targets, rec, loss=loss, kind=kind[estimator],
                                coefficient=coefficient, n_samples=n_samples,
@@ -286,8 +308,7 @@ def last_layer_regularizer(hidden: torch.Tensor, weight: torch.Tensor, p: float,
         >>> float(last_layer_regularizer(h, W, 0.5))  # (1) * (1/4) * 3 * 4
         3.0
     """
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"p must be in [0, 1), got {p}")
+    p = check_probability("p", p, allow_one=False)
     if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
         raise ValueError(f"hidden (N, r) and weight (D, r) must agree in r, got "
                          f"{tuple(hidden.shape)} and {tuple(weight.shape)}")
@@ -357,20 +378,17 @@ def monte_carlo_dropout_gap(
         True
     """
     check_loss(loss)
-    if n_masks < 2:
-        raise ValueError(f"n_masks must be >= 2, got {n_masks}")
+    check_int("n_masks", n_masks, minimum=2)
     if repeats < 1 or n_masks % repeats:
         raise ValueError(f"repeats must be >= 1 and divide n_masks={n_masks}, got {repeats}")
-    with site_mode(model, "record") as rec:
-        rec.clear()
+    with dropout_state(model, "off"):
         clean = per_term_loss(model(inputs), targets, loss).double()
     s1 = torch.zeros_like(clean)
     s2 = torch.zeros_like(clean)
     big_x = inputs.repeat(repeats, *([1] * (inputs.dim() - 1))) if repeats > 1 else inputs
     big_y = targets.repeat(repeats, *([1] * (targets.dim() - 1))) if repeats > 1 else targets
-    with site_mode(model, "sample", generator=generator) as rec:
+    with dropout_state(model, "fresh", generator=generator):
         for _ in range(n_masks // repeats):
-            rec.clear()
             d = per_term_loss(model(big_x), big_y, loss).double().reshape(repeats, -1) - clean
             s1 += d.sum(0)
             s2 += (d * d).sum(0)

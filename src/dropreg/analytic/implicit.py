@@ -7,7 +7,9 @@
   ``eta = sqrt(var) * Rademacher`` (footnote 6) or the skewed dropout noise itself.
 
 Each is available as a *scalar surrogate* whose weight-gradient is the noise (to add to a loss
-before ``backward``), and as a tuple of gradient tensors.
+before ``backward``), and as a tuple of gradient tensors. The second-order noises need sites whose
+noise groups are independent (``DropoutSite.independent``); ``noise="dropout"`` needs Bernoulli
+sites; the dropout gradients themselves work for every site (see :mod:`dropreg.sites`).
 """
 
 from __future__ import annotations
@@ -18,16 +20,20 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from dropreg._random import rademacher
+from dropreg.analytic.explicit import check_second_order_site
 from dropreg.analytic.losses import check_loss, mean_loss
-from dropreg.analytic.sites import (
-    DropoutSite,
-    Recording,
-    bernoulli_mask,
-    group_sum,
-    rademacher,
-    site_mode,
-)
+from dropreg.curvature.hvp import unflatten_params
+from dropreg.curvature.noise import dropout_gradients
 from dropreg.masks import Bernoulli
+from dropreg.sites import (
+    DropoutSite,
+    DropoutState,
+    bernoulli_mask,
+    dropout_state,
+    group_sum,
+    sample_masks,
+)
 
 NOISES = ("rademacher", "dropout")
 Variance = float | Mapping[str, float] | Callable[[DropoutSite], float] | None
@@ -37,7 +43,7 @@ def site_variance(site: DropoutSite, variance: Variance = None) -> float:
     """Noise variance of a site: ``p / (1 - p)`` by default (the authors' ``--imp_reg*``).
 
     ``variance`` may be a float (every site), a mapping from site name to float, or a callable
-    ``site -> float``.
+    ``site -> float``. Sites with correlated masks or ``p = 1`` raise ``ValueError``.
 
     Example:
         >>> from dropreg.analytic import dropout_sites
@@ -45,6 +51,7 @@ def site_variance(site: DropoutSite, variance: Variance = None) -> float:
         >>> site_variance(s), site_variance(s, 0.5), site_variance(s, lambda site: 2 * site.p)
         (0.25, 0.5, 0.4)
     """
+    check_second_order_site(site, "xi_approx")
     if variance is None:
         return site.noise_variance
     if callable(variance):
@@ -58,7 +65,7 @@ def site_variance(site: DropoutSite, variance: Variance = None) -> float:
 
 
 def implicit_noise_term(
-    data_loss: torch.Tensor, recording: Recording, *, noise: str = "rademacher",
+    data_loss: torch.Tensor, recording: DropoutState, *, noise: str = "rademacher",
     variance: Variance = None, scale: float = 1.0, generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Scalar whose weight-gradient is ``scale * xi_approx`` (eq. 4.6; authors' ``taylor_fo``).
@@ -69,7 +76,8 @@ def implicit_noise_term(
     ``create_graph=True`` and ``h`` is not detached, so the gradient flows through both (T11).
 
     Args:
-        data_loss: the clean mean loss of a forward pass recorded by ``site_mode(model, "record")``.
+        data_loss: the clean mean loss of a forward pass recorded by
+            ``dropout_state(model, "off", record=True)`` (or ``site_mode(model, "record")``).
         recording: that recording.
         noise: ``"rademacher"`` or ``"dropout"``.
         variance: per-coordinate noise variance (see :func:`site_variance`).
@@ -80,7 +88,7 @@ def implicit_noise_term(
         >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
         ...                           torch.nn.Dropout(0.3), torch.nn.Linear(4, 2)).double()
         >>> x, y = torch.randn(5, 3, dtype=torch.float64), torch.tensor([0, 1, 0, 1, 1])
-        >>> with site_mode(net, "record") as rec:
+        >>> with dropout_state(net, "off", record=True) as rec:
         ...     L = mean_loss(net(x), y, "cross_entropy")
         >>> term = implicit_noise_term(L, rec, generator=torch.Generator().manual_seed(0))
         >>> term.shape, term.requires_grad
@@ -108,10 +116,10 @@ def implicit_noise_term(
             if variance is not None:
                 raise ValueError("variance applies to noise='rademacher' only; dropout noise "
                                  "has the site's own variance")
-            law = getattr(site.module, "law", None)
-            if law is not None and not isinstance(law, Bernoulli):
+            check_second_order_site(site, "noise='dropout'")
+            if site.law is not None and not isinstance(site.law, Bernoulli):
                 raise ValueError(f"noise='dropout' draws Bernoulli masks, but site {site.name!r} "
-                                 f"has the law {type(law).__name__}; use noise='rademacher'")
+                                 f"has the law {type(site.law).__name__}; use noise='rademacher'")
             eta = bernoulli_mask(a.shape, site.p, generator=generator, dtype=a.dtype,
                                  device=a.device) - 1.0
         total = total + (eta * a).sum()
@@ -139,8 +147,7 @@ def xi_approx(
     """
     check_loss(loss)
     ps = _params(model, params)
-    with site_mode(model, "record") as rec:
-        rec.clear()
+    with dropout_state(model, "off", record=True) as rec:
         L = mean_loss(model(inputs), targets, loss)
     term = implicit_noise_term(L, rec, noise=noise, variance=variance, generator=generator)
     return torch.autograd.grad(term, ps, allow_unused=True, materialize_grads=True)
@@ -153,6 +160,10 @@ def dropout_gradient(
 ) -> tuple[torch.Tensor, ...]:
     """``grad_W L(F(x, eta))`` for one fresh draw of the dropout masks of every site.
 
+    One mask per example and site (:func:`dropreg.sites.sample_masks`; a site called several
+    times in one forward pass applies the same mask each time), and the gradient is one column of
+    :func:`dropreg.curvature.dropout_gradients`.
+
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(3, 2))
         >>> x, y = torch.randn(4, 3), torch.tensor([0, 1, 1, 0])
@@ -163,10 +174,14 @@ def dropout_gradient(
     """
     check_loss(loss)
     ps = _params(model, params)
-    with site_mode(model, "sample", generator=generator) as rec:
-        rec.clear()
-        L = mean_loss(model(inputs), targets, loss)
-    return torch.autograd.grad(L, ps, allow_unused=True, materialize_grads=True)
+    name_of = {id(p): n for n, p in model.named_parameters()}
+    if any(id(p) not in name_of for p in ps):
+        raise ValueError("params must be parameters of model")
+    like = {name_of[id(p)]: p for p in ps}
+    masks = sample_masks(model, inputs, 1, generator=generator)
+    flat = dropout_gradients(model, lambda out, t: mean_loss(out, t, loss), (inputs, targets),
+                             masks, params=list(like))
+    return tuple(unflatten_params(flat[:, 0], like).values())
 
 
 def xi_drop_tilde(
@@ -186,13 +201,3 @@ def xi_drop_tilde(
     g1 = dropout_gradient(model, inputs, targets, loss=loss, generator=generator, params=params)
     g2 = dropout_gradient(model, inputs, targets, loss=loss, generator=generator, params=params)
     return tuple((a - b) / math.sqrt(2.0) for a, b in zip(g1, g2))
-
-
-def flatten(grads: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Concatenate a tuple of gradient tensors into one vector.
-
-    Example:
-        >>> flatten((torch.ones(2, 3), torch.zeros(2))).shape
-        torch.Size([8])
-    """
-    return torch.cat([g.reshape(-1) for g in grads])

@@ -18,6 +18,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from dropreg._random import rademacher
+
 LOSSES = ("cross_entropy", "mse")
 
 
@@ -112,8 +114,9 @@ def sampled_pseudo_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str,
         return per_term_loss(outputs, targets, loss).sum()
     if kind == "identity":
         C = outputs.shape[-1] if loss == "cross_entropy" else outputs[0].numel()
-        s = torch.randint(0, 2, outputs.shape, generator=generator, device=outputs.device)
-        return ((2 * s - 1).to(outputs.dtype) * outputs).sum() / math.sqrt(C)
+        s = rademacher(outputs.shape, generator=generator, dtype=outputs.dtype,
+                       device=outputs.device)
+        return (s * outputs).sum() / math.sqrt(C)
     if kind != "hessian":
         raise ValueError(f"kind must be 'hessian', 'identity' or 'loss_jacobian', got {kind!r}")
     if loss == "cross_entropy":
@@ -123,5 +126,5 @@ def sampled_pseudo_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str,
         y_hat = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         return F.cross_entropy(logits, y_hat, reduction="sum")
     D = outputs[0].numel()
-    s = torch.randint(0, 2, outputs.shape, generator=generator, device=outputs.device)
-    return ((2 * s - 1).to(outputs.dtype) * outputs).sum() * math.sqrt(2.0 / D)
+    s = rademacher(outputs.shape, generator=generator, dtype=outputs.dtype, device=outputs.device)
+    return (s * outputs).sum() * math.sqrt(2.0 / D)

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from dropreg.analytic.losses import check_loss, per_term_loss
-from dropreg.analytic.sites import site_mode
 from dropreg.analytic.updates import UpdateRule, accumulate_gradient
+from dropreg.sites import dropout_state
 
 
 @dataclass(frozen=True)
@@ -84,9 +84,8 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
     total, correct, count = 0.0, 0.0, 0
     was_training = model.training
     model.eval()
-    with site_mode(model, "record") as rec:
+    with dropout_state(model, "off"):
         for i in range(0, inputs.shape[0], batch_size):
-            rec.clear()
             out = model(inputs[i: i + batch_size])
             t = targets[i: i + batch_size]
             terms = per_term_loss(out, t, loss)

@@ -25,7 +25,7 @@ from torch import nn
 from dropreg.analytic.explicit import Coefficient, sampled_regularizer
 from dropreg.analytic.implicit import Variance, implicit_noise_term
 from dropreg.analytic.losses import check_loss, mean_loss
-from dropreg.analytic.sites import site_mode
+from dropreg.sites import dropout_state
 
 TOP_UPS = ("none", "xi_tilde", "xi_approx")
 EXPLICIT = ("none", "hessian", "identity", "loss_jacobian")
@@ -174,27 +174,22 @@ def accumulate_gradient(
     check_loss(loss)
     if rule.k >= 1:
         seen = 0.0
-        with site_mode(model, "sample", generator=generator) as rec:
+        with dropout_state(model, "fresh", generator=generator):
             for _ in range(rule.k):
-                rec.clear()
                 L = mean_loss(model(inputs), targets, loss)
                 (L / rule.k).backward()
                 seen += float(L.detach()) / rule.k
             if rule.top_up == "xi_tilde" and rule.k > 1:
-                rec.clear()
                 L1 = mean_loss(model(inputs), targets, loss)
-                rec.clear()
                 L2 = mean_loss(model(inputs), targets, loss)
                 ((L1 - L2) * math.sqrt((1 - 1 / rule.k) / 2)).backward()
         if rule.top_up == "xi_approx" and rule.k > 1:
-            with site_mode(model, "record") as rec:
-                rec.clear()
+            with dropout_state(model, "off", record=True) as rec:
                 L = mean_loss(model(inputs), targets, loss)
             implicit_noise_term(L, rec, variance=rule.variance, scale=math.sqrt(1 - 1 / rule.k),
                                 generator=generator).backward()
         return seen
-    with site_mode(model, "record") as rec:
-        rec.clear()
+    with dropout_state(model, "off", record=True) as rec:
         outputs = model(inputs)
     L = mean_loss(outputs, targets, loss)
     total = L

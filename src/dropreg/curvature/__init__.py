@@ -1,7 +1,8 @@
 """Curvature and dropout-noise diagnostics (digest ``zhang2022_flatness_helmbold2017.md`` Part A).
 
 * Hessian-vector products of a model's loss in three dropout states: clean, fixed masks, and the
-  expected loss over M masks (:class:`HessianOperator`, :func:`sample_masks`).
+  expected loss over M masks (:class:`HessianOperator`; masks and dropout states come from
+  :mod:`dropreg.sites`: :func:`sample_masks`, :func:`dropout_state`).
 * :func:`top_eigenpairs` (Lanczos, full reorthogonalisation), :func:`trace` (Hutchinson, Hutch++),
   :func:`spectral_density` (stochastic Lanczos quadrature).
 * Dropout gradient noise (:func:`dropout_gradient_noise`) and its alignment with the Hessian
@@ -39,8 +40,8 @@ from dropreg.curvature.last_layer import (
     last_layer_terms,
 )
 from dropreg.curvature.noise import GradientNoise, dropout_gradient_noise, dropout_gradients
-from dropreg.curvature.state import DropoutMasks, dropout_modules, dropout_state, sample_masks
 from dropreg.curvature.trace import TraceResult, squared_frobenius, trace
+from dropreg.sites import DropoutMasks, dropout_state, sample_masks
 
 __all__ = [
     "AlignmentResult",
@@ -57,7 +58,6 @@ __all__ = [
     "dropout_eta_moments",
     "dropout_gradient_noise",
     "dropout_gradients",
-    "dropout_modules",
     "dropout_state",
     "filter_normalized_direction",
     "flatten_params",

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from dropreg._checks import check_int
+from dropreg._random import rademacher
 from dropreg.curvature.lanczos import Operator, as_operator, lanczos_tridiagonal
 
 __all__ = ["SpectralDensity", "spectral_density"]
@@ -86,13 +88,11 @@ def spectral_density(
         1.0
     """
     matvec, n, dtype = as_operator(op)
-    if not isinstance(num_probes, int) or num_probes < 1:
-        raise ValueError(f"num_probes must be an int >= 1, got {num_probes!r}")
-    if not isinstance(lanczos_steps, int) or lanczos_steps < 1:
-        raise ValueError(f"lanczos_steps must be an int >= 1, got {lanczos_steps!r}")
+    check_int("num_probes", num_probes)
+    check_int("lanczos_steps", lanczos_steps)
     nodes, weights = [], []
     for _ in range(num_probes):
-        v = 2.0 * torch.randint(0, 2, (n,), generator=generator).to(dtype) - 1.0
+        v = rademacher((n,), generator=generator, dtype=dtype)
         a, b, _ = lanczos_tridiagonal(matvec, v, min(lanczos_steps, n))
         T = torch.diag(a) + torch.diag(b, 1) + torch.diag(b, -1)
         th, S = torch.linalg.eigh(T)

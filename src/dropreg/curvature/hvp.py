@@ -12,14 +12,15 @@ operator.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from dropreg.curvature.state import DropoutMasks, as_mask_list, dropout_state
+from dropreg._checks import check_int
+from dropreg.sites import DropoutMasks, DropoutState, dropout_state
 
 if TYPE_CHECKING:
     from scipy.sparse.linalg import LinearOperator
@@ -29,14 +30,18 @@ __all__ = ["HessianOperator", "flatten_params", "unflatten_params"]
 Method = Literal["auto", "forward-over-reverse", "double-backward"]
 
 
-def flatten_params(params: dict[str, Tensor]) -> Tensor:
-    """Concatenate a parameter dict into one flat vector (in the dict's order).
+def flatten_params(params: Mapping[str, Tensor] | Sequence[Tensor]) -> Tensor:
+    """Concatenate tensors (a dict's values in order, or a sequence such as a tuple of
+    gradients) into one flat vector. ``dropreg.analytic.flatten`` is this function.
 
     Example:
         >>> flatten_params({"a": torch.ones(2, 2), "b": torch.zeros(1)}).tolist()
         [1.0, 1.0, 1.0, 1.0, 0.0]
+        >>> flatten_params((torch.ones(2, 3), torch.zeros(2))).shape
+        torch.Size([8])
     """
-    return torch.cat([p.reshape(-1) for p in params.values()])
+    tensors = params.values() if isinstance(params, Mapping) else params
+    return torch.cat([p.reshape(-1) for p in tensors])
 
 
 def unflatten_params(vec: Tensor, like: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -67,6 +72,23 @@ def unflatten_params_batched(mat: Tensor, like: dict[str, Tensor]) -> dict[str, 
     return out
 
 
+def _mask_list(dropout: str | DropoutMasks | Sequence[DropoutMasks] | None
+               ) -> list[DropoutMasks] | None:
+    """Normalise a dropout-state argument: ``None``/"clean" -> None, masks -> list."""
+    if dropout is None or (isinstance(dropout, str) and dropout == "clean"):
+        return None
+    if isinstance(dropout, DropoutMasks):
+        return [dropout]
+    if isinstance(dropout, str):
+        raise ValueError(f"dropout must be 'clean', a DropoutMasks or a sequence of them, "
+                         f"got {dropout!r}")
+    masks = list(dropout)
+    if not masks or not all(isinstance(m, DropoutMasks) for m in masks):
+        raise TypeError("dropout must be 'clean', a DropoutMasks or a non-empty sequence of "
+                        "DropoutMasks")
+    return masks
+
+
 class HessianOperator:
     """The Hessian of a model's mean loss over ``(X, y)`` as a matrix-free symmetric operator.
 
@@ -83,7 +105,8 @@ class HessianOperator:
         method: ``"forward-over-reverse"``, ``"double-backward"`` or ``"auto"``: double backward
             over a cached gradient graph when ``cache_graph``, else forward-over-reverse,
             falling back to double backward if ``torch.func`` fails on the model.
-        is_dropout: predicate selecting dropout modules (see :mod:`dropreg.curvature.state`).
+        is_dropout: predicate selecting dropout sites (default
+            :func:`dropreg.sites.is_dropout_site`).
         cache_graph: keep the gradient's autograd graph between products (double backward),
             so each product is one extra backward pass and no forward pass. Default: when the
             whole evaluation is one piece (full batch, clean or one mask set); memory is that
@@ -133,11 +156,11 @@ class HessianOperator:
             raise ValueError(f"data: X and y need the same non-zero number of rows, got "
                              f"{X.shape[0]} and {y.shape[0]}")
         n = X.shape[0]
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
+        if batch_size is not None:
+            check_int("batch_size", batch_size)
         self.model, self.loss_fn, self.X, self.y = model, loss_fn, X, y
         self.batch_size = n if batch_size is None else min(batch_size, n)
-        self.masks = as_mask_list(dropout)
+        self.masks = _mask_list(dropout)
         if self.masks is not None:
             for m in self.masks:
                 for name, t in m.masks.items():
@@ -185,9 +208,9 @@ class HessianOperator:
                 md = None if m is None else m.batch(start, stop).masks
                 yield w, self.X[start:stop], self.y[start:stop], md
 
-    def _loss_of(self, holder, md, Xb, yb):
+    def _loss_of(self, state: DropoutState, md, Xb, yb):
         def f(p: dict[str, Tensor]) -> Tensor:
-            holder.current = md
+            state.set_masks(md)
             return self.loss_fn(functional_call(self.model, p, (Xb,)), yb)
 
         return f
@@ -208,7 +231,7 @@ class HessianOperator:
         """
         p = self.params if vec is None else unflatten_params(vec, self.params)
         total = 0.0
-        with torch.no_grad(), dropout_state(self.model, self.is_dropout) as h:
+        with torch.no_grad(), dropout_state(self.model, is_dropout=self.is_dropout) as h:
             for w, Xb, yb, md in self._pieces():
                 total += w * float(self._loss_of(h, md, Xb, yb)(p))
         return total
@@ -227,7 +250,7 @@ class HessianOperator:
             True
         """
         g = torch.zeros(self.num_params, dtype=self.dtype, device=self.device)
-        with dropout_state(self.model, self.is_dropout) as h:
+        with dropout_state(self.model, is_dropout=self.is_dropout) as h:
             for w, Xb, yb, md in self._pieces():
                 gd = torch.func.grad(self._loss_of(h, md, Xb, yb))(self.params)
                 g += w * flatten_params(gd)
@@ -235,7 +258,7 @@ class HessianOperator:
 
     def _hvp_fwd(self, vd: dict[str, Tensor]) -> Tensor:
         out = torch.zeros(self.num_params, dtype=self.dtype, device=self.device)
-        with dropout_state(self.model, self.is_dropout) as h:
+        with dropout_state(self.model, is_dropout=self.is_dropout) as h:
             for w, Xb, yb, md in self._pieces():
                 g = torch.func.grad(self._loss_of(h, md, Xb, yb))
                 _, hv = torch.func.jvp(g, (self.params,), (vd,))
@@ -248,7 +271,7 @@ class HessianOperator:
             yield from self._graphs
             return
         built = []
-        with dropout_state(self.model, self.is_dropout) as h:
+        with dropout_state(self.model, is_dropout=self.is_dropout) as h:
             for w, Xb, yb, md in self._pieces():
                 leaves = [p.detach().requires_grad_(True) for p in self.params.values()]
                 pd = dict(zip(self.params, leaves))
@@ -310,7 +333,7 @@ class HessianOperator:
         """``H @ V`` for ``V`` (P, k) with vmap over the columns (forward-over-reverse)."""
         out = torch.zeros(V.shape[1], self.num_params, dtype=self.dtype, device=self.device)
         vd = unflatten_params_batched(V.T.to(self.dtype), self.params)
-        with dropout_state(self.model, self.is_dropout) as h:
+        with dropout_state(self.model, is_dropout=self.is_dropout) as h:
             for w, Xb, yb, md in self._pieces():
                 g = torch.func.grad(self._loss_of(h, md, Xb, yb))
 

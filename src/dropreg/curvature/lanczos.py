@@ -14,6 +14,8 @@ from typing import Literal, Protocol
 import torch
 from torch import Tensor
 
+from dropreg._random import rademacher
+
 __all__ = ["EigenResult", "Operator", "as_operator", "lanczos_tridiagonal", "top_eigenpairs"]
 
 
@@ -162,7 +164,7 @@ def top_eigenpairs(
         raise ValueError(f"max_iter must be an int >= k = {k}, got {max_iter!r}")
     max_iter = min(max_iter, n)
     if v0 is None:
-        v0 = 2.0 * torch.randint(0, 2, (n,), generator=generator).to(dtype) - 1.0
+        v0 = rademacher((n,), generator=generator, dtype=dtype)
     Q = torch.zeros(min(max_iter, 32), n, dtype=dtype)  # grown by doubling
     alphas: list[float] = []
     betas: list[float] = []

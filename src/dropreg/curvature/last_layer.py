@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, jacrev
 
 from dropreg.curvature.hvp import flatten_params, unflatten_params
-from dropreg.curvature.state import dropout_state
+from dropreg.sites import dropout_state
 
 __all__ = [
     "dropout_eta_moments",
@@ -87,8 +87,7 @@ def last_layer_terms(
         seen: dict[str, Tensor] = {}
         hook = mods[head].register_forward_pre_hook(lambda m, args: seen.__setitem__("h", args[0]))
         try:
-            with dropout_state(model) as h:
-                h.current = None
+            with dropout_state(model, "off"):
                 out = functional_call(model, p, (X,))
         finally:
             hook.remove()

@@ -20,8 +20,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from dropreg._checks import check_int
 from dropreg.curvature.hvp import HessianOperator, flatten_params
-from dropreg.curvature.state import DropoutMasks, dropout_state, sample_masks
+from dropreg.sites import DropoutMasks, dropout_state, sample_masks
 
 __all__ = [
     "GradientNoise",
@@ -170,6 +171,20 @@ def dropout_gradients(
 ) -> Tensor:
     """Flat gradients of the loss over ``data`` for each given mask realisation, ``(P, M)``.
 
+    The one place where per-mask dropout gradients are computed (``dropreg.analytic``'s
+    ``dropout_gradient`` is one column of it): ``torch.func.grad`` of the loss with the sites in
+    the ``"fixed"`` state, ``chunk_size`` masks at a time under ``torch.func.vmap`` (a loop where
+    vmap cannot trace the model).
+
+    Args:
+        model: the network.
+        loss_fn: ``loss_fn(output, target)``, mean over the batch.
+        data: ``(X, y)``.
+        masks: the mask realisations (:class:`~dropreg.sites.DropoutMasks`).
+        params: parameter names (default all with ``requires_grad``), in this order in ``P``.
+        chunk_size: masks per vectorised gradient call.
+        is_dropout: predicate selecting dropout sites.
+
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Dropout(0.5),
         ...                           torch.nn.Linear(3, 1)).double()
@@ -184,10 +199,10 @@ def dropout_gradients(
     pd = {k: named[k].detach() for k in names}
     P = sum(p.numel() for p in pd.values())
     out = torch.empty(P, len(masks), dtype=next(iter(pd.values())).dtype)
-    with dropout_state(model, is_dropout) as h:
+    with dropout_state(model, "fixed", is_dropout=is_dropout) as st:
 
         def loss(p: dict[str, Tensor], md: dict[str, Tensor]) -> Tensor:
-            h.current = md
+            st.masks = md
             return loss_fn(functional_call(model, p, (X,)), y)
 
         g = torch.func.grad(loss)
@@ -252,16 +267,14 @@ def dropout_gradient_noise(
         >>> xi.samples.shape, xi.dof
         (torch.Size([33, 32]), 31)
     """
-    if not isinstance(num_samples, int) or num_samples < 2:
-        raise ValueError(f"num_samples must be an int >= 2, got {num_samples!r}")
+    check_int("num_samples", num_samples, minimum=2)
     if center not in ("mean", "clean"):
         raise ValueError(f"center must be 'mean' or 'clean', got {center!r}")
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+    check_int("chunk_size", chunk_size)
     X, y = data
     n = X.shape[0]
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
+    if batch_size is not None:
+        check_int("batch_size", batch_size)
     shared_batches = not per_example and batch_size is not None and batch_size < n
 
     def draw(count: int) -> list[DropoutMasks]:

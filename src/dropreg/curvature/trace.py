@@ -12,13 +12,14 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor
 
+from dropreg._checks import check_int
+from dropreg._random import mean_and_stderr, rademacher
 from dropreg.curvature.lanczos import Operator, as_operator
 
 __all__ = ["TraceResult", "squared_frobenius", "trace"]
@@ -43,18 +44,8 @@ class TraceResult:
     method: str
 
 
-def _rademacher(n: int, k: int, dtype: torch.dtype, generator: torch.Generator | None) -> Tensor:
-    return 2.0 * torch.randint(0, 2, (n, k), generator=generator).to(dtype) - 1.0
-
-
 def _apply(matvec, Z: Tensor) -> Tensor:
     return torch.stack([matvec(c) for c in Z.T], dim=1)
-
-
-def _mean_se(s: Tensor) -> tuple[float, float]:
-    n = s.numel()
-    se = float(s.std(unbiased=True)) / math.sqrt(n) if n > 1 else float("inf")
-    return float(s.mean()), se
 
 
 def trace(
@@ -84,26 +75,25 @@ def trace(
     if method not in ("hutchinson", "hutch++"):
         raise ValueError(f"method must be 'hutchinson' or 'hutch++', got {method!r}")
     if method == "hutchinson":
-        if not isinstance(num_matvecs, int) or num_matvecs < 2:
-            raise ValueError(f"num_matvecs must be an int >= 2, got {num_matvecs!r}")
-        Z = _rademacher(n, num_matvecs, dtype, generator)
+        check_int("num_matvecs", num_matvecs, minimum=2)
+        Z = rademacher((n, num_matvecs), generator=generator, dtype=dtype)
         s = (Z * _apply(matvec, Z)).sum(0).double()
-        est, se = _mean_se(s)
+        est, se = mean_and_stderr(s)
         return TraceResult(est, se, num_matvecs, s, method)
     if not isinstance(num_matvecs, int) or num_matvecs < 6:
         raise ValueError(f"num_matvecs must be an int >= 6 for hutch++, got {num_matvecs!r}")
     k = num_matvecs // 3
     k_h = num_matvecs - 2 * k
-    S = _rademacher(n, k, dtype, generator)
+    S = rademacher((n, k), generator=generator, dtype=dtype)
     Q, _ = torch.linalg.qr(_apply(matvec, S))
     AQ = _apply(matvec, Q)
     exact = float(torch.trace(Q.T @ AQ))
-    G = _rademacher(n, k_h, dtype, generator)
+    G = rademacher((n, k_h), generator=generator, dtype=dtype)
     G = G - Q @ (Q.T @ G)
     AG = _apply(matvec, G)
     AG = AG - Q @ (Q.T @ AG)
     s = (G * AG).sum(0).double()
-    est, se = _mean_se(s)
+    est, se = mean_and_stderr(s)
     return TraceResult(exact + est, se, 2 * k + k_h, s, method)
 
 
@@ -119,9 +109,8 @@ def squared_frobenius(
         True
     """
     matvec, n, dtype = as_operator(op)
-    if not isinstance(num_matvecs, int) or num_matvecs < 2:
-        raise ValueError(f"num_matvecs must be an int >= 2, got {num_matvecs!r}")
-    Z = _rademacher(n, num_matvecs, dtype, generator)
+    check_int("num_matvecs", num_matvecs, minimum=2)
+    Z = rademacher((n, num_matvecs), generator=generator, dtype=dtype)
     s = (_apply(matvec, Z) ** 2).sum(0).double()
-    est, se = _mean_se(s)
+    est, se = mean_and_stderr(s)
     return TraceResult(est, se, num_matvecs, s, "hutchinson-frobenius")

@@ -35,9 +35,9 @@ from dropreg.curvature import (
     trace,
     variance_flatness,
 )
-from dropreg.curvature.state import DropoutMasks
 from dropreg.experiments._common import pyplot
 from dropreg.experiments.claims import Figure, Measurement, Outcome, Progress, claim
+from dropreg.sites import DropoutMasks
 
 WIDTH = 200
 N_POINTS = 12
