@@ -22,6 +22,7 @@ import dataclasses
 import torch
 from torch import nn
 
+from dropreg._checks import check_int, check_probability
 from dropreg.masks import Bernoulli, Blocks, Gaussian, MaskLaw, SlidingBlocks, SlidingBlocks2d
 from dropreg.nn import functional as DF
 
@@ -62,14 +63,14 @@ class DropLayer:
 
     @p.setter
     def p(self, value: float) -> None:
-        self._p = DF._check_p(value, allow_one=self._p_allows_one)
+        self._p = check_probability("p", value, allow_one=self._p_allows_one)
 
     def extra_repr(self) -> str:
         """``p=...``; layers with more parameters extend it."""
         return f"p={self.p}"
 
     @property
-    def law(self) -> MaskLaw | SlidingBlocks2d:  # pragma: no cover - overridden
+    def law(self) -> MaskLaw:  # pragma: no cover - overridden
         """The mask law of :mod:`dropreg.masks` that this layer samples."""
         raise NotImplementedError
 
@@ -180,9 +181,7 @@ class DropBlock2d(DropLayer, nn.Module):
     ) -> None:
         super().__init__()
         self.p = p
-        DF._check_block(block_size, 2)
-        self.block_size = tuple(block_size) if isinstance(block_size, (tuple, list)) \
-            else block_size
+        self.block_size = SlidingBlocks2d(p, block_size).block_size  # validated: int or a pair
         self.share_channels = bool(share_channels)
         self.generator = generator
 
@@ -230,7 +229,7 @@ class DropBlock1d(DropLayer, nn.Module):
     ) -> None:
         super().__init__()
         self.p = p
-        (self.block_size,) = DF._check_block(block_size, 1)
+        self.block_size = check_int("block_size", block_size)
         self.share_channels = bool(share_channels)
         self.fixed_blocks = bool(fixed_blocks)
         self.generator = generator
@@ -394,16 +393,15 @@ class MaskDropout(DropLayer, nn.Module):
         MaskDropout(law=KeepExactly(keep=2))
     """
 
-    def __init__(self, law: MaskLaw | SlidingBlocks2d, *,
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(self, law: MaskLaw, *, generator: torch.Generator | None = None) -> None:
         super().__init__()
-        if not isinstance(law, (MaskLaw, SlidingBlocks2d)):
+        if not isinstance(law, MaskLaw):
             raise TypeError(f"law must be a dropreg.masks law, got {type(law).__name__}")
         self._law = law
         self.generator = generator
 
     @property
-    def law(self) -> MaskLaw | SlidingBlocks2d:
+    def law(self) -> MaskLaw:
         """The mask law of :mod:`dropreg.masks` that this layer samples."""
         return self._law
 
