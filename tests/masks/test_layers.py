@@ -51,8 +51,9 @@ def test_realised_drop_fraction_equals_p_on_grid(method: str) -> None:
     for (H, W), block, p in GRID:
         planes = max(400, 40_000 // (H * W))
         bs = block if isinstance(block, tuple) else (block, block)
-        mask = SlidingBlocks2d(p, bs).sample_scaled((planes,), (H, W), generator=g,
-                                                    dtype=like.dtype, method=method)
+        draw = SlidingBlocks2d(p, bs).draw((planes,), (H, W), generator=g, dtype=like.dtype,
+                                           method=method)
+        mask = draw.mask(torch.ones((), dtype=like.dtype))
         frac = (mask == 0).to(torch.float64).mean((1, 2))
         se = frac.std() / math.sqrt(planes)
         assert abs(float(frac.mean()) - p) <= 5 * float(se) + 1e-12, (H, W, block, p, method)
@@ -67,8 +68,8 @@ def test_sampled_masks_follow_the_exact_2d_law(method, shape, block, p) -> None:
     H, W = shape
     n = 30_000
     like = torch.empty((), dtype=torch.float64)
-    scaled = law.sample_scaled((n,), (H, W), generator=_gen(2), dtype=like.dtype,
-                               method=method).reshape(n, -1)
+    draw = law.draw((n,), shape, generator=_gen(2), dtype=like.dtype, method=method)
+    scaled = draw.mask(law.inverse_mean(shape)).reshape(n, -1)
     mu = law.mean(shape).reshape(-1)
     torch.testing.assert_close(scaled.max(0).values, 1 / mu, rtol=1e-15, atol=0)
     z = (scaled > 0).to(torch.float64)

@@ -20,7 +20,7 @@ from typing import ClassVar
 
 import torch
 
-from dropreg._checks import check_int
+from dropreg._checks import check_float_dtype, check_int
 
 __all__ = ["SUPPORT_LIMIT", "MaskLaw"]
 
@@ -91,10 +91,10 @@ class MaskLaw(abc.ABC):
     (``event_ndim = 2``). :meth:`mean` has the event's shape; :meth:`normalized_covariance` and
     :meth:`second_moment` are ``(n, n)`` over the ``n`` positions in row-major order.
 
-    Subclasses implement :meth:`sample`, :meth:`mean`, :meth:`normalized_covariance` and
-    :meth:`support`; :meth:`second_moment`, :meth:`drop_fraction`, :meth:`inverse_mean` and
-    :meth:`sample_scaled` follow from them (laws override them where a closed form or a cheaper
-    draw exists).
+    Subclasses implement the sampler :meth:`_sample` (behind :meth:`sample` and
+    :meth:`sample_scaled`), :meth:`mean`, :meth:`normalized_covariance` and :meth:`support`;
+    :meth:`second_moment`, :meth:`drop_fraction` and :meth:`inverse_mean` follow from them (laws
+    override them where a closed form exists).
 
     Example:
         The moments agree exactly with the enumerated support:
@@ -111,7 +111,6 @@ class MaskLaw(abc.ABC):
     #: Number of trailing axes of an input that one mask covers.
     event_ndim: ClassVar[int] = 1
 
-    @abc.abstractmethod
     def sample(
         self,
         batch_shape: tuple[int, ...],
@@ -131,6 +130,54 @@ class MaskLaw(abc.ABC):
             >>> z.shape, z.dtype, bool(((z == 0) | (z == 1)).all())
             (torch.Size([2, 3, 5]), torch.float64, True)
         """
+        return self._sample(check_batch_shape(batch_shape), size, generator,
+                            check_float_dtype(dtype), device, scaled=False)
+
+    def sample_scaled(
+        self,
+        batch_shape: tuple[int, ...],
+        size: int | tuple[int, ...],
+        /,
+        *,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """``z / E[z]`` (0 where ``E[z] = 0``) for ``z`` drawn exactly as by :meth:`sample` (same
+        generator, same stream): what a dropout layer multiplies its input by. Laws fold the
+        scaling into the draw where that is cheaper.
+
+        Example:
+            >>> from dropreg.masks import Blocks, KeepExactly
+            >>> KeepExactly(1).sample_scaled((2,), 4, generator=torch.Generator()).sum(-1)
+            tensor([4., 4.])
+            >>> law = Blocks(0.5, 2)
+            >>> z = law.sample((1,), 4, generator=torch.Generator().manual_seed(4))
+            >>> y = law.sample_scaled((1,), 4, generator=torch.Generator().manual_seed(4))
+            >>> torch.equal(y, 2 * z)
+            True
+        """
+        return self._sample(check_batch_shape(batch_shape), size, generator,
+                            check_float_dtype(dtype), device, scaled=True)
+
+    @abc.abstractmethod
+    def _sample(
+        self,
+        batch_shape: tuple[int, ...],
+        size: int | tuple[int, ...],
+        generator: torch.Generator | None,
+        dtype: torch.dtype,
+        device: torch.device | str | None,
+        *,
+        scaled: bool,
+    ) -> torch.Tensor:
+        """The sampler of the law (``batch_shape`` and ``dtype`` already validated): masks
+        ``(*batch_shape, *event)``, or with ``scaled`` the same draw times ``1 / E[z]``
+        (:meth:`_rescale` does it for laws with no cheaper way)."""
+
+    def _rescale(self, z: torch.Tensor, size: int | tuple[int, ...]) -> torch.Tensor:
+        """``z * inverse_mean(size)``, in place."""
+        return z.mul_(self.inverse_mean(size).to(dtype=z.dtype, device=z.device))
 
     @abc.abstractmethod
     def mean(self, size: int | tuple[int, ...], /) -> torch.Tensor:
@@ -202,28 +249,6 @@ class MaskLaw(abc.ABC):
         """
         mu = self.mean(size)
         return torch.where(mu > 0, 1.0 / mu, torch.zeros_like(mu))
-
-    def sample_scaled(
-        self,
-        batch_shape: tuple[int, ...],
-        size: int | tuple[int, ...],
-        /,
-        *,
-        generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        """``z / E[z]`` (0 where ``E[z] = 0``) for ``z = sample(...)`` from the same draw: what a
-        dropout layer multiplies its input by. Laws override it where scaling can be folded into
-        the draw more cheaply; the random stream is always that of :meth:`sample`.
-
-        Example:
-            >>> from dropreg.masks import KeepExactly
-            >>> KeepExactly(1).sample_scaled((2,), 4, generator=torch.Generator()).sum(-1)
-            tensor([4., 4.])
-        """
-        z = self.sample(batch_shape, size, generator=generator, dtype=dtype, device=device)
-        return z.mul_(self.inverse_mean(size).to(dtype=dtype, device=z.device))
 
     @staticmethod
     def _width(width: object) -> int:

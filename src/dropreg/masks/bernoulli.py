@@ -11,13 +11,12 @@ from dataclasses import dataclass
 
 import torch
 
-from dropreg._checks import check_float_dtype, check_probability
+from dropreg._checks import check_probability
 from dropreg._random import bernoulli_keep
 from dropreg.masks.base import (
     UNDEFINED,
     MaskLaw,
     all_bits,
-    check_batch_shape,
     check_support_size,
     independent_probs,
 )
@@ -43,43 +42,20 @@ class Bernoulli(MaskLaw):
     def __post_init__(self) -> None:
         object.__setattr__(self, "p", check_probability("p", self.p))
 
-    def sample(
+    def _sample(
         self,
         batch_shape: tuple[int, ...],
         width: int,
+        generator: torch.Generator | None,
+        dtype: torch.dtype,
+        device: torch.device | str | None,
         *,
-        generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
+        scaled: bool,
     ) -> torch.Tensor:
-        """Independent masks ``(*batch_shape, width)``, each entry 1 with probability ``1 - p``.
-
-        Example:
-            >>> Bernoulli(0.0).sample((2,), 3)
-            tensor([[1., 1., 1.],
-                    [1., 1., 1.]])
-        """
-        shape = (*check_batch_shape(batch_shape), self._width(width))
-        return bernoulli_keep(shape, 1.0 - self.p, generator=generator,
-                              dtype=check_float_dtype(dtype), device=device)
-
-    def sample_scaled(
-        self,
-        batch_shape: tuple[int, ...],
-        width: int,
-        *,
-        generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        """``z / (1 - p)`` from the draw of :meth:`sample` (zeros when ``p = 1``).
-
-        Example:
-            >>> Bernoulli(0.5).sample_scaled((1,), 4, generator=torch.Generator().manual_seed(0))
-            tensor([[0., 0., 2., 0.]])
-        """
-        z = self.sample(batch_shape, width, generator=generator, dtype=dtype, device=device)
-        return z.mul_(self._scalar_scale(1.0 - self.p))
+        """Entries iid Bernoulli(1 - p); scaled by the scalar ``1 / (1 - p)`` in place."""
+        z = bernoulli_keep((*batch_shape, self._width(width)), 1.0 - self.p, generator=generator,
+                           dtype=dtype, device=device)
+        return z.mul_(self._scalar_scale(1.0 - self.p)) if scaled else z
 
     def mean(self, width: int) -> torch.Tensor:
         """``mu = (1 - p) 1`` (digest ``pal2020_structured_dropout.md`` §1.2, "Dropout").

@@ -11,13 +11,12 @@ from dataclasses import dataclass
 
 import torch
 
-from dropreg._checks import check_float_dtype, check_int, check_probability
+from dropreg._checks import check_int, check_probability
 from dropreg._random import bernoulli_keep
 from dropreg.masks.base import (
     UNDEFINED,
     MaskLaw,
     all_bits,
-    check_batch_shape,
     check_support_size,
     independent_probs,
 )
@@ -40,6 +39,9 @@ class Blocks(MaskLaw):
         block_size: units per block, an int >= 1.
 
     Example:
+        >>> z = Blocks(0.5, 2).sample((3,), 4, generator=torch.Generator().manual_seed(0))
+        >>> torch.equal(z[:, 0], z[:, 1]) and torch.equal(z[:, 2], z[:, 3])
+        True
         >>> Blocks(0.5, 2).normalized_covariance(3)
         tensor([[1., 1., 0.],
                 [1., 1., 0.],
@@ -71,51 +73,24 @@ class Blocks(MaskLaw):
         """
         return torch.arange(self._width(width)) // self.block_size
 
-    def _draw(self, batch_shape, width, generator, dtype, device, scale: float) -> torch.Tensor:
-        """One keep variable per block, times ``scale``, expanded to the block's units."""
+    def _sample(
+        self,
+        batch_shape: tuple[int, ...],
+        width: int,
+        generator: torch.Generator | None,
+        dtype: torch.dtype,
+        device: torch.device | str | None,
+        *,
+        scaled: bool,
+    ) -> torch.Tensor:
+        """One keep variable per block (scaled by ``1 / (1 - p)`` before the expansion when
+        ``scaled``), repeated over the block's units."""
         width = self._width(width)
-        shape = (*check_batch_shape(batch_shape), self.n_blocks(width))
-        blocks = bernoulli_keep(shape, 1.0 - self.p, generator=generator,
-                                dtype=check_float_dtype(dtype), device=device)
-        if scale != 1.0:
-            blocks.mul_(scale)  # on the (..., n_blocks) draw, before the expansion
+        blocks = bernoulli_keep((*batch_shape, self.n_blocks(width)), 1.0 - self.p,
+                                generator=generator, dtype=dtype, device=device)
+        if scaled:
+            blocks.mul_(self._scalar_scale(1.0 - self.p))
         return blocks.repeat_interleave(self.block_size, dim=-1)[..., :width]
-
-    def sample(
-        self,
-        batch_shape: tuple[int, ...],
-        width: int,
-        *,
-        generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        """Independent masks ``(*batch_shape, width)``; each block kept with probability ``1 - p``.
-
-        Example:
-            >>> z = Blocks(0.5, 2).sample((3,), 4, generator=torch.Generator().manual_seed(0))
-            >>> torch.equal(z[:, 0], z[:, 1]) and torch.equal(z[:, 2], z[:, 3])
-            True
-        """
-        return self._draw(batch_shape, width, generator, dtype, device, 1.0)
-
-    def sample_scaled(
-        self,
-        batch_shape: tuple[int, ...],
-        width: int,
-        *,
-        generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        """``z / (1 - p)`` from the draw of :meth:`sample`, scaled before the block expansion.
-
-        Example:
-            >>> Blocks(0.5, 2).sample_scaled((1,), 4, generator=torch.Generator().manual_seed(4))
-            tensor([[2., 2., 0., 0.]])
-        """
-        return self._draw(batch_shape, width, generator, dtype, device,
-                          self._scalar_scale(1.0 - self.p))
 
     def mean(self, width: int) -> torch.Tensor:
         """``mu = (1 - p) 1``: each block, hence each unit, is kept w.p. ``theta = 1 - p`` (digest

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dropreg._checks import check_float_dtype
-from dropreg.masks.base import MaskLaw, aggregate, check_batch_shape, normalized_from_moments
+from dropreg.masks.base import MaskLaw, aggregate, normalized_from_moments
 
 __all__ = ["Custom"]
 
@@ -78,36 +77,28 @@ class Custom(MaskLaw):
     def __repr__(self) -> str:
         return f"Custom(support_size={self.masks.shape[0]}, width={self.width})"
 
-    def sample(
+    def _sample(
         self,
         batch_shape: tuple[int, ...],
         width: int,
+        generator: torch.Generator | None,
+        dtype: torch.dtype,
+        device: torch.device | str | None,
         *,
-        generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
+        scaled: bool,
     ) -> torch.Tensor:
-        """Independent masks ``(*batch_shape, width)``, rows of ``masks`` drawn by inverse CDF.
-
-        Example:
-            >>> law = Custom([[1.0, 0.0], [0.0, 1.0]], [1.0, 0.0])
-            >>> law.sample((2,), 2, generator=torch.Generator())
-            tensor([[1., 0.],
-                    [1., 0.]])
-        """
+        """Rows of ``masks`` drawn by inverse CDF (no category limit)."""
         width = self._check(width)
-        check_float_dtype(dtype)
-        batch_shape = check_batch_shape(batch_shape)
         n = math.prod(batch_shape)
         masks = self.masks.to(dtype=dtype, device=device)
         if n == 0:
             return masks.new_zeros((*batch_shape, width))
-        # inverse-CDF sampling: no category limit, deterministic given the generator
         cdf = torch.cumsum(self.probs, 0)
         cdf = (cdf / cdf[-1]).to(device=device)
         u = torch.rand(n, generator=generator, dtype=torch.float64, device=device)
         idx = torch.searchsorted(cdf, u, right=True).clamp_(max=masks.shape[0] - 1)
-        return masks[idx].reshape(*batch_shape, width)
+        z = masks[idx].reshape(*batch_shape, width)
+        return self._rescale(z, width) if scaled else z
 
     def mean(self, width: int) -> torch.Tensor:
         """``mu = sum_s probs_s masks_s``, the definition of ``mu = E[z]`` (digest

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from dropreg._checks import check_float_dtype, check_probability
-from dropreg.masks.base import MaskLaw, check_batch_shape
+from dropreg._checks import check_probability
+from dropreg.masks.base import MaskLaw
 
 __all__ = ["Gaussian"]
 
@@ -45,43 +45,20 @@ class Gaussian(MaskLaw):
         """Variance of ``z_i``, ``p / (1 - p)``."""
         return self.p / (1.0 - self.p)
 
-    def sample(
+    def _sample(
         self,
         batch_shape: tuple[int, ...],
         width: int,
+        generator: torch.Generator | None,
+        dtype: torch.dtype,
+        device: torch.device | str | None,
         *,
-        generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
+        scaled: bool,
     ) -> torch.Tensor:
-        """Independent ``N(1, lam)`` noise ``(*batch_shape, width)``: ``1 + sqrt(lam) * randn``.
-
-        Example:
-            >>> Gaussian(0.0).sample((2,), 3)
-            tensor([[1., 1., 1.],
-                    [1., 1., 1.]])
-        """
-        shape = (*check_batch_shape(batch_shape), self._width(width))
-        noise = torch.randn(shape, generator=generator, dtype=check_float_dtype(dtype),
+        """``1 + sqrt(lam) * randn``; ``E[z] = 1``, so ``scaled`` changes nothing."""
+        noise = torch.randn((*batch_shape, self._width(width)), generator=generator, dtype=dtype,
                             device=device)
         return noise.mul_(math.sqrt(self.lam)).add_(1.0)
-
-    def sample_scaled(
-        self,
-        batch_shape: tuple[int, ...],
-        width: int,
-        *,
-        generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        """:meth:`sample` itself: ``E[z] = 1``, so there is nothing to rescale.
-
-        Example:
-            >>> Gaussian(0.0).sample_scaled((1,), 2)
-            tensor([[1., 1.]])
-        """
-        return self.sample(batch_shape, width, generator=generator, dtype=dtype, device=device)
 
     def mean(self, width: int) -> torch.Tensor:
         """``mu = 1`` (the noise is centred on 1 by construction).

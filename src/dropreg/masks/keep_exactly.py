@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from dropreg._checks import check_float_dtype, check_int
-from dropreg.masks.base import UNDEFINED, MaskLaw, check_batch_shape, check_support_size
+from dropreg._checks import check_int
+from dropreg.masks.base import UNDEFINED, MaskLaw, check_support_size
 
 __all__ = ["KeepExactly"]
 
@@ -44,28 +44,24 @@ class KeepExactly(MaskLaw):
             )
         return width
 
-    def sample(
+    def _sample(
         self,
         batch_shape: tuple[int, ...],
         width: int,
+        generator: torch.Generator | None,
+        dtype: torch.dtype,
+        device: torch.device | str | None,
         *,
-        generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
+        scaled: bool,
     ) -> torch.Tensor:
-        """Independent masks ``(*batch_shape, width)``: the ``keep`` smallest of iid uniform keys.
-
-        Example:
-            >>> KeepExactly(1).sample((3,), 2, generator=torch.Generator()).sum(-1).tolist()
-            [1.0, 1.0, 1.0]
-        """
+        """The ``keep`` smallest of iid uniform keys are kept."""
         width = self._check(width)
-        check_float_dtype(dtype)
-        shape = (*check_batch_shape(batch_shape), width)
+        shape = (*batch_shape, width)
         # float64 keys: ties (which would bias the argsort order) have probability ~ width^2 2^-54
         u = torch.rand(shape, generator=generator, dtype=torch.float64, device=device)
         idx = u.argsort(dim=-1)[..., : self.keep]
-        return torch.zeros(shape, dtype=dtype, device=device).scatter_(-1, idx, 1.0)
+        z = torch.zeros(shape, dtype=dtype, device=device).scatter_(-1, idx, 1.0)
+        return self._rescale(z, width) if scaled else z
 
     def mean(self, width: int) -> torch.Tensor:
         """``mu = s / r`` for every unit (``r = width``, ``s = keep``; digest §2.3, "Keep exactly s

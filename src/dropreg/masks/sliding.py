@@ -413,50 +413,21 @@ class _SlidingSeeds(MaskLaw):
         dropped = _draw_dense(n, H, W, kh, kw, gamma, generator, dtype, device)
         return SlidingBlocksDraw(out_shape, dropped=dropped.reshape(out_shape))
 
-    def sample(
+    def _sample(
         self,
         batch_shape: tuple[int, ...],
         size: int | tuple[int, int],
+        generator: torch.Generator | None,
+        dtype: torch.dtype,
+        device: torch.device | str | None,
         *,
-        generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
-        method: str = "auto",
+        scaled: bool,
     ) -> torch.Tensor:
-        """Independent 0/1 keep-masks ``(*batch_shape, *event)``, from :meth:`draw`.
-
-        Example:
-            >>> z = SlidingBlocks2d(0.1, 3).sample((2, 4), (8, 8),
-            ...                                    generator=torch.Generator().manual_seed(0))
-            >>> z.shape, bool(((z == 0) | (z == 1)).all())
-            (torch.Size([2, 4, 8, 8]), True)
-        """
-        d = self.draw(batch_shape, size, generator=generator, dtype=dtype, device=device,
-                      method=method)
-        return d.mask(torch.ones((), dtype=dtype, device=device))
-
-    def sample_scaled(
-        self,
-        batch_shape: tuple[int, ...],
-        size: int | tuple[int, int],
-        *,
-        generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
-        method: str = "auto",
-    ) -> torch.Tensor:
-        """``z / E[z]`` from the draw of :meth:`sample`: each kept position carries its fixed
-        ``1 / E[z_ij]``.
-
-        Example:
-            >>> law = SlidingBlocks2d(0.2, 3)
-            >>> y = law.sample_scaled((2,), (8, 8), generator=torch.Generator().manual_seed(0))
-            >>> bool(((y == 0) | (y == law.inverse_mean((8, 8)).float())).all())
-            True
-        """
-        d = self.draw(batch_shape, size, generator=generator, dtype=dtype, device=device,
-                      method=method)
-        return d.mask(self.inverse_mean(size).to(dtype=dtype, device=device))
+        """:meth:`draw` made dense: 1 (or ``1 / E[z_ij]`` when ``scaled``) where kept."""
+        d = self.draw(batch_shape, size, generator=generator, dtype=dtype, device=device)
+        fill = (self.inverse_mean(size).to(dtype=dtype, device=device) if scaled
+                else torch.ones((), dtype=dtype, device=device))
+        return d.mask(fill)
 
     @torch.compiler.disable
     def inverse_mean(self, size: int | tuple[int, int]) -> torch.Tensor:
@@ -485,6 +456,10 @@ class SlidingBlocks2d(_SlidingSeeds):
         block_size: int or ``(bh, bw)``, each >= 1.
 
     Example:
+        >>> z = SlidingBlocks2d(0.1, 3).sample((2, 4), (8, 8),
+        ...                                    generator=torch.Generator().manual_seed(0))
+        >>> z.shape, bool(((z == 0) | (z == 1)).all())
+        (torch.Size([2, 4, 8, 8]), True)
         >>> law = SlidingBlocks2d(0.1, 7)
         >>> round(law.drop_fraction((7, 7)), 12), round(law.seed_rate((7, 7)), 12)
         (0.1, 0.1)

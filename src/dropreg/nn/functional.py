@@ -3,9 +3,13 @@
 Every function takes ``p``, the **drop** probability (as ``torch.nn.functional.dropout``), a
 ``training`` flag (``False`` or ``p = 0`` return the input itself) and an explicit
 ``generator: torch.Generator | None``; ``p = 1`` returns zeros (``input * 0``, so no NaN for finite
-input and a zero gradient). Masks are scaled by the fixed ``1 / E[z]`` of each position, never by
-a batch-wide empirical count, so that the mask law is exactly the one :mod:`dropreg.masks`
-describes (same law, same moments, samples independent across the batch).
+input and a zero gradient). Every function draws its mask from its :mod:`dropreg.masks` law,
+through ``law.sample_scaled`` (``z / E[z]``) or, for DropBlock, ``law.draw`` (the same sampler,
+returning the dropped positions so that scaling and dropping need no full-size mask), so the mask
+a layer applies is its law's mask: scaled by the fixed ``1 / E[z]`` of each position, never by a
+batch-wide empirical count, samples independent across the batch. The one exception is
+:func:`dropout` without a generator, which calls ``torch.nn.functional.dropout`` (the same
+Bernoulli law, fused by torch).
 
 Example:
     >>> import torch

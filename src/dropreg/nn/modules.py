@@ -157,8 +157,9 @@ class GaussianDropout(DropLayer, nn.Module):
 class DropBlock2d(DropLayer, nn.Module):
     """DropBlock on ``(N, C, H, W)`` that drops exactly ``p`` in expectation on every map size.
 
-    See :func:`dropreg.nn.functional.drop_block2d`; ``law(shape)`` gives the
-    :class:`~dropreg.masks.SlidingBlocks2d` law and its exact moments for a map shape.
+    See :func:`dropreg.nn.functional.drop_block2d`; :attr:`law` is its
+    :class:`~dropreg.masks.SlidingBlocks2d` law, whose methods give the exact moments for a map
+    shape ``(H, W)``.
 
     Args:
         p: mean drop fraction in [0, 1].
