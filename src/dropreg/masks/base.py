@@ -33,6 +33,8 @@ UNDEFINED = "{}: the normalized covariance is undefined because E[z] = 0 (every 
 
 def check_batch_shape(batch_shape: object) -> tuple[int, ...]:
     """``batch_shape`` as a tuple of ints >= 0 (an int ``n`` means ``(n,)``)."""
+    if type(batch_shape) is tuple and all(type(s) is int and s >= 0 for s in batch_shape):
+        return batch_shape  # fast path: layers call this on every forward
     if isinstance(batch_shape, numbers.Integral) and not isinstance(batch_shape, bool):
         batch_shape = (int(batch_shape),)
     if not isinstance(batch_shape, (tuple, list, torch.Size)):

@@ -151,13 +151,15 @@ def sliding_seed_rate(coverage: torch.Tensor, p: float) -> float:
 
 
 @functools.lru_cache(maxsize=256)
-def _mean_on_map(p: float, kh: int, kw: int, H: int, W: int) -> tuple[float, torch.Tensor]:
-    """``(gamma, E[z])`` for ``kh x kw`` blocks on an ``H x W`` map; ``E[z]`` float64 ``(H, W)``."""
+def _mean_on_map(p: float, kh: int, kw: int, H: int, W: int
+                 ) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """``(gamma, E[z], 1 / E[z])`` for ``kh x kw`` blocks on an ``H x W`` map (tensors float64
+    ``(H, W)``; ``1 / E[z]`` is 0 where ``E[z] = 0``). Cached: layers ask for it every call."""
     n = _count_1d(H, kh)[:, None] * _count_1d(W, kw)[None, :]
     gamma = sliding_seed_rate(n, p)
     n = n.to(torch.float64)
     mean = torch.exp(n * math.log1p(-gamma)) if gamma < 1 else torch.zeros_like(n)
-    return gamma, mean
+    return gamma, mean, torch.where(mean > 0, 1.0 / mean, torch.zeros_like(mean))
 
 
 # --------------------------------------------------------------------------- one draw
@@ -165,19 +167,21 @@ def _mean_on_map(p: float, kh: int, kw: int, H: int, W: int) -> tuple[float, tor
 
 @dataclass(frozen=True)
 class SlidingBlocksDraw:
-    """Independent sliding-block keep-masks of shape ``shape``, in compact or dense form.
+    """Independent sliding-block keep-masks of shape ``shape``, in compact or dense form, with
+    the fixed factor ``scale = 1 / E[z]`` (the event's shape) that a layer multiplies them by.
 
     Exactly one of ``indices`` and ``dropped`` is set. ``indices``: chunks of flat indices (into
     the contiguous ``shape`` tensor, possibly repeated) of the dropped positions. ``dropped``: the
     dense 0/1 indicator of the dropped positions.
 
     Example:
-        >>> d = SlidingBlocksDraw((1, 3), indices=(torch.tensor([1]),))
-        >>> d.mask(torch.tensor(2.0))
+        >>> d = SlidingBlocksDraw((1, 3), torch.tensor(2.0), indices=(torch.tensor([1]),))
+        >>> d.mask(d.scale)
         tensor([[2., 0., 2.]])
     """
 
     shape: tuple[int, ...]
+    scale: torch.Tensor
     indices: tuple[torch.Tensor, ...] | None = None
     dropped: torch.Tensor | None = None
 
@@ -185,7 +189,7 @@ class SlidingBlocksDraw:
         """``fill`` (broadcast to ``shape``; its dtype and device) where kept, 0 where dropped.
 
         Example:
-            >>> d = SlidingBlocksDraw((2,), dropped=torch.tensor([1.0, 0.0]))
+            >>> d = SlidingBlocksDraw((2,), torch.tensor(2.0), dropped=torch.tensor([1.0, 0.0]))
             >>> d.mask(torch.tensor(1.0))
             tensor([0., 1.])
         """
@@ -398,20 +402,21 @@ class _SlidingSeeds(MaskLaw):
         check_float_dtype(dtype)
         out_shape = (*batch_shape, *self._event(H, W))
         device = torch.device(device) if device is not None else torch.get_default_device()
-        gamma = self.seed_rate(size)
+        gamma, _, scale = _mean_on_map(self.p, kh, kw, H, W)
+        scale = scale.reshape(self._event(H, W)).to(dtype=dtype, device=device)
         if gamma >= 1.0:
-            return SlidingBlocksDraw(out_shape, dropped=torch.ones(out_shape, dtype=dtype,
-                                                                   device=device))
+            return SlidingBlocksDraw(out_shape, scale,
+                                     dropped=torch.ones(out_shape, dtype=dtype, device=device))
         n = math.prod(batch_shape)
         if method == "auto":
             method = "sparse" if device.type == "cpu" else "dense"
         if method == "sparse":
             chunks = _draw_sparse(n, H, W, kh, kw, gamma, generator, device)
-            return SlidingBlocksDraw(out_shape, indices=tuple(chunks))
+            return SlidingBlocksDraw(out_shape, scale, indices=tuple(chunks))
         if method != "dense":
             raise ValueError(f"method must be 'auto', 'sparse' or 'dense', got {method!r}")
         dropped = _draw_dense(n, H, W, kh, kw, gamma, generator, dtype, device)
-        return SlidingBlocksDraw(out_shape, dropped=dropped.reshape(out_shape))
+        return SlidingBlocksDraw(out_shape, scale, dropped=dropped.reshape(out_shape))
 
     def _sample(
         self,
@@ -425,9 +430,7 @@ class _SlidingSeeds(MaskLaw):
     ) -> torch.Tensor:
         """:meth:`draw` made dense: 1 (or ``1 / E[z_ij]`` when ``scaled``) where kept."""
         d = self.draw(batch_shape, size, generator=generator, dtype=dtype, device=device)
-        fill = (self.inverse_mean(size).to(dtype=dtype, device=device) if scaled
-                else torch.ones((), dtype=dtype, device=device))
-        return d.mask(fill)
+        return d.mask(d.scale if scaled else torch.ones((), dtype=dtype, device=device))
 
     @torch.compiler.disable
     def inverse_mean(self, size: int | tuple[int, int]) -> torch.Tensor:
@@ -437,7 +440,8 @@ class _SlidingSeeds(MaskLaw):
             >>> SlidingBlocks2d(0.5, 1).inverse_mean((1, 2))
             tensor([[2., 2.]], dtype=torch.float64)
         """
-        return super().inverse_mean(size)
+        H, W, kh, kw = self._geometry(size)
+        return _mean_on_map(self.p, kh, kw, H, W)[2].reshape(self._event(H, W)).clone()
 
 
 @dataclass(frozen=True)
@@ -477,12 +481,15 @@ class SlidingBlocks2d(_SlidingSeeds):
         bh, bw = _pair("block_size", self.block_size)
         if not isinstance(self.block_size, numbers.Integral):
             object.__setattr__(self, "block_size", (bh, bw))
+        object.__setattr__(self, "_block", (bh, bw))  # not a field: repr, eq and hash ignore it
 
     def _geometry(self, size: object) -> tuple[int, int, int, int]:
         if not isinstance(size, Sequence) or isinstance(size, str) or len(size) != 2:
             raise TypeError(f"shape must be a pair (H, W) of ints >= 1, got {size!r}")
-        H, W = check_int("H", size[0]), check_int("W", size[1])
-        bh, bw = _pair("block_size", self.block_size)
+        H, W = size
+        if not (type(H) is int and type(W) is int and H >= 1 and W >= 1):  # noqa: E721 - fast path
+            H, W = check_int("H", H), check_int("W", W)
+        bh, bw = self._block
         return H, W, min(bh, H), min(bw, W)
 
     def _event(self, H: int, W: int) -> tuple[int, ...]:

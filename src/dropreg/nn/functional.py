@@ -191,13 +191,12 @@ def _apply_sliding_blocks(input: torch.Tensor, law: SlidingBlocks | SlidingBlock
     """
     draw = law.draw(batch_shape, size, generator=generator, dtype=input.dtype,
                     device=input.device)
-    scale = law.inverse_mean(size).to(device=input.device, dtype=input.dtype)
     if draw.indices is not None and len(draw.indices) <= 1 \
             and math.prod(draw.shape) == input.numel():
         idx = draw.indices[0] if draw.indices else torch.zeros(0, dtype=torch.int64,
                                                                device=input.device)
-        return _ScaleAndDrop.apply(input.reshape(draw.shape), scale, idx).view(input.shape)
-    return input * draw.mask(scale)
+        return _ScaleAndDrop.apply(input.reshape(draw.shape), draw.scale, idx).view(input.shape)
+    return input * draw.mask(draw.scale)
 
 
 def drop_block2d(
