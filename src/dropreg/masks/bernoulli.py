@@ -42,16 +42,7 @@ class Bernoulli(MaskLaw):
     def __post_init__(self) -> None:
         object.__setattr__(self, "p", check_probability("p", self.p))
 
-    def _sample(
-        self,
-        batch_shape: tuple[int, ...],
-        width: int,
-        generator: torch.Generator | None,
-        dtype: torch.dtype,
-        device: torch.device | str | None,
-        *,
-        scaled: bool,
-    ) -> torch.Tensor:
+    def _sample(self, batch_shape, width, generator, dtype, device, *, scaled) -> torch.Tensor:
         """Entries iid Bernoulli(1 - p); scaled by the scalar ``1 / (1 - p)`` in place."""
         z = bernoulli_keep((*batch_shape, self._width(width)), 1.0 - self.p, generator=generator,
                            dtype=dtype, device=device)

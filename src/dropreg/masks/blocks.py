@@ -73,16 +73,7 @@ class Blocks(MaskLaw):
         """
         return torch.arange(self._width(width)) // self.block_size
 
-    def _sample(
-        self,
-        batch_shape: tuple[int, ...],
-        width: int,
-        generator: torch.Generator | None,
-        dtype: torch.dtype,
-        device: torch.device | str | None,
-        *,
-        scaled: bool,
-    ) -> torch.Tensor:
+    def _sample(self, batch_shape, width, generator, dtype, device, *, scaled) -> torch.Tensor:
         """One keep variable per block (scaled by ``1 / (1 - p)`` before the expansion when
         ``scaled``), repeated over the block's units."""
         width = self._width(width)

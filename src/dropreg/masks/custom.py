@@ -77,16 +77,7 @@ class Custom(MaskLaw):
     def __repr__(self) -> str:
         return f"Custom(support_size={self.masks.shape[0]}, width={self.width})"
 
-    def _sample(
-        self,
-        batch_shape: tuple[int, ...],
-        width: int,
-        generator: torch.Generator | None,
-        dtype: torch.dtype,
-        device: torch.device | str | None,
-        *,
-        scaled: bool,
-    ) -> torch.Tensor:
+    def _sample(self, batch_shape, width, generator, dtype, device, *, scaled) -> torch.Tensor:
         """Rows of ``masks`` drawn by inverse CDF (no category limit)."""
         width = self._check(width)
         n = math.prod(batch_shape)

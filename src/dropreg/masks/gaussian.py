@@ -45,23 +45,15 @@ class Gaussian(MaskLaw):
         """Variance of ``z_i``, ``p / (1 - p)``."""
         return self.p / (1.0 - self.p)
 
-    def _sample(
-        self,
-        batch_shape: tuple[int, ...],
-        width: int,
-        generator: torch.Generator | None,
-        dtype: torch.dtype,
-        device: torch.device | str | None,
-        *,
-        scaled: bool,
-    ) -> torch.Tensor:
+    def _sample(self, batch_shape, width, generator, dtype, device, *, scaled) -> torch.Tensor:
         """``1 + sqrt(lam) * randn``; ``E[z] = 1``, so ``scaled`` changes nothing."""
         noise = torch.randn((*batch_shape, self._width(width)), generator=generator, dtype=dtype,
                             device=device)
         return noise.mul_(math.sqrt(self.lam)).add_(1.0)
 
     def mean(self, width: int) -> torch.Tensor:
-        """``mu = 1`` (the noise is centred on 1 by construction).
+        """``mu = 1``: the noise ``N(1, sigma^2)`` of Srivastava et al. 2014 (JMLR), §10
+        "Multiplicative Gaussian Noise", is centred on 1, so no rescaling is needed.
 
         Example:
             >>> Gaussian(0.3).mean(1)

@@ -44,16 +44,7 @@ class KeepExactly(MaskLaw):
             )
         return width
 
-    def _sample(
-        self,
-        batch_shape: tuple[int, ...],
-        width: int,
-        generator: torch.Generator | None,
-        dtype: torch.dtype,
-        device: torch.device | str | None,
-        *,
-        scaled: bool,
-    ) -> torch.Tensor:
+    def _sample(self, batch_shape, width, generator, dtype, device, *, scaled) -> torch.Tensor:
         """The ``keep`` smallest of iid uniform keys are kept."""
         width = self._check(width)
         shape = (*batch_shape, width)

@@ -418,16 +418,7 @@ class _SlidingSeeds(MaskLaw):
         dropped = _draw_dense(n, H, W, kh, kw, gamma, generator, dtype, device)
         return SlidingBlocksDraw(out_shape, scale, dropped=dropped.reshape(out_shape))
 
-    def _sample(
-        self,
-        batch_shape: tuple[int, ...],
-        size: int | tuple[int, int],
-        generator: torch.Generator | None,
-        dtype: torch.dtype,
-        device: torch.device | str | None,
-        *,
-        scaled: bool,
-    ) -> torch.Tensor:
+    def _sample(self, batch_shape, size, generator, dtype, device, *, scaled) -> torch.Tensor:
         """:meth:`draw` made dense: 1 (or ``1 / E[z_ij]`` when ``scaled``) where kept."""
         d = self.draw(batch_shape, size, generator=generator, dtype=dtype, device=device)
         return d.mask(d.scale if scaled else torch.ones((), dtype=dtype, device=device))

@@ -75,7 +75,19 @@ class DropLayer:
         raise NotImplementedError
 
 
-class Dropout(DropLayer, nn.Module):
+class _EntrywiseLayer(DropLayer, nn.Module):
+    """Independent noise on every entry (:class:`Dropout`, :class:`GaussianDropout`); a dropout
+    site for :mod:`dropreg.analytic` (``is_dropout_site``), like ``torch.nn.Dropout``."""
+
+    is_dropout_site = True
+
+    def __init__(self, p: float = 0.5, *, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.p = p
+        self.generator = generator
+
+
+class Dropout(_EntrywiseLayer):
     """Dropout with drop probability ``p`` (law :class:`~dropreg.masks.Bernoulli`).
 
     Without a generator it calls ``torch.nn.functional.dropout``. It is a dropout site for
@@ -89,13 +101,6 @@ class Dropout(DropLayer, nn.Module):
         >>> Dropout(0.2)
         Dropout(p=0.2)
     """
-
-    is_dropout_site = True
-
-    def __init__(self, p: float = 0.5, *, generator: torch.Generator | None = None) -> None:
-        super().__init__()
-        self.p = p
-        self.generator = generator
 
     @property
     def law(self) -> Bernoulli:
@@ -114,7 +119,7 @@ class Dropout(DropLayer, nn.Module):
         return DF.dropout(input, self.p, training=self.training, generator=self.generator)
 
 
-class GaussianDropout(DropLayer, nn.Module):
+class GaussianDropout(_EntrywiseLayer):
     """Multiplicative ``N(1, p / (1 - p))`` noise (law :class:`~dropreg.masks.Gaussian`).
 
     A dropout site for :mod:`dropreg.analytic`: its noise has the variance ``p / (1 - p)`` of
@@ -130,12 +135,6 @@ class GaussianDropout(DropLayer, nn.Module):
     """
 
     _p_allows_one = False
-    is_dropout_site = True
-
-    def __init__(self, p: float = 0.5, *, generator: torch.Generator | None = None) -> None:
-        super().__init__()
-        self.p = p
-        self.generator = generator
 
     @property
     def law(self) -> Gaussian:
