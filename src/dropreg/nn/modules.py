@@ -258,7 +258,28 @@ class DropBlock1d(DropLayer, nn.Module):
                 f"{self.share_channels}, fixed_blocks={self.fixed_blocks}")
 
 
-class DropConnectLinear(DropLayer, nn.Linear):
+class _DropConnectLayer(DropLayer):
+    """What :class:`DropConnectLinear` and :class:`DropConnectConv2d` share: the Bernoulli law of
+    the weight entries, the DropConnect settings and their repr."""
+
+    def _set_drop_connect(self, p: float, per_example: bool, generator: torch.Generator | None,
+                          max_mask_elements: int) -> None:
+        self.p = p
+        self.per_example = bool(per_example)
+        self.generator = generator
+        self.max_mask_elements = max_mask_elements
+
+    @property
+    def law(self) -> Bernoulli:
+        """The mask law of :mod:`dropreg.masks` that this layer samples (over weight entries)."""
+        return Bernoulli(self.p)
+
+    def extra_repr(self) -> str:
+        """The wrapped layer's repr, then ``p`` and ``per_example``."""
+        return f"{super(DropLayer, self).extra_repr()}, p={self.p}, per_example={self.per_example}"
+
+
+class DropConnectLinear(_DropConnectLayer, nn.Linear):
     """``nn.Linear`` whose weight entries are dropped with probability ``p`` in training.
 
     One mask per forward call by default, one per example with ``per_example=True`` (chunked so
@@ -284,15 +305,7 @@ class DropConnectLinear(DropLayer, nn.Linear):
         dtype: torch.dtype | None = None,
     ) -> None:
         nn.Linear.__init__(self, in_features, out_features, bias, device=device, dtype=dtype)
-        self.p = p
-        self.per_example = bool(per_example)
-        self.generator = generator
-        self.max_mask_elements = max_mask_elements
-
-    @property
-    def law(self) -> Bernoulli:
-        """The mask law of :mod:`dropreg.masks` that this layer samples."""
-        return Bernoulli(self.p)
+        self._set_drop_connect(p, per_example, generator, max_mask_elements)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         """:func:`~dropreg.nn.functional.drop_connect_linear` (a plain linear map in eval).
@@ -312,11 +325,8 @@ class DropConnectLinear(DropLayer, nn.Linear):
             max_mask_elements=self.max_mask_elements,
         )
 
-    def extra_repr(self) -> str:
-        return f"{nn.Linear.extra_repr(self)}, p={self.p}, per_example={self.per_example}"
 
-
-class DropConnectConv2d(DropLayer, nn.Conv2d):
+class DropConnectConv2d(_DropConnectLayer, nn.Conv2d):
     """``nn.Conv2d`` whose kernel entries are dropped with probability ``p`` in training.
 
     Only ``padding_mode="zeros"`` is supported. One mask per call by default, one per example with
@@ -348,15 +358,7 @@ class DropConnectConv2d(DropLayer, nn.Conv2d):
         nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, bias=bias,
                            device=device, dtype=dtype)
-        self.p = p
-        self.per_example = bool(per_example)
-        self.generator = generator
-        self.max_mask_elements = max_mask_elements
-
-    @property
-    def law(self) -> Bernoulli:
-        """The mask law of :mod:`dropreg.masks` that this layer samples."""
-        return Bernoulli(self.p)
+        self._set_drop_connect(p, per_example, generator, max_mask_elements)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         """:func:`~dropreg.nn.functional.drop_connect_conv2d` (a plain convolution in eval).
@@ -375,9 +377,6 @@ class DropConnectConv2d(DropLayer, nn.Conv2d):
             self.groups, training=self.training, per_example=self.per_example,
             generator=self.generator, max_mask_elements=self.max_mask_elements,
         )
-
-    def extra_repr(self) -> str:
-        return f"{nn.Conv2d.extra_repr(self)}, p={self.p}, per_example={self.per_example}"
 
 
 class MaskDropout(DropLayer, nn.Module):
