@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import dropreg.masks.sliding
 import dropreg.nn.functional as DF
 from dropreg.masks import Blocks, Custom, Gaussian, KeepExactly, SlidingBlocks, SlidingBlocks2d
 from dropreg.nn import (
@@ -50,7 +51,9 @@ def test_realised_drop_fraction_equals_p_on_grid(method: str) -> None:
     for (H, W), block, p in GRID:
         planes = max(400, 40_000 // (H * W))
         bs = block if isinstance(block, tuple) else (block, block)
-        mask = DF._sliding_block_mask(planes, H, W, bs, p, g, like, method=method)
+        draw = SlidingBlocks2d(p, bs).draw((planes,), (H, W), generator=g, dtype=like.dtype,
+                                           method=method)
+        mask = draw.mask(torch.ones((), dtype=like.dtype))
         frac = (mask == 0).to(torch.float64).mean((1, 2))
         se = frac.std() / math.sqrt(planes)
         assert abs(float(frac.mean()) - p) <= 5 * float(se) + 1e-12, (H, W, block, p, method)
@@ -64,9 +67,9 @@ def test_sampled_masks_follow_the_exact_2d_law(method, shape, block, p) -> None:
     law = SlidingBlocks2d(p, block)
     H, W = shape
     n = 30_000
-    bs = block if isinstance(block, tuple) else (block, block)
     like = torch.empty((), dtype=torch.float64)
-    scaled = DF._sliding_block_mask(n, H, W, bs, p, _gen(2), like, method=method).reshape(n, -1)
+    draw = law.draw((n,), shape, generator=_gen(2), dtype=like.dtype, method=method)
+    scaled = draw.mask(law.inverse_mean(shape)).reshape(n, -1)
     mu = law.mean(shape).reshape(-1)
     torch.testing.assert_close(scaled.max(0).values, 1 / mu, rtol=1e-15, atol=0)
     z = (scaled > 0).to(torch.float64)
@@ -409,10 +412,11 @@ def test_per_example_chunks_match_unchunked_and_bound_saved_memory() -> None:
 
 def test_sparse_sampler_chunked_at_high_rate(monkeypatch: pytest.MonkeyPatch) -> None:
     """Index chunking (forced small) keeps the law: drop fraction p within 5 s.e."""
-    monkeypatch.setattr(DF, "_INDEX_CHUNK", 200)
+    monkeypatch.setattr(dropreg.masks.sliding, "INDEX_CHUNK", 200)
     p = 0.95
-    mask = DF._sliding_block_mask(1000, 9, 9, (3, 3), p, _gen(21),
-                                  torch.empty((), dtype=torch.float64), method="sparse")
+    draw = SlidingBlocks2d(p, 3).draw((1000,), (9, 9), generator=_gen(21), method="sparse")
+    assert len(draw.indices) > 1
+    mask = draw.mask(torch.ones((), dtype=torch.float64))
     frac = (mask == 0).to(torch.float64).mean((1, 2))
     assert abs(float(frac.mean()) - p) <= 5 * float(frac.std()) / math.sqrt(1000)
     assert SlidingBlocks2d(0.1, [2, 3]).block_size == (2, 3)
@@ -422,7 +426,8 @@ def test_fused_path_equals_mask_path_and_handles_layouts() -> None:
     """The fused (multiply then zero) path gives input * mask for the same draw, for contiguous,
     channels-last and non-contiguous inputs, and gradient = mask."""
     x = torch.randn(3, 4, 9, 7, dtype=torch.float64)
-    mask = DF._sliding_block_mask(12, 9, 7, (3, 2), 0.3, _gen(22), x).view(3, 4, 9, 7)
+    mask = SlidingBlocks2d(0.3, (3, 2)).sample_scaled((3, 4), (9, 7), generator=_gen(22),
+                                                       dtype=x.dtype)
     for inp in (x, x.to(memory_format=torch.channels_last),
                 x.transpose(2, 3).contiguous().transpose(2, 3)):
         inp = inp.clone().requires_grad_(True)

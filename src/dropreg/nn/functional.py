@@ -3,9 +3,13 @@
 Every function takes ``p``, the **drop** probability (as ``torch.nn.functional.dropout``), a
 ``training`` flag (``False`` or ``p = 0`` return the input itself) and an explicit
 ``generator: torch.Generator | None``; ``p = 1`` returns zeros (``input * 0``, so no NaN for finite
-input and a zero gradient). Masks are scaled by the fixed ``1 / E[z]`` of each position, never by
-a batch-wide empirical count, so that the mask law is exactly the one :mod:`dropreg.masks`
-describes (same law, same moments, samples independent across the batch).
+input and a zero gradient). Every function draws its mask from its :mod:`dropreg.masks` law,
+through ``law.sample_scaled`` (``z / E[z]``) or, for DropBlock, ``law.draw`` (the same sampler,
+returning the dropped positions so that scaling and dropping need no full-size mask), so the mask
+a layer applies is its law's mask: scaled by the fixed ``1 / E[z]`` of each position, never by a
+batch-wide empirical count, samples independent across the batch. The one exception is
+:func:`dropout` without a generator, which calls ``torch.nn.functional.dropout`` (the same
+Bernoulli law, fused by torch).
 
 Example:
     >>> import torch
@@ -20,16 +24,22 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import math
-import numbers
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from dropreg._checks import check_probability
-from dropreg.masks import Blocks, MaskLaw, SlidingBlocks2d, sliding_seed_rate
+from dropreg._checks import check_int
+from dropreg._random import seed_from
+from dropreg.masks import (
+    Bernoulli,
+    Blocks,
+    Gaussian,
+    MaskLaw,
+    SlidingBlocks,
+    SlidingBlocks2d,
+)
 
 __all__ = [
     "dropout",
@@ -49,10 +59,6 @@ MAX_MASK_ELEMENTS: int = 2**24
 # --------------------------------------------------------------------------- validation
 
 
-def _check_p(p: object, *, allow_one: bool = True, name: str = "p") -> float:
-    return check_probability(name, p, allow_one=allow_one)
-
-
 def _check_input(input: object, fn: str, ndims: Sequence[int] | None = None) -> torch.Tensor:
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"{fn}: input must be a torch.Tensor, got {type(input).__name__}")
@@ -67,27 +73,13 @@ def _check_input(input: object, fn: str, ndims: Sequence[int] | None = None) -> 
     return input
 
 
-def _check_block(block_size: object, n: int) -> tuple[int, ...]:
-    if isinstance(block_size, Sequence) and not isinstance(block_size, str):
-        if len(block_size) != n:
-            raise ValueError(f"block_size must be an int or {n} ints >= 1, got {block_size!r}")
-        vals = tuple(block_size)
-    else:
-        vals = (block_size,) * n
-    out = []
-    for v in vals:
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-            raise TypeError(f"block_size must be an int >= 1 (or {n} of them), got {block_size!r}")
-        if int(v) < 1:
-            raise ValueError(f"block_size must be an int >= 1, got {block_size!r}")
-        out.append(int(v))
-    return tuple(out)
-
-
-def _bernoulli(shape, keep: float, generator, like: torch.Tensor) -> torch.Tensor:
-    return torch.empty(shape, dtype=like.dtype, device=like.device).bernoulli_(
-        keep, generator=generator
-    )
+def _iid_scaled_mask(law: Bernoulli | Gaussian, shape: Sequence[int],
+                     generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    """``z / E[z]`` of shape ``shape`` for a law with iid entries, in the dtype and device of
+    ``like``: ``law.sample_scaled`` over the ``numel`` entries (any shape, 0-dim or empty)."""
+    z = law.sample_scaled((math.prod(shape),), 1, generator=generator, dtype=like.dtype,
+                          device=like.device)
+    return z.view(tuple(shape))
 
 
 # --------------------------------------------------------------------------- dropout
@@ -120,15 +112,14 @@ def dropout(
         [0.0, 2.0]
     """
     _check_input(input, "dropout")
-    p = _check_p(p)
-    if not training or p == 0.0:
+    law = Bernoulli(p)
+    if not training or law.p == 0.0:
         return input
-    if p == 1.0:
+    if law.p == 1.0:
         return input * 0.0
-    if generator is None:
-        return F.dropout(input, p, training=True)
-    mask = _bernoulli(input.shape, 1.0 - p, generator, input).mul_(1.0 / (1.0 - p))
-    return input * mask
+    if generator is None:  # the same law, fused by torch (no mask tensor)
+        return F.dropout(input, law.p, training=True)
+    return input * _iid_scaled_mask(law, input.shape, generator, input)
 
 
 def gaussian_dropout(
@@ -154,103 +145,13 @@ def gaussian_dropout(
         torch.Size([3])
     """
     _check_input(input, "gaussian_dropout")
-    p = _check_p(p, allow_one=False)
-    if not training or p == 0.0:
+    law = Gaussian(p)
+    if not training or law.p == 0.0:
         return input
-    noise = torch.randn(input.shape, generator=generator, dtype=input.dtype, device=input.device)
-    return input * noise.mul_(math.sqrt(p / (1.0 - p))).add_(1.0)
+    return input * _iid_scaled_mask(law, input.shape, generator, input)
 
 
 # --------------------------------------------------------------------------- DropBlock kernel
-
-
-@functools.lru_cache(maxsize=256)
-def _block_scale(H: int, W: int, kh: int, kw: int, p: float) -> tuple[float, torch.Tensor]:
-    """(gamma, 1 / E[z_ij] as float64 (H, W); 0 where E[z_ij] = 0) for valid-centre seeds."""
-    law = SlidingBlocks2d(p, (kh, kw))
-    gamma = sliding_seed_rate(law.coverage((H, W)), p)
-    mean = law.mean((H, W))
-    scale = torch.where(mean > 0, 1.0 / mean, torch.zeros_like(mean))
-    return gamma, scale
-
-
-#: Largest number of block positions indexed at once by the sparse DropBlock sampler.
-_INDEX_CHUNK: int = 2**22
-
-
-@functools.lru_cache(maxsize=64)
-def _block_offsets(kh: int, kw: int, W: int) -> torch.Tensor:
-    return (torch.arange(kh)[:, None] * W + torch.arange(kw)[None, :]).reshape(-1)
-
-
-@torch.compiler.disable
-def _sliding_block_sample(
-    planes: int,
-    H: int,
-    W: int,
-    block: tuple[int, int],
-    p: float,
-    generator: torch.Generator | None,
-    like: torch.Tensor,
-    method: str = "auto",
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Sample law ``SlidingBlocks2d(p, block)`` on ``planes`` maps of ``H x W``.
-
-    Returns ``(scale, dropped_index, mask)``: ``scale`` is ``1 / E[z]`` as ``(H, W)`` in the
-    dtype of ``like``; either ``dropped_index`` (flat indices into a contiguous
-    ``(planes, H, W)`` tensor of the dropped positions, possibly repeated; ``mask`` is ``None``)
-    or ``mask``, the scaled keep-mask ``(planes, H, W)``.
-
-    ``"sparse"`` (CPU default): a Poisson number ``K ~ Poisson(M lam)`` of seed hits,
-    ``lam = -log(1 - gamma)``, placed uniformly on the ``M`` valid seed sites; by Poisson splitting
-    each site receives an independent ``Poisson(lam)`` number of hits, so "at least one hit" is
-    exactly iid Bernoulli(gamma). The ``K * kh * kw`` covered positions are listed (generated in
-    chunks of at most ``_INDEX_CHUNK`` positions): cost ``O(K kh kw)`` instead of
-    ``O(numel kh kw)``. ``"dense"`` (GPU default, no host synchronisation): Bernoulli(gamma) seeds
-    on the valid grid, expanded by ``max_pool2d``.
-
-    Under ``torch.compile`` the sampling runs eagerly (its size is data-dependent); the arithmetic
-    that applies it is compiled.
-    """
-    kh, kw = min(block[0], H), min(block[1], W)
-    gamma, scale64 = _block_scale(H, W, kh, kw, p)
-    scale = scale64.to(device=like.device, dtype=like.dtype)
-    if gamma >= 1.0:
-        return scale, None, torch.zeros((planes, H, W), dtype=like.dtype, device=like.device)
-    Hs, Ws = H - kh + 1, W - kw + 1
-    if method == "auto":
-        method = "sparse" if like.device.type == "cpu" else "dense"
-    if method == "sparse":
-        sites = planes * Hs * Ws
-        rate = torch.tensor([sites * -math.log1p(-gamma)], dtype=torch.float64)
-        hits = int(torch.poisson(rate, generator=generator).item()) if gamma > 0 else 0
-        offsets = _block_offsets(kh, kw, W).to(like.device)
-        step = max(1, _INDEX_CHUNK // (kh * kw))  # bounds the index memory at high seed rates
-        chunks = []
-        for start in range(0, hits, step):
-            i = torch.randint(sites, (min(step, hits - start),), generator=generator,
-                              device=like.device)
-            plane = torch.div(i, Hs * Ws, rounding_mode="floor")
-            rem = i - plane * (Hs * Ws)
-            s = torch.div(rem, Ws, rounding_mode="floor")
-            base = plane * (H * W) + s * W + (rem - s * Ws)
-            chunks.append((base[:, None] + offsets).reshape(-1))
-        if len(chunks) == 1:
-            return scale, chunks[0], None
-        if not chunks:
-            return scale, torch.zeros(0, dtype=torch.int64, device=like.device), None
-        # many chunks: apply them to a mask one at a time instead of concatenating indices
-        mask = torch.empty((planes, H, W), dtype=like.dtype, device=like.device).copy_(scale)
-        for idx in chunks:
-            mask.view(-1).index_fill_(0, idx, 0.0)
-        return scale, None, mask
-    if method != "dense":
-        raise ValueError(f"method must be 'auto', 'sparse' or 'dense', got {method!r}")
-    seeds = torch.empty((planes, 1, Hs, Ws), dtype=like.dtype, device=like.device)
-    seeds.bernoulli_(gamma, generator=generator)
-    dropped = F.max_pool2d(F.pad(seeds, (kw - 1, kw - 1, kh - 1, kh - 1)), (kh, kw), stride=1)
-    zero = torch.zeros((), dtype=like.dtype, device=like.device)
-    return scale, None, torch.where(dropped[:, 0] > 0, zero, scale)
 
 
 class _ScaleAndDrop(torch.autograd.Function):
@@ -279,28 +180,23 @@ class _ScaleAndDrop(torch.autograd.Function):
         return grad_in, None, None
 
 
-def _sliding_block_mask(planes, H, W, block, p, generator, like, method="auto") -> torch.Tensor:
-    """Scaled keep-mask ``z / E[z]`` of shape (planes, H, W), law ``SlidingBlocks2d(p, block)``."""
-    scale, idx, mask = _sliding_block_sample(planes, H, W, block, p, generator, like, method)
-    if mask is None:
-        mask = torch.empty((planes, H, W), dtype=like.dtype, device=like.device).copy_(scale)
-        mask.view(-1).index_fill_(0, idx, 0.0)
-    return mask
+def _apply_sliding_blocks(input: torch.Tensor, law: SlidingBlocks | SlidingBlocks2d,
+                          batch_shape: tuple[int, ...], size: int | tuple[int, int],
+                          generator: torch.Generator | None) -> torch.Tensor:
+    """``input * z / E[z]`` with ``z = law.draw(batch_shape, size)`` broadcast over ``input``.
 
-
-def _apply_sliding_blocks(input: torch.Tensor, planes: int, H: int, W: int,
-                          block: tuple[int, int], p: float, generator, view: tuple[int, ...]
-                          ) -> torch.Tensor:
-    """``input * z / E[z]``; ``input`` viewed as ``view`` (its mask broadcast over dim 1 when
-    ``planes`` counts samples only). Independent masks take the fused path
-    (:class:`_ScaleAndDrop`), which builds and saves no full-size mask."""
-    scale, idx, mask = _sliding_block_sample(planes, H, W, block, p, generator, input)
-    if idx is not None and planes * H * W == input.numel():
-        return _ScaleAndDrop.apply(input.reshape(planes, H, W), scale, idx).view(input.shape)
-    if mask is None:
-        mask = torch.empty((planes, H, W), dtype=input.dtype, device=input.device).copy_(scale)
-        mask.view(-1).index_fill_(0, idx, 0.0)
-    return input * mask.reshape(view)
+    When every entry of ``input`` has its own mask entry and the draw lists the dropped positions
+    (the CPU sampler), the fused :class:`_ScaleAndDrop` applies it without a full-size mask;
+    otherwise the draw's scaled mask (``law.sample_scaled``'s) multiplies ``input``.
+    """
+    draw = law.draw(batch_shape, size, generator=generator, dtype=input.dtype,
+                    device=input.device)
+    if draw.indices is not None and len(draw.indices) <= 1 \
+            and math.prod(draw.shape) == input.numel():
+        idx = draw.indices[0] if draw.indices else torch.zeros(0, dtype=torch.int64,
+                                                               device=input.device)
+        return _ScaleAndDrop.apply(input.reshape(draw.shape), draw.scale, idx).view(input.shape)
+    return input * draw.mask(draw.scale)
 
 
 def drop_block2d(
@@ -342,14 +238,11 @@ def drop_block2d(
         True
     """
     _check_input(input, "drop_block2d", (4,))
-    p = _check_p(p)
-    block = _check_block(block_size, 2)
-    if not training or p == 0.0:
+    law = SlidingBlocks2d(p, block_size)
+    if not training or law.p == 0.0:
         return input
     N, C, H, W = input.shape
-    planes = N if share_channels else N * C
-    return _apply_sliding_blocks(input, planes, H, W, block, p, generator,
-                                 (N, 1 if share_channels else C, H, W))
+    return _apply_sliding_blocks(input, law, (N, 1 if share_channels else C), (H, W), generator)
 
 
 def drop_block1d(
@@ -387,23 +280,18 @@ def drop_block1d(
         (True, [0.0, 2.0])
     """
     _check_input(input, "drop_block1d", (2, 3))
-    p = _check_p(p)
-    (k,) = _check_block(block_size, 1)
-    if not training or p == 0.0:
+    law = (Blocks if fixed_blocks else SlidingBlocks)(p, block_size)
+    if not training or law.p == 0.0:
         return input
     L = input.shape[-1]
-    if input.ndim == 2 or share_channels:
-        planes, view = input.shape[0], (input.shape[0],) + (1,) * (input.ndim - 2) + (L,)
+    if input.ndim == 2:
+        batch_shape = (input.shape[0],)
     else:
-        planes, view = input.shape[0] * input.shape[1], input.shape
+        batch_shape = (input.shape[0], 1 if share_channels else input.shape[1])
     if fixed_blocks:
-        if p == 1.0:
-            return input * 0.0
-        nb = Blocks(p, k).n_blocks(L)
-        kept = _bernoulli((planes, nb), 1.0 - p, generator, input).mul_(1.0 / (1.0 - p))
-        mask = kept.repeat_interleave(k, dim=-1)[:, :L]
-        return input * mask.reshape(view)
-    return _apply_sliding_blocks(input, planes, 1, L, (1, k), p, generator, view)
+        return input * law.sample_scaled(batch_shape, L, generator=generator, dtype=input.dtype,
+                                         device=input.device)
+    return _apply_sliding_blocks(input, law, batch_shape, L, generator)
 
 
 # --------------------------------------------------------------------------- DropConnect
@@ -427,19 +315,17 @@ def drop_connect(
         [0.0, 2.0]
     """
     _check_input(weight, "drop_connect")
-    p = _check_p(p)
-    if not training or p == 0.0:
+    law = Bernoulli(p)
+    if not training or law.p == 0.0:
         return weight
-    if p == 1.0:
+    if law.p == 1.0:
         return weight * 0.0
-    return weight * _bernoulli(weight.shape, 1.0 - p, generator, weight).mul_(1.0 / (1.0 - p))
+    return weight * _iid_scaled_mask(law, weight.shape, generator, weight)
 
 
 def _chunk_size(n: int, per_example: int, max_mask_elements: int) -> int:
-    if isinstance(max_mask_elements, bool) or not isinstance(max_mask_elements, numbers.Integral) \
-            or max_mask_elements < 1:
-        raise ValueError(f"max_mask_elements must be an int >= 1, got {max_mask_elements!r}")
-    return max(1, min(n, int(max_mask_elements) // max(per_example, 1)))
+    max_mask_elements = check_int("max_mask_elements", max_mask_elements)
+    return max(1, min(n, max_mask_elements // max(per_example, 1)))
 
 
 def _per_example_chunks(chunk_fn, x: torch.Tensor, params: tuple, n: int, chunk: int,
@@ -453,8 +339,7 @@ def _per_example_chunks(chunk_fn, x: torch.Tensor, params: tuple, n: int, chunk:
     """
     from torch.utils.checkpoint import checkpoint
 
-    seeds = torch.randint(0, 2**62, (max(1, -(-n // chunk)),), generator=generator,
-                          device=generator.device if generator is not None else "cpu").tolist()
+    seeds = [seed_from(generator) for _ in range(max(1, -(-n // chunk)))]
     need_grad = torch.is_grad_enabled() and (
         x.requires_grad or any(isinstance(t, torch.Tensor) and t.requires_grad for t in params))
     outs = []
@@ -505,20 +390,19 @@ def drop_connect_linear(
                 [4., 4.]])
     """
     _check_input(input, "drop_connect_linear")
-    p = _check_p(p)
-    if not training or p == 0.0:
+    law = Bernoulli(p)
+    if not training or law.p == 0.0:
         return F.linear(input, weight, bias)
-    if not per_example or p == 1.0:
-        return F.linear(input, drop_connect(weight, p, generator=generator), bias)
+    if not per_example or law.p == 1.0:
+        return F.linear(input, drop_connect(weight, law.p, generator=generator), bias)
     lead = input.shape[:-1]
     x = input.reshape(-1, input.shape[-1])
     n = x.shape[0]
     out_f, in_f = weight.shape
-    keep = 1.0 - p
 
     def chunk_fn(xb: torch.Tensor, w: torch.Tensor, seed: int) -> torch.Tensor:
         g = torch.Generator(device=w.device).manual_seed(seed)
-        masks = _bernoulli((xb.shape[0], out_f, in_f), keep, g, w).mul_(1.0 / keep)
+        masks = _iid_scaled_mask(law, (xb.shape[0], out_f, in_f), g, w)
         return torch.bmm(w * masks, xb.unsqueeze(-1)).squeeze(-1)
 
     chunk = _chunk_size(n, out_f * in_f, max_mask_elements)
@@ -556,20 +440,19 @@ def drop_connect_conv2d(
         torch.Size([2, 1, 2, 2])
     """
     _check_input(input, "drop_connect_conv2d", (4,))
-    p = _check_p(p)
-    if not training or p == 0.0:
+    law = Bernoulli(p)
+    if not training or law.p == 0.0:
         return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
-    if not per_example or p == 1.0 or input.shape[0] == 0:
-        w = drop_connect(weight, p, generator=generator)
+    if not per_example or law.p == 1.0 or input.shape[0] == 0:
+        w = drop_connect(weight, law.p, generator=generator)
         return F.conv2d(input, w, bias, stride, padding, dilation, groups)
     n, c_in = input.shape[:2]
     c_out = weight.shape[0]
-    keep = 1.0 - p
 
     def chunk_fn(xb: torch.Tensor, w: torch.Tensor, seed: int) -> torch.Tensor:
         g = torch.Generator(device=w.device).manual_seed(seed)
         m = xb.shape[0]
-        masks = _bernoulli((m, *w.shape), keep, g, w).mul_(1.0 / keep)
+        masks = _iid_scaled_mask(law, (m, *w.shape), g, w)
         wb = (w * masks).reshape(m * c_out, *w.shape[1:])
         yb = F.conv2d(xb.reshape(1, m * c_in, *xb.shape[2:]), wb, None, stride, padding,
                       dilation, groups * m)
@@ -587,16 +470,16 @@ def drop_connect_conv2d(
 
 def mask_dropout(
     input: torch.Tensor,
-    law: MaskLaw | SlidingBlocks2d,
+    law: MaskLaw,
     *,
     training: bool = True,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Apply any mask law: ``input * z / E[z]`` with ``z ~ law``.
+    """Apply any mask law: ``input * z / E[z]`` with ``z ~ law`` (``law.sample_scaled``).
 
-    A 1-D :class:`~dropreg.masks.MaskLaw` acts on the last axis (width ``input.shape[-1]``), one
-    independent mask per index of the leading axes; :class:`~dropreg.masks.SlidingBlocks2d` acts
-    on the last two axes. Units with ``E[z_i] = 0`` output 0.
+    The law acts on the last ``law.event_ndim`` axes (the last axis, of width
+    ``input.shape[-1]``, for most laws; the last two for :class:`~dropreg.masks.SlidingBlocks2d`),
+    one independent mask per index of the leading axes. Units with ``E[z_i] = 0`` output 0.
 
     Example:
         >>> from dropreg.masks import KeepExactly
@@ -605,23 +488,13 @@ def mask_dropout(
         tensor([4., 4.])
     """
     _check_input(input, "mask_dropout")
-    if not isinstance(law, (MaskLaw, SlidingBlocks2d)):
+    if not isinstance(law, MaskLaw):
         raise TypeError(f"law must be a dropreg.masks law, got {type(law).__name__}")
     if not training:
         return input
-    if isinstance(law, SlidingBlocks2d):
-        if input.ndim < 2:
-            raise ValueError(f"mask_dropout with a 2-D law needs ndim >= 2, got {input.ndim}")
-        shape = tuple(input.shape[-2:])
-        mean = law.mean(shape)
-        z = law.sample(tuple(input.shape[:-2]), shape, generator=generator, dtype=input.dtype,
-                       device=input.device)
-    else:
-        if input.ndim < 1:
-            raise ValueError("mask_dropout needs ndim >= 1")
-        width = input.shape[-1]
-        mean = law.mean(width)
-        z = law.sample(tuple(input.shape[:-1]), width, generator=generator, dtype=input.dtype,
-                       device=input.device)
-    inv = torch.where(mean > 0, 1.0 / mean, torch.zeros_like(mean))
-    return input * (z * inv.to(device=input.device, dtype=input.dtype))
+    nd = law.event_ndim
+    if input.ndim < nd:
+        raise ValueError(f"mask_dropout with {law!r} needs input ndim >= {nd}, got {input.ndim}")
+    size = input.shape[-1] if nd == 1 else tuple(input.shape[-nd:])
+    return input * law.sample_scaled(tuple(input.shape[:input.ndim - nd]), size,
+                                     generator=generator, dtype=input.dtype, device=input.device)

@@ -22,6 +22,7 @@ import dataclasses
 import torch
 from torch import nn
 
+from dropreg._checks import check_int, check_probability
 from dropreg.masks import Bernoulli, Blocks, Gaussian, MaskLaw, SlidingBlocks, SlidingBlocks2d
 from dropreg.nn import functional as DF
 
@@ -62,19 +63,31 @@ class DropLayer:
 
     @p.setter
     def p(self, value: float) -> None:
-        self._p = DF._check_p(value, allow_one=self._p_allows_one)
+        self._p = check_probability("p", value, allow_one=self._p_allows_one)
 
     def extra_repr(self) -> str:
         """``p=...``; layers with more parameters extend it."""
         return f"p={self.p}"
 
     @property
-    def law(self) -> MaskLaw | SlidingBlocks2d:  # pragma: no cover - overridden
+    def law(self) -> MaskLaw:  # pragma: no cover - overridden
         """The mask law of :mod:`dropreg.masks` that this layer samples."""
         raise NotImplementedError
 
 
-class Dropout(DropLayer, nn.Module):
+class _EntrywiseLayer(DropLayer, nn.Module):
+    """Independent noise on every entry (:class:`Dropout`, :class:`GaussianDropout`); a dropout
+    site for :mod:`dropreg.analytic` (``is_dropout_site``), like ``torch.nn.Dropout``."""
+
+    is_dropout_site = True
+
+    def __init__(self, p: float = 0.5, *, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.p = p
+        self.generator = generator
+
+
+class Dropout(_EntrywiseLayer):
     """Dropout with drop probability ``p`` (law :class:`~dropreg.masks.Bernoulli`).
 
     Without a generator it calls ``torch.nn.functional.dropout``. It is a dropout site for
@@ -88,13 +101,6 @@ class Dropout(DropLayer, nn.Module):
         >>> Dropout(0.2)
         Dropout(p=0.2)
     """
-
-    is_dropout_site = True
-
-    def __init__(self, p: float = 0.5, *, generator: torch.Generator | None = None) -> None:
-        super().__init__()
-        self.p = p
-        self.generator = generator
 
     @property
     def law(self) -> Bernoulli:
@@ -113,7 +119,7 @@ class Dropout(DropLayer, nn.Module):
         return DF.dropout(input, self.p, training=self.training, generator=self.generator)
 
 
-class GaussianDropout(DropLayer, nn.Module):
+class GaussianDropout(_EntrywiseLayer):
     """Multiplicative ``N(1, p / (1 - p))`` noise (law :class:`~dropreg.masks.Gaussian`).
 
     A dropout site for :mod:`dropreg.analytic`: its noise has the variance ``p / (1 - p)`` of
@@ -129,12 +135,6 @@ class GaussianDropout(DropLayer, nn.Module):
     """
 
     _p_allows_one = False
-    is_dropout_site = True
-
-    def __init__(self, p: float = 0.5, *, generator: torch.Generator | None = None) -> None:
-        super().__init__()
-        self.p = p
-        self.generator = generator
 
     @property
     def law(self) -> Gaussian:
@@ -156,8 +156,9 @@ class GaussianDropout(DropLayer, nn.Module):
 class DropBlock2d(DropLayer, nn.Module):
     """DropBlock on ``(N, C, H, W)`` that drops exactly ``p`` in expectation on every map size.
 
-    See :func:`dropreg.nn.functional.drop_block2d`; ``law(shape)`` gives the
-    :class:`~dropreg.masks.SlidingBlocks2d` law and its exact moments for a map shape.
+    See :func:`dropreg.nn.functional.drop_block2d`; :attr:`law` is its
+    :class:`~dropreg.masks.SlidingBlocks2d` law, whose methods give the exact moments for a map
+    shape ``(H, W)``.
 
     Args:
         p: mean drop fraction in [0, 1].
@@ -180,9 +181,7 @@ class DropBlock2d(DropLayer, nn.Module):
     ) -> None:
         super().__init__()
         self.p = p
-        DF._check_block(block_size, 2)
-        self.block_size = tuple(block_size) if isinstance(block_size, (tuple, list)) \
-            else block_size
+        self.block_size = SlidingBlocks2d(p, block_size).block_size  # validated: int or a pair
         self.share_channels = bool(share_channels)
         self.generator = generator
 
@@ -230,7 +229,7 @@ class DropBlock1d(DropLayer, nn.Module):
     ) -> None:
         super().__init__()
         self.p = p
-        (self.block_size,) = DF._check_block(block_size, 1)
+        self.block_size = check_int("block_size", block_size)
         self.share_channels = bool(share_channels)
         self.fixed_blocks = bool(fixed_blocks)
         self.generator = generator
@@ -259,7 +258,28 @@ class DropBlock1d(DropLayer, nn.Module):
                 f"{self.share_channels}, fixed_blocks={self.fixed_blocks}")
 
 
-class DropConnectLinear(DropLayer, nn.Linear):
+class _DropConnectLayer(DropLayer):
+    """What :class:`DropConnectLinear` and :class:`DropConnectConv2d` share: the Bernoulli law of
+    the weight entries, the DropConnect settings and their repr."""
+
+    def _set_drop_connect(self, p: float, per_example: bool, generator: torch.Generator | None,
+                          max_mask_elements: int) -> None:
+        self.p = p
+        self.per_example = bool(per_example)
+        self.generator = generator
+        self.max_mask_elements = max_mask_elements
+
+    @property
+    def law(self) -> Bernoulli:
+        """The mask law of :mod:`dropreg.masks` that this layer samples (over weight entries)."""
+        return Bernoulli(self.p)
+
+    def extra_repr(self) -> str:
+        """The wrapped layer's repr, then ``p`` and ``per_example``."""
+        return f"{super(DropLayer, self).extra_repr()}, p={self.p}, per_example={self.per_example}"
+
+
+class DropConnectLinear(_DropConnectLayer, nn.Linear):
     """``nn.Linear`` whose weight entries are dropped with probability ``p`` in training.
 
     One mask per forward call by default, one per example with ``per_example=True`` (chunked so
@@ -285,15 +305,7 @@ class DropConnectLinear(DropLayer, nn.Linear):
         dtype: torch.dtype | None = None,
     ) -> None:
         nn.Linear.__init__(self, in_features, out_features, bias, device=device, dtype=dtype)
-        self.p = p
-        self.per_example = bool(per_example)
-        self.generator = generator
-        self.max_mask_elements = max_mask_elements
-
-    @property
-    def law(self) -> Bernoulli:
-        """The mask law of :mod:`dropreg.masks` that this layer samples."""
-        return Bernoulli(self.p)
+        self._set_drop_connect(p, per_example, generator, max_mask_elements)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         """:func:`~dropreg.nn.functional.drop_connect_linear` (a plain linear map in eval).
@@ -313,11 +325,8 @@ class DropConnectLinear(DropLayer, nn.Linear):
             max_mask_elements=self.max_mask_elements,
         )
 
-    def extra_repr(self) -> str:
-        return f"{nn.Linear.extra_repr(self)}, p={self.p}, per_example={self.per_example}"
 
-
-class DropConnectConv2d(DropLayer, nn.Conv2d):
+class DropConnectConv2d(_DropConnectLayer, nn.Conv2d):
     """``nn.Conv2d`` whose kernel entries are dropped with probability ``p`` in training.
 
     Only ``padding_mode="zeros"`` is supported. One mask per call by default, one per example with
@@ -349,15 +358,7 @@ class DropConnectConv2d(DropLayer, nn.Conv2d):
         nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, bias=bias,
                            device=device, dtype=dtype)
-        self.p = p
-        self.per_example = bool(per_example)
-        self.generator = generator
-        self.max_mask_elements = max_mask_elements
-
-    @property
-    def law(self) -> Bernoulli:
-        """The mask law of :mod:`dropreg.masks` that this layer samples."""
-        return Bernoulli(self.p)
+        self._set_drop_connect(p, per_example, generator, max_mask_elements)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         """:func:`~dropreg.nn.functional.drop_connect_conv2d` (a plain convolution in eval).
@@ -377,9 +378,6 @@ class DropConnectConv2d(DropLayer, nn.Conv2d):
             generator=self.generator, max_mask_elements=self.max_mask_elements,
         )
 
-    def extra_repr(self) -> str:
-        return f"{nn.Conv2d.extra_repr(self)}, p={self.p}, per_example={self.per_example}"
-
 
 class MaskDropout(DropLayer, nn.Module):
     """Apply any :mod:`dropreg.masks` law: ``input * z / E[z]`` (see
@@ -394,16 +392,15 @@ class MaskDropout(DropLayer, nn.Module):
         MaskDropout(law=KeepExactly(keep=2))
     """
 
-    def __init__(self, law: MaskLaw | SlidingBlocks2d, *,
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(self, law: MaskLaw, *, generator: torch.Generator | None = None) -> None:
         super().__init__()
-        if not isinstance(law, (MaskLaw, SlidingBlocks2d)):
+        if not isinstance(law, MaskLaw):
             raise TypeError(f"law must be a dropreg.masks law, got {type(law).__name__}")
         self._law = law
         self.generator = generator
 
     @property
-    def law(self) -> MaskLaw | SlidingBlocks2d:
+    def law(self) -> MaskLaw:
         """The mask law of :mod:`dropreg.masks` that this layer samples."""
         return self._law
 

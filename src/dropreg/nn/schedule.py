@@ -25,7 +25,7 @@ from typing import Any
 
 from torch import nn
 
-from dropreg.nn.functional import _check_p
+from dropreg._checks import check_probability
 from dropreg.nn.modules import DropLayer
 
 __all__ = ["DropRateWarmup"]
@@ -71,8 +71,8 @@ class DropRateWarmup:
                 or warmup_steps < 0:
             raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}")
         self.warmup_steps = int(warmup_steps)
-        self.start = _check_p(start, name="start")
-        self.stop = None if stop is None else _check_p(stop, name="stop")
+        self.start = check_probability("start", start)
+        self.stop = None if stop is None else check_probability("stop", stop)
         self.layers: dict[str, nn.Module] = {}
         self.targets: dict[str, float] = {}
         torch_types = (nn.modules.dropout._DropoutNd,) if include_torch_dropout else ()
