@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from dropreg.experiments._common import pyplot
 from dropreg.experiments.claims import Figure, Measurement, Outcome, Progress, claim
 
 #: (H = W, block_size, p) of anchors.md §1.5.
@@ -189,11 +190,7 @@ def dropblock2d_drops_exactly_p(
             float(sum(abs(row[rule] - row["p"]) > 5 * row["stderr"] for row in rows)),
             kind="info"))
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(8, 7.5), sharex=True,
                                   gridspec_kw={"height_ratios": [3, 2]})
     xs = list(range(len(rows)))
