@@ -24,13 +24,26 @@ LOSSES = ("cross_entropy", "mse")
 
 
 def check_loss(loss: str) -> str:
+    """``loss`` when it is one of :data:`LOSSES`, else ``ValueError`` naming the allowed values.
+
+    Example:
+        >>> check_loss("mse")
+        'mse'
+    """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     return loss
 
 
 def num_terms(outputs: torch.Tensor, targets: torch.Tensor, loss: str) -> int:
-    """Number ``N`` of loss terms the mean runs over (checks the shapes)."""
+    """Number ``N`` of loss terms the mean runs over (checks the shapes).
+
+    Example:
+        >>> num_terms(torch.zeros(2, 3, 4), torch.zeros(2, 3, dtype=torch.long), "cross_entropy")
+        6
+        >>> num_terms(torch.zeros(5, 2), torch.zeros(5, 2), "mse")
+        5
+    """
     _check_shapes(outputs, targets, check_loss(loss))
     if loss == "cross_entropy":
         return targets.numel()
@@ -87,7 +100,18 @@ def mean_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.
 
 
 def output_hessian_quadratic(outputs: torch.Tensor, v: torch.Tensor, loss: str) -> torch.Tensor:
-    """``v_n^T H_n v_n`` per loss term; ``v`` is ``(G, *outputs.shape)`` -> result ``(G, N)``."""
+    """``v_n^T H_n v_n`` per loss term; ``v`` is ``(G, *outputs.shape)`` -> result ``(G, N)``.
+
+    ``H_n`` is the module docstring's output Hessian: ``diag(p) - p p^T`` (cross entropy) or
+    ``(2/D) I`` (mse).
+
+    Example:
+        >>> v = torch.tensor([[[1.0, -1.0]]])     # G = 1 direction, N = 1 term, C = 2 classes
+        >>> output_hessian_quadratic(torch.zeros(1, 2), v, "cross_entropy")  # p = (1/2, 1/2)
+        tensor([[1.]])
+        >>> output_hessian_quadratic(torch.zeros(3, 2), torch.ones(1, 3, 2), "mse")
+        tensor([[2., 2., 2.]])
+    """
     if loss == "cross_entropy":
         C = outputs.shape[-1]
         p = torch.softmax(outputs.reshape(-1, C), dim=-1)
@@ -108,6 +132,14 @@ def sampled_pseudo_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str,
     entropy, digest §2.6; Rademacher signs times ``sqrt(2/D)`` for mse), ``"identity"``
     (``M_n = I / C``, the identity ablation of §2.5) or ``"loss_jacobian"`` (the true-label loss
     itself, ``r_n = grad l_n``, so ``r r^T`` is the loss-Jacobian ablation of eq. 5.1).
+
+    Example:
+        >>> out = torch.zeros(4, 3, requires_grad=True)
+        >>> P = sampled_pseudo_loss(out, torch.zeros(4, dtype=torch.long), "cross_entropy",
+        ...                         generator=torch.Generator().manual_seed(0))
+        >>> r, = torch.autograd.grad(P, out)      # softmax(out) - one_hot(sampled label)
+        >>> bool(torch.allclose(r.sum(-1), torch.zeros(4), atol=1e-6))
+        True
     """
     check_loss(loss)
     if kind == "loss_jacobian":

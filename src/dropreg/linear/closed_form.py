@@ -34,7 +34,7 @@ from torch import Tensor
 from dropreg._checks import check_int
 from dropreg.data import Whitening, whiten
 from dropreg.linear.ksupport import ksupport_norm, prox_squared_ksupport
-from dropreg.linear.objective import drop_to_lam
+from dropreg.linear.objective import _block_count, drop_to_lam, factorized_objective
 
 __all__ = [
     "Certificate",
@@ -139,14 +139,6 @@ def _check_M(M: Tensor) -> Tensor:
     return M.detach().to(torch.float64)
 
 
-def _check_width(width: int, block_size: int) -> int:
-    width = check_int("width", width)
-    block_size = check_int("block_size", block_size)
-    if width % block_size:
-        raise ValueError(f"block_size must divide width = {width}, got {block_size}")
-    return width // block_size
-
-
 def numerical_rank(A: Tensor, rtol: float | None = None) -> int:
     """Number of singular values above ``rtol * sigma_max`` (default ``max(shape) * eps``).
 
@@ -180,7 +172,7 @@ def block_norms(U: Tensor, V: Tensor, block_size: int) -> Tensor:
         >>> block_norms(torch.ones(2, 4), torch.ones(3, 4), 2)
         tensor([4.8990, 4.8990])
     """
-    b = _check_width(U.shape[1], block_size)
+    b = _block_count(U.shape[1], block_size)
     Ub = U.T.reshape(b, block_size, -1)
     Vb = V.T.reshape(b, block_size, -1)
     G = (Ub @ Ub.transpose(1, 2)) * (Vb @ Vb.transpose(1, 2))
@@ -301,6 +293,8 @@ def _fusion_frame(t_mid: np.ndarray, b: int, q1: int) -> list[np.ndarray] | None
 
 def _fdb_numpy(x: np.ndarray, S: np.ndarray, r: int, k: int, lam: float
                ) -> tuple[float, np.ndarray]:
+    """:func:`~dropreg.linear.objective.factorized_objective` of ``S`` at the flat factors ``x``
+    and its gradient, in numpy for scipy's L-BFGS (hand gradient: no autograd per call)."""
     m1, m2 = S.shape
     U = x[: m1 * r].reshape(m1, r)
     V = x[m1 * r:].reshape(m2, r)
@@ -324,15 +318,6 @@ def _lbfgs(S: np.ndarray, r: int, k: int, lam: float, x0: np.ndarray
                    options={"maxiter": 20000, "maxfun": 40000, "ftol": 1e-16, "gtol": 1e-12,
                             "maxcor": 30})
     return float(res.fun), res.x
-
-
-def _objective_t(M: Tensor, U: Tensor, V: Tensor, lam: float, k: int) -> float:
-    r = U.shape[1]
-    b = r // k
-    Ub = U.T.reshape(b, k, -1)
-    Vb = V.T.reshape(b, k, -1)
-    reg = ((Ub @ Ub.transpose(1, 2)) * (Vb @ Vb.transpose(1, 2))).sum()
-    return float(((M - U @ V.T) ** 2).sum() + lam * reg)
 
 
 # ---------------------------------------------------------------------------- solvers
@@ -370,7 +355,7 @@ def _factors_from_frame(P: Tensor, Rm: Tensor, a: np.ndarray, t: np.ndarray, hea
 
 def _solution(M, P, s, Rm, a_map, U, V, lam, p, r, k, bound, method, reason, starts, t,
               tau) -> LinearSolution:
-    value = _objective_t(M, U, V, lam, k)
+    value = float(factorized_objective(U, V, M, p, k))
     gap = value - bound
     tol = ATTAIN_RTOL * max(1.0, abs(bound))
     attained = gap <= tol
@@ -409,7 +394,7 @@ def solve_dropout(M: Tensor, width: int, p: float) -> LinearSolution:
         (tensor([2., 0.], dtype=torch.float64), 1.0)
     """
     M = _check_M(M)
-    _check_width(width, 1)
+    check_int("width", width)
     lam = drop_to_lam(p)
     P, s, Rh = torch.linalg.svd(M, full_matrices=False)
     Rm = Rh.T
@@ -471,7 +456,7 @@ def solve_dropblock(M: Tensor, width: int, p: float, block_size: int, *, starts:
         (False, 'lbfgs', 0.0144)
     """
     M = _check_M(M)
-    b = _check_width(width, block_size)
+    b = _block_count(check_int("width", width), block_size)
     starts = check_int("starts", starts)
     if block_size == 1:
         return solve_dropout(M, width, p)
@@ -508,7 +493,7 @@ def solve_dropblock(M: Tensor, width: int, p: float, block_size: int, *, starts:
         x0 = []
         if blocks is not None:
             U, V = _factors_from_frame(P, Rm, an, tn, head, blocks, r, k)
-            if _objective_t(M, U, V, lam, k) - bound <= tol:
+            if float(factorized_objective(U, V, M, p, k)) - bound <= tol:
                 return _solution(M, P, s, Rm, a, U, V, lam, p, r, k, bound, "construction", "",
                                  0, t, tau)
             x0 = [np.concatenate([(P[:, :rho].T @ U).numpy().ravel(),

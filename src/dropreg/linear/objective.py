@@ -212,11 +212,13 @@ def dropout_regularizer(U: Tensor, V: Tensor, p: float, sigma_x: Tensor | None =
     return lam * ((U * U).sum(0) * vsv).sum()
 
 
-def _check_blocks(r: int, block_size: int) -> int:
+def _block_count(width: int, block_size: int) -> int:
+    """Number ``b = width / block_size`` of contiguous fixed blocks (``block_size`` must divide
+    ``width``); the one block-count check of ``dropreg.linear``."""
     block_size = check_int("block_size", block_size)
-    if r % block_size:
-        raise ValueError(f"block_size must divide the width r = {r}, got {block_size}")
-    return r // block_size
+    if width % block_size:
+        raise ValueError(f"block_size must divide the width r = {width}, got {block_size}")
+    return width // block_size
 
 
 def dropblock_regularizer(U: Tensor, V: Tensor, p: float, block_size: int,
@@ -232,7 +234,7 @@ def dropblock_regularizer(U: Tensor, V: Tensor, p: float, block_size: int,
     _check_factors(U, V)
     lam = drop_to_lam(p)
     r = U.shape[1]
-    b = _check_blocks(r, block_size)
+    b = _block_count(r, block_size)
     Ub = U.T.reshape(b, block_size, -1)            # (b, k, D)
     Vb = V.T.reshape(b, block_size, -1)            # (b, k, d)
     G_u = Ub @ Ub.transpose(1, 2)                  # U_g^T U_g
