@@ -1,6 +1,8 @@
 """Atomic file writes: a temporary file in the same folder, fsync, then a rename.
 
 A process killed at any moment leaves either the old file or the whole new one, never a part.
+:func:`update_marked_section` rewrites one marked section of a file (the README's claims and
+benchmark tables) through the same atomic write.
 """
 
 from __future__ import annotations

@@ -31,6 +31,12 @@ def _usage_error(message: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``dropreg`` argument parser: sub-commands ``list``, ``reproduce`` and ``report``.
+
+    Example:
+        >>> build_parser().parse_args(["list"]).command
+        'list'
+    """
     from dropreg import __version__
 
     parser = _Parser(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from dropreg._random import mean_and_stderr
 from dropreg.curvature.lanczos import EigenResult, Operator, as_operator, top_eigenpairs
 from dropreg.curvature.noise import GradientNoise, squared_frobenius_from_gram
 from dropreg.curvature.trace import squared_frobenius, trace
@@ -184,8 +185,7 @@ def alignment(
             eigen = top_eigenpairs(op, k=k, tol=tol, generator=generator)
             used += eigen.iterations
         evals, evecs = eigen.eigenvalues[:k], eigen.eigenvectors[:, :k]
-    tr_hs = float(quad.mean())
-    tr_hs_se = float(quad.std()) / math.sqrt(m)
+    tr_hs, tr_hs_se = mean_and_stderr(quad)
     s_fro_sq = noise.squared_frobenius()
     if not s_fro_sq > 0:
         raise ValueError(f"the unbiased estimate of ||Sigma||_F^2 is {s_fro_sq:.3e} <= 0: too few "
