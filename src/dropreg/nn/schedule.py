@@ -20,12 +20,11 @@ Example:
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 from torch import nn
 
-from dropreg._checks import check_probability
+from dropreg._checks import check_int, check_probability
 from dropreg.nn.modules import DropLayer
 
 __all__ = ["DropRateWarmup"]
@@ -67,10 +66,7 @@ class DropRateWarmup:
         stop: float | None = None,
         include_torch_dropout: bool = False,
     ) -> None:
-        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, numbers.Integral) \
-                or warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}")
-        self.warmup_steps = int(warmup_steps)
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
         self.start = check_probability("start", start)
         self.stop = None if stop is None else check_probability("stop", stop)
         self.layers: dict[str, nn.Module] = {}
