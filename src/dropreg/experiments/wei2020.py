@@ -24,7 +24,6 @@ from dropreg.analytic import (
     ablation,
     accumulate_gradient,
     dropout,
-    dropout_gradient,
     dropout_with_noise,
     explicit,
     explicit_implicit,
@@ -39,8 +38,10 @@ from dropreg.analytic import (
     train,
     xi_drop_tilde,
 )
+from dropreg.curvature import dropout_gradients
 from dropreg.experiments._common import pyplot
 from dropreg.experiments.claims import Figure, Measurement, Outcome, Progress, claim
+from dropreg.sites import sample_masks
 
 
 def _set_p(model: nn.Module, p: float) -> None:
@@ -253,8 +254,9 @@ def xi_covariance_comparison(qs: Sequence[float], *, n_examples: int = 3, n_mask
         for i in range(n_examples):
             x1, y1 = X[i: i + 1], y[i: i + 1]
             A = _approx_noise_factor(net, x1, y1, params)
-            S = torch.stack([flatten(dropout_gradient(net, x1, y1, generator=generator))
-                             for _ in range(n_masks)])
+            masks = sample_masks(net, x1, n_masks, generator=generator)
+            S = dropout_gradients(net, lambda out, t: mean_loss(out, t, "cross_entropy"),
+                                  (x1, y1), masks).T
             Sc = S - S.mean(0)
             sq = (Sc**2).sum(1)
             tr_drop = float(sq.sum()) / (n_masks - 1)
