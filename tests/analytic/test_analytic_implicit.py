@@ -159,3 +159,28 @@ def test_bad_noise_arguments():
         xi_approx(net, x, y, noise="dropout", variance=1.0)
     with pytest.raises(ValueError, match="variance"):
         xi_approx(net, x, y, variance=-1.0)
+
+
+def test_dropout_gradient_draws_exactly_the_enumerated_mask_gradients():
+    """Every draw is the gradient of one of the 2^3 masks, each with frequency 1/8 (5 s.d.)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Tanh(), torch.nn.Dropout(0.5),
+                              torch.nn.Linear(3, 2)).double()
+    x, y = torch.randn(1, 2, dtype=torch.float64), torch.tensor([1])
+    exact = []
+    for bits in range(8):
+        z = torch.tensor([[(bits >> j) & 1 for j in range(3)]], dtype=torch.float64) * 2.0
+        h = torch.tanh(net[0](x)) * z
+        value = torch.nn.functional.cross_entropy(net[3](h), y)
+        exact.append(flatten(torch.autograd.grad(value, list(net.parameters()))))
+    exact = torch.stack(exact)
+    g = torch.Generator().manual_seed(0)
+    n = 800
+    counts = torch.zeros(8)
+    for _ in range(n):
+        d = flatten(dropout_gradient(net, x, y, generator=g))
+        dist = (exact - d).abs().amax(1)
+        assert float(dist.min()) < 1e-12
+        counts[int(dist.argmin())] += 1
+    sd = (n * (1 / 8) * (7 / 8)) ** 0.5
+    assert float((counts - n / 8).abs().max()) < 5 * sd

@@ -23,8 +23,6 @@ from torch import nn
 from dropreg._random import rademacher
 from dropreg.analytic.explicit import check_second_order_site
 from dropreg.analytic.losses import check_loss, mean_loss
-from dropreg.curvature.hvp import unflatten_params
-from dropreg.curvature.noise import dropout_gradients
 from dropreg.masks import Bernoulli
 from dropreg.sites import (
     DropoutSite,
@@ -32,7 +30,6 @@ from dropreg.sites import (
     bernoulli_mask,
     dropout_state,
     group_sum,
-    sample_masks,
 )
 
 NOISES = ("rademacher", "dropout")
@@ -160,9 +157,12 @@ def dropout_gradient(
 ) -> tuple[torch.Tensor, ...]:
     """``grad_W L(F(x, eta))`` for one fresh draw of the dropout masks of every site.
 
-    One mask per example and site (:func:`dropreg.sites.sample_masks`; a site called several
-    times in one forward pass applies the same mask each time), and the gradient is one column of
-    :func:`dropreg.curvature.dropout_gradients`.
+    One backward pass with every site in the ``"fresh"`` state of
+    :func:`dropreg.sites.dropout_state`
+    (each call of a site draws a new mask from ``generator``, one per example, by
+    :func:`dropreg.sites.sample_mask`). For many draws of the same batch,
+    :func:`dropreg.curvature.dropout_gradients` over :func:`dropreg.sites.sample_masks` computes
+    them together (vectorised), from the same mask law.
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(3, 2))
@@ -174,14 +174,12 @@ def dropout_gradient(
     """
     check_loss(loss)
     ps = _params(model, params)
-    name_of = {id(p): n for n, p in model.named_parameters()}
-    if any(id(p) not in name_of for p in ps):
+    owned = {id(p) for p in model.parameters()}
+    if any(id(p) not in owned for p in ps):
         raise ValueError("params must be parameters of model")
-    like = {name_of[id(p)]: p for p in ps}
-    masks = sample_masks(model, inputs, 1, generator=generator)
-    flat = dropout_gradients(model, lambda out, t: mean_loss(out, t, loss), (inputs, targets),
-                             masks, params=list(like))
-    return tuple(unflatten_params(flat[:, 0], like).values())
+    with dropout_state(model, "fresh", generator=generator):
+        value = mean_loss(model(inputs), targets, loss)
+    return tuple(torch.autograd.grad(value, ps, allow_unused=True, materialize_grads=True))
 
 
 def xi_drop_tilde(
