@@ -525,6 +525,7 @@ def _training_outcome(bed: TrainingBed, results, rules, seeds, profile) -> Outco
     d1, dk = "Dropout_1", f"Dropout_{k_big}"
     ms: list[Measurement] = []
     finals: list[Measurement] = []
+    undecided: list[str] = []
 
     def diff(name: str, a: str, b: str, kind: str) -> None:
         if a not in results or b not in results:
@@ -537,7 +538,10 @@ def _training_outcome(bed: TrainingBed, results, rules, seeds, profile) -> Outco
             ms.append(Measurement(name, m, kind="info"))
             return
         tol = 2 * se
-        if kind == "greater":  # a clearly worse (higher loss) than b
+        if kind == "greater" and abs(m) < tol:  # sign not resolved by these seeds
+            undecided.append(name.split(" ", 1)[0])
+            ms.append(Measurement(name, m, kind="info", stderr=se))
+        elif kind == "greater":  # a worse (higher loss) than b, judged by the resolved sign
             ms.append(Measurement(name, m, expected=0.0, kind="at_least", stderr=se))
         elif kind == "close":  # a within 2 s.e. of b, i.e. no detectable difference
             ms.append(Measurement(name, m, expected=0.0, tolerance=tol, kind="close", stderr=se))
@@ -607,13 +611,18 @@ def _training_outcome(bed: TrainingBed, results, rules, seeds, profile) -> Outco
         + ".", fig)
     return Outcome(
         measurements=ms, figures=[figure],
-        inconclusive_reason=("quick profile: one seed and a few epochs; run the full profile "
-                             "for a verdict") if profile != "full" else None,
+        inconclusive_reason=(("quick profile: one seed and a few epochs; run the full profile "
+                              "for a verdict") if profile != "full" else
+                             (f"orderings {', '.join(undecided)} are within 2 standard errors "
+                              f"of zero with {len(seeds)} seeds: their sign is undecided")
+                             if undecided else None),
         notes=("Judged metric: best clean test loss over epochs (the paper reports best "
                "validation perplexity); the same differences at the final epoch are reported "
                "too (late in training the implicit effect shows as slower overfitting). "
-               "Orderings '> 0' are judged on the paired difference across seeds; "
-               "'~0' passes when the difference is within 2 standard errors. Coefficients are "
+               "Orderings '> 0' are judged on the paired difference across seeds when it is "
+               "at least 2 standard errors from zero (its sign decides); closer to zero they "
+               "are reported, not judged, and make the verdict inconclusive. '~0' passes when "
+               "the difference is within 2 standard errors. Coefficients are "
                "the theory values (p/(2(1-p)) explicit, p/(1-p) noise variance), untuned."),
         details={"results": results, "seeds": list(seeds), "epochs": bed.epochs},
     )
