@@ -539,7 +539,7 @@ def _training_outcome(bed: TrainingBed, results, rules, seeds, profile) -> Outco
             return
         tol = 2 * se
         if kind == "greater" and abs(m) < tol:  # sign not resolved by these seeds
-            undecided.append(name.split(" ", 1)[0])
+            undecided.append(name.split(" (>", 1)[0])
             ms.append(Measurement(name, m, kind="info", stderr=se))
         elif kind == "greater":  # a worse (higher loss) than b, judged by the resolved sign
             ms.append(Measurement(name, m, expected=0.0, kind="at_least", stderr=se))
@@ -613,7 +613,7 @@ def _training_outcome(bed: TrainingBed, results, rules, seeds, profile) -> Outco
         measurements=ms, figures=[figure],
         inconclusive_reason=(("quick profile: one seed and a few epochs; run the full profile "
                               "for a verdict") if profile != "full" else
-                             (f"orderings {', '.join(undecided)} are within 2 standard errors "
+                             (f"orderings {'; '.join(undecided)} are within 2 standard errors "
                               f"of zero with {len(seeds)} seeds: their sign is undecided")
                              if undecided else None),
         notes=("Judged metric: best clean test loss over epochs (the paper reports best "
