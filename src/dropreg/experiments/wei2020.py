@@ -581,13 +581,14 @@ def _training_outcome(bed: TrainingBed, results, rules, seeds, profile) -> Outco
     errs = [mean_and_stderr([r["best"] for r in results[n]])[1] if len(seeds) > 1 else 0.0
             for n in names]
     ax.barh(range(len(names)), means, xerr=[2 * e for e in errs], color="C0", capsize=3,
-            label=f"measured (mean of {len(seeds)} seeds, bars 2 s.e.)")
+            label=f"measured (mean of {len(seeds)} seed{'s' if len(seeds) > 1 else ''}, bars 2 s.e.)")
     ax.axvline(means[names.index(d1)], color="k", ls="--", lw=1,
                label="prediction: (c), (d), (f) match Dropout_1")
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_xlabel(f"best {bed.metric}")
     lo = min(means) - 3 * max(errs + [0.01])
     ax.set_xlim(left=max(0.0, lo))
+    ax.set_ylim(-0.6, len(names) + 1.0)  # headroom: the legend sits above the top bar
     ax.legend(fontsize=7, loc="upper right")
     ax.set_title(bed.name)
     ax = axes[1]
