@@ -581,7 +581,7 @@ def _training_outcome(bed: TrainingBed, results, rules, seeds, profile) -> Outco
     errs = [mean_and_stderr([r["best"] for r in results[n]])[1] if len(seeds) > 1 else 0.0
             for n in names]
     ax.barh(range(len(names)), means, xerr=[2 * e for e in errs], color="C0", capsize=3,
-            label=f"measured (mean of {len(seeds)} seed{'s' if len(seeds) > 1 else ''}, bars 2 s.e.)")
+            label=f"measured (mean of {len(seeds)} seed{'s' * (len(seeds) > 1)}, bars 2 s.e.)")
     ax.axvline(means[names.index(d1)], color="k", ls="--", lw=1,
                label="prediction: (c), (d), (f) match Dropout_1")
     ax.set_yticks(range(len(names)), names, fontsize=8)
