@@ -113,6 +113,16 @@ def _real(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def _independent_groups(law: object | None) -> bool:
+    """Independent noise groups with one variance: Bernoulli, Gaussian, or a declared site."""
+    return law is None or isinstance(law, (Bernoulli, Gaussian))
+
+
+def _ones_on(shape: Sequence[int], dims: Sequence[int]) -> tuple[int, ...]:
+    """``shape`` with 1 on ``dims`` (the shape of a mask shared over those dims)."""
+    return tuple(1 if d in dims else int(s) for d, s in enumerate(shape))
+
+
 def is_dropout_site(module: nn.Module) -> bool:
     """Whether ``module`` is a dropout site (the table in the module docstring).
 
@@ -169,7 +179,7 @@ class DropoutSite:
             ...     GaussianDropout(0.2), DropBlock2d(0.1, 3)))]
             [True, False]
         """
-        return self.law is None or isinstance(self.law, (Bernoulli, Gaussian))
+        return _independent_groups(self.law)
 
     def shared_dims(self, ndim: int) -> tuple[int, ...]:
         """Dims of an ``ndim``-dim input over which one mask value is shared (torch's rules for
@@ -227,8 +237,7 @@ class DropoutSite:
             >>> site.mask_shape((8, 3, 5, 5))
             (8, 3, 1, 1)
         """
-        shared = self.shared_dims(len(shape))
-        return tuple(1 if d in shared else int(s) for d, s in enumerate(shape))
+        return _ones_on(shape, self.shared_dims(len(shape)))
 
 
 def _law_of(module: nn.Module, p: float) -> object | None:
@@ -247,7 +256,7 @@ def _site(name: str, module: nn.Module) -> DropoutSite:
     declared = getattr(module, "noise_variance", None)
     if declared is not None:
         var = float(declared)
-    elif law is None or isinstance(law, (Bernoulli, Gaussian)):
+    elif _independent_groups(law):
         var = math.inf if p >= 1.0 else p / (1.0 - p)
     else:
         var = math.nan
@@ -290,7 +299,7 @@ def bernoulli_mask(
         (torch.Size([2, 3, 1]), True)
     """
     p = check_probability("p", p)
-    mshape = tuple(1 if d in shared_dims else int(s) for d, s in enumerate(shape))
+    mshape = _ones_on(shape, shared_dims)
     if p == 1.0:
         return torch.zeros(mshape, dtype=dtype, device=device)
     keep = bernoulli_keep(mshape, 1.0 - p, generator=generator, dtype=dtype, device=device)

@@ -258,9 +258,7 @@ def xi_covariance_comparison(qs: Sequence[float], *, n_examples: int = 3, n_mask
             S = dropout_gradients(net, lambda out, t: mean_loss(out, t, "cross_entropy"),
                                   (x1, y1), masks).T
             Sc = S - S.mean(0)
-            sq = (Sc**2).sum(1)
-            tr_drop = float(sq.sum()) / (n_masks - 1)
-            tr_drop_se = mean_and_stderr(sq)[1]
+            tr_drop, tr_drop_se = _trace_cov(S)
             tr_app = float((A**2).sum())
             inner = float(((Sc @ A.T) ** 2).sum()) / (n_masks - 1)  # <Cov_approx, Cov_drop>
             h = n_masks // 2
