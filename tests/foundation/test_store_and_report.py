@@ -108,9 +108,13 @@ def test_bad_measurements_raise(kwargs, match):
 
 def test_claim_registration_checks_ids():
     with pytest.raises(ValueError, match="paper"):
-        claim("nobody2020.x", "nobody2020", "s")
+        claim("no body.x", "no body", "s")
     with pytest.raises(ValueError, match="must start with"):
         claim("pal2020.x", "wei2020", "s")
+    with pytest.raises(ValueError, match="profiles"):
+        claim("mine.x", "mine", "s", settings={"quick": 1})
+    with pytest.raises(TypeError, match="hashable"):
+        claim("mine.x", "mine", "s", settings={"smoke": [1], "quick": [2], "full": [3]})
 
 
 def test_run_claim_is_deterministic_per_seed():

@@ -162,8 +162,9 @@ def render_markdown(results: Sequence[ClaimResult], problems: Sequence[str] = ()
         for r in group:
             lines += ["", f"### {r.id}", "", f"> {r.statement}", "", f"**Verdict: {r.verdict}**"
                       f" ({r.elapsed_s:.1f} s, profile {r.profile}, seed {r.seed})"]
-            if r.inconclusive_reason:
-                lines += ["", f"Inconclusive because: {r.inconclusive_reason}"]
+            why = r.reason or r.inconclusive_reason
+            if why and r.verdict != "reproduced":
+                lines += ["", f"{r.verdict.capitalize()} because: {why}"]
             if r.measurements:
                 lines += ["", "| measurement | measured | predicted | agrees |",
                           "|---|---|---|---|"]
@@ -235,8 +236,9 @@ def render_html(results: Sequence[ClaimResult], problems: Sequence[str] = ()) ->
             out.append(f"<blockquote>{e(r.statement)}</blockquote>")
             out.append(f'<p class="meta">{r.elapsed_s:.1f} s, profile {e(r.profile)}, '
                        f"seed {r.seed}</p>")
-            if r.inconclusive_reason:
-                out.append(f"<p>Inconclusive because: {e(r.inconclusive_reason)}</p>")
+            why = r.reason or r.inconclusive_reason
+            if why and r.verdict != "reproduced":
+                out.append(f"<p>{e(r.verdict.capitalize())} because: {e(why)}</p>")
             if r.measurements:
                 out.append("<table><tr><th>measurement</th><th>measured</th><th>predicted</th>"
                            "<th>agrees</th></tr>")
