@@ -24,4 +24,9 @@ def test_readme_example_runs(index, tmp_path, monkeypatch):
         from dropreg.experiments import claims
 
         monkeypatch.setattr(claims, "_REGISTRY", dict(claims._REGISTRY))
-    exec(compile(code, f"README.md block {index}", "exec"), {"__name__": "readme_example"})
+    import sys
+    import types
+
+    module = types.ModuleType("readme_example")  # dataclasses look their module up
+    monkeypatch.setitem(sys.modules, "readme_example", module)
+    exec(compile(code, f"README.md block {index}", "exec"), module.__dict__)
