@@ -1,6 +1,6 @@
 """Claims of Cavazza et al. 2018 (the Dropout expected objective of a one-hidden-layer linear net).
 
-Digest: ``pal2020_structured_dropout.md`` §2.1 and check 1 of §6.
+``docs/papers/cavazza2018.md``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Rescalings that leave the dropout criterion unchanged (Helmbold & Long 2017, Section 3).
 
-Digest ``zhang2022_flatness_helmbold2017.md`` §B.3. Each function returns a new network (the input
-is not modified):
+``docs/papers/helmbold2017.md``, "Scaling properties (Section 3)". Each function returns a new
+network (the input is not modified):
 
 * :func:`rescale_inputs` (Theorem 4): for a diagonal full-rank ``A``, ``W_1 -> W_1 A^{-1}``; then
   ``D(W', A x, R) = D(W, x, R)`` for every pattern, so ``J_D`` and ``R`` on ``A o P`` equal those of
