@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -125,8 +126,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from dropreg.experiments.report import key_number, write_report
-    from dropreg.experiments.runner import run_claim, select_claims, stored_result
+    from dropreg.experiments.report import (
+        key_number,
+        run_record,
+        utc_now,
+        write_report,
+        write_run_record,
+    )
+    from dropreg.experiments.runner import environment, run_claim, select_claims, stored_result
     from dropreg.experiments.store import write_result
 
     try:
@@ -139,7 +146,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         console.width = max(console.width, 120)  # logs and CI: do not wrap the summary table
     results = []
     interrupted = False
-    t0 = time.perf_counter()
+    started_at, t0 = utc_now(), time.perf_counter()
     columns = (TextColumn("{task.description:<48}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
     with Progress(*columns, console=console) as bars:
@@ -179,6 +186,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         table.add_row(escape(r.id), verdict, escape(key_number(r)), f"{r.elapsed_s:.1f}")
     console.print(table)
     if results:
+        write_run_record(out, run_record(getattr(args, "command_line", "dropreg reproduce"),
+                                         started_at, time.perf_counter() - t0, environment()))
         html_path, md_path = write_report(out)
         console.print(escape(f"report: {html_path}  {md_path}  "
                              f"({time.perf_counter() - t0:.0f} s)"))
@@ -224,7 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ...
         SystemExit: 2
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["dropreg", *argv])
     command = {"list": _cmd_list, "reproduce": _cmd_reproduce, "report": _cmd_report}
     return command[args.command](args)
 
