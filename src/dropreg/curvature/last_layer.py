@@ -103,7 +103,7 @@ def last_layer_terms(
 
 
 def last_layer_hessian(J: Tensor) -> Tensor:
-    """``H = J^T J / n``: the exact Hessian of the half-MSE at an interpolating point (A.8).
+    """``H = J^T J / n``: the exact Hessian of the half-MSE at an interpolating point.
 
     Example:
         >>> last_layer_hessian(torch.tensor([[1.0, 0.0], [1.0, 2.0]]))

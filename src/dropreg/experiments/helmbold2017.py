@@ -50,7 +50,7 @@ def _f(x) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# B.2 / Theorem 19: negative penalty
+# Fig. 1 / Theorem 19: negative penalty
 
 
 @claim(

@@ -658,7 +658,7 @@ def loss_profile_mnist1d(profile: str, generator: torch.Generator,
     figure = Figure.from_matplotlib(
         "mnist1d-profiles",
         "Each curve averages two filter-normalised random directions (Li et al. 2018; biases "
-        "fixed), 3 seeds. The paper predicts the dropout curve lower and wider (A.7 figure). "
+        "fixed), 3 seeds. The paper predicts the dropout curve lower and wider (its figure). "
         f"Measured worst ratio of mean loss rise dropout/none {rise_ratio:.2f}; test accuracy "
         f"difference {100 * mean_dacc:+.1f}% (s.e. {100 * se_dacc:.1f}%).", fig)
     return Outcome(
