@@ -54,8 +54,9 @@ def dropout_eta_moments(p: float) -> tuple[float, float, float]:
 def last_layer_terms(
     model: nn.Module, X: Tensor, head: str, params: Sequence[str] | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``(a, J, A)`` of ``docs/papers/zhang2022.md``, "Last hidden layer", for a model whose module
-    ``head`` is the output ``nn.Linear``.
+    """The terms ``(a, J, A)`` for a model whose module ``head`` is the output ``nn.Linear``.
+
+    Notation of ``docs/papers/zhang2022.md``, section "Last hidden layer".
 
     ``a[i, j] = W_j h_j(x_i)`` (``h`` the input of ``head``), ``J[i] = grad f(x_i)`` and
     ``A[i, j] = grad a[i, j]`` over the flat parameters (clean model, dropout off).
@@ -163,7 +164,7 @@ def last_layer_noise_covariance_linear(
 ) -> Tensor:
     """Leading (linear-in-eta) term of the covariance (``docs/papers/zhang2022.md``): per example
     ``(lam/n^2) sum_i s_i J_i J_i^T`` with ``s_i = sum_j a_ij^2``; shared
-    ``(lam/n^2) sum_ik (a_i . a_k) J_i J_k^T``.
+    ``(lam/n^2) sum_ik (a_i^T a_k) J_i J_k^T``.
 
     Example:
         >>> a, J = torch.tensor([[1.0, 1.0]]), torch.tensor([[1.0, 0.0]])

@@ -72,7 +72,7 @@ def rescale_inputs(net: nn.Module, scales: Tensor | Sequence[float]) -> nn.Modul
 
 
 def rescale_layers(net: nn.Module, c: Sequence[float]) -> nn.Module:
-    """Layer rescaling of Theorem 5: ``W_j -> c_j W_j``, ``b_j -> (c_1 ... c_j) b_j``.
+    """Layer rescaling of Theorem 5: ``W_j -> c_j W_j``, ``b_j -> (prod_{i<=j} c_i) b_j``.
 
     The new network computes ``(c_1 ... c_d) D(W, x, R)`` under every dropout pattern ``R``; with
     ``prod(c) = 1`` the dropout criterion, the risk and the penalty are unchanged.
