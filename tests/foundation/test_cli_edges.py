@@ -71,3 +71,33 @@ def test_summary_table_prints_measurement_text_verbatim(tmp_path):
                    env=env)
     assert proc.returncode == 0, proc.stderr
     assert "mean of z / E[z]" in proc.stderr
+
+
+OWN_PAPER = '''
+from dropreg.experiments.claims import Measurement, Outcome, claim
+
+@claim("mylab.mean-is-one", "mylab", "our own claim under our own paper key")
+def mine(profile, generator, progress):
+    return Outcome([Measurement("one", 1.0, expected=1.0, tolerance=0.0)])
+'''
+
+
+def test_user_claims_may_name_their_own_paper_key(tmp_path):
+    env = env_with_module(tmp_path, "own_paper_mod", OWN_PAPER)
+    listed = run_cli("list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    line = next(ln for ln in listed.stdout.splitlines() if ln.startswith("mylab.mean-is-one"))
+    assert "mylab" in line.split()[1]
+    out = tmp_path / "o"
+    proc = run_cli("reproduce", "--only", "mylab.*", "--out", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    html = (out / "report.html").read_text()
+    assert 'id="paper-mylab"' in html and "mylab.mean-is-one" in html
+    assert "## mylab" in (out / "report.md").read_text()
+
+
+def test_a_bad_paper_key_is_still_refused():
+    from dropreg.experiments.claims import claim
+
+    with pytest.raises(ValueError, match="paper must be a key"):
+        claim("1x.y", "1x", "bad key")

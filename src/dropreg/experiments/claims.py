@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -153,6 +154,9 @@ class Figure:
         """
         import matplotlib.pyplot as plt
 
+        from dropreg.experiments._common import tidy_figure
+
+        tidy_figure(fig)  # the report's axis rules: readable log axes, bars from zero
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
         plt.close(fig)
@@ -228,6 +232,8 @@ class Claim:
 
 
 _REGISTRY: dict[str, Claim] = {}
+#: a paper key: dropreg's (``PAPERS``) or one of the user's own claims (their own report section)
+_PAPER_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 
 def claim(id: str, paper: str, statement: str) -> Callable[[RunFn], RunFn]:
@@ -243,8 +249,9 @@ def claim(id: str, paper: str, statement: str) -> Callable[[RunFn], RunFn]:
         'dropreg'
         >>> _ = _REGISTRY.pop("dropreg.doc-example")
     """
-    if paper not in PAPERS:
-        raise ValueError(f"paper must be one of {sorted(PAPERS)}, got {paper!r}")
+    if not isinstance(paper, str) or not _PAPER_KEY.fullmatch(paper):
+        raise ValueError(f"paper must be a key such as 'pal2020' or one of your own (letters, "
+                         f"digits, '_' or '-', starting with a letter), got {paper!r}")
     if not id.startswith(paper + "."):
         raise ValueError(f"claim id {id!r} must start with its paper key {paper + '.'!r}")
 
