@@ -51,15 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_list = sub.add_parser("list", help="list every registered claim: id, paper, statement")
     p_list.add_argument("--only", metavar="PATTERN", help="glob or substring of claim ids")
+    p_list.add_argument("--settings", action="store_true",
+                        help="also print every claim's settings in each profile")
 
     p_rep = sub.add_parser("reproduce", help="run the claims and write report.html and report.md")
     p_rep.add_argument("--only", metavar="PATTERN",
                        help="glob (pal2020.*) or substring of claim ids; commas join several")
-    p_rep.add_argument("--profile", choices=("quick", "full"), default="quick",
-                       help="quick: minutes on 2 CPU cores (default); full: larger settings")
+    p_rep.add_argument("--profile", choices=("smoke", "quick", "full"), default="quick",
+                       help="quick: minutes on 2 CPU cores (default); full: larger settings; "
+                       "smoke: every claim in seconds (what the tests run)")
     p_rep.add_argument("--out", metavar="DIR", default="results",
                        help="where results and the report go (default: ./results)")
     p_rep.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    p_rep.add_argument("--threads", type=int, default=None, metavar="N",
+                       help="pin torch and BLAS threads to N for every claim (default: torch's "
+                       "current count); recorded with each result")
     p_rep.add_argument("--resume", action="store_true",
                        help="skip claims already stored with the same profile and seed "
                        "(claims that ended in 'error' are rerun)")
@@ -94,6 +100,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
     width = max(len(c.id) for c in claims)
     for c in claims:
         print(f"{c.id:<{width}}  {c.paper:<12}  {c.statement}")
+        if args.settings:
+            for profile in c.settings or {}:
+                print(f"    {profile:<6} {c.settings[profile]!r}")
     print(f"\n{len(claims)} claims")
     return EXIT_OK
 
@@ -126,6 +135,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from dropreg.experiments.context import RunCache
     from dropreg.experiments.report import (
         key_number,
         run_record,
@@ -140,6 +150,9 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         claims = select_claims(args.only)
     except ValueError as e:
         return _usage_error(str(e))
+    if args.threads is not None and args.threads < 1:
+        return _usage_error(f"--threads must be an int >= 1, got {args.threads}")
+    runs = RunCache()  # shared runs of this invocation only
 
     console = Console(stderr=True)
     if not console.is_terminal:
@@ -159,7 +172,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                 continue
             task = bars.add_task(escape(c.id), total=None, info="")
             try:
-                result = run_claim(c, args.profile, args.seed, _RichTask(bars, task))
+                result = run_claim(c, args.profile, args.seed, _RichTask(bars, task),
+                                   runs=runs, threads=args.threads)
             except KeyboardInterrupt:
                 interrupted = True
                 bars.update(task, info="interrupted")
@@ -187,7 +201,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     console.print(table)
     if results:
         write_run_record(out, run_record(getattr(args, "command_line", "dropreg reproduce"),
-                                         started_at, time.perf_counter() - t0, environment()))
+                                         started_at, time.perf_counter() - t0,
+                                         results[-1].environment or environment()))
         html_path, md_path = write_report(out)
         console.print(escape(f"report: {html_path}  {md_path}  "
                              f"({time.perf_counter() - t0:.0f} s)"))

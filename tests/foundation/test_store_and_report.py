@@ -109,9 +109,13 @@ def test_bad_measurements_raise(kwargs, match):
 def test_claim_registration_checks_ids():
     claim("nobody2020.x", "nobody2020", "s")  # any paper key of one's own is accepted
     with pytest.raises(ValueError, match="paper"):
-        claim("has space.x", "has space", "s")
+        claim("no body.x", "no body", "s")
     with pytest.raises(ValueError, match="must start with"):
         claim("pal2020.x", "wei2020", "s")
+    with pytest.raises(ValueError, match="profiles"):
+        claim("mine.x", "mine", "s", settings={"quick": 1})
+    with pytest.raises(TypeError, match="hashable"):
+        claim("mine.x", "mine", "s", settings={"smoke": [1], "quick": [2], "full": [3]})
 
 
 def test_run_claim_is_deterministic_per_seed():

@@ -1,10 +1,11 @@
-"""Experiments: one module per paper, each registering its claims; runner, store and report.
+"""Experiments: one package (or module) per paper, each registering its claims; the claim
+framework (claims, context, measures), runner, store and report.
 
-Every module in this package that is not infrastructure (``claims``, ``runner``, ``store``,
-``report``) is a paper module and is imported by :func:`load_all`, so adding
-``experiments/<paper>.py`` is all it takes to add claims. Claims of your own, outside dropreg,
-are registered the same way in any importable module named in the environment variable
-``DROPREG_CLAIM_MODULES`` (comma-separated).
+Every module or package in this one that is not infrastructure (:data:`INFRASTRUCTURE`) is a
+paper's and is imported by :func:`load_all`, so adding ``experiments/<paper>/`` (``runs.py``,
+``claims.py``, ``figures.py``, imported by its ``__init__``) is all it takes to add claims.
+Claims of your own, outside dropreg, are registered the same way in any importable module named
+in the environment variable ``DROPREG_CLAIM_MODULES`` (comma-separated).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import importlib
 import os
 import pkgutil
 
-INFRASTRUCTURE = frozenset({"claims", "runner", "store", "report", "plotting"})
+INFRASTRUCTURE = frozenset({"claims", "context", "measures", "runner", "store", "report",
+                            "testbeds", "executors"})
 
 
 def paper_modules() -> list[str]:

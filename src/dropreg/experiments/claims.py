@@ -1,9 +1,17 @@
 """Claims: checkable statements of the papers, their measurements and verdicts.
 
-A claim is registered once, with the :func:`claim` decorator, in the experiments module of the
-paper it tests (``dropreg/experiments/<paper>.py``). Its function measures and returns an
-:class:`Outcome`; the verdict is computed from the measurements by :func:`verdict_of`, never
-written by hand.
+A claim is registered once, with the :func:`claim` decorator, in the experiments package of the
+paper it tests (``dropreg/experiments/<paper>/``). It declares its settings per profile (a frozen
+dataclass each for ``smoke``, ``quick`` and ``full``) and, optionally, a figure drawer that reads
+only the stored ``details``. Its function receives one
+:class:`~dropreg.experiments.context.ClaimContext` (settings, generator, progress, shared runs),
+measures and returns an :class:`Outcome`; the verdict is computed from the measurements by
+:func:`verdict_of`, never written by hand.
+
+A judged measurement that carries its uncertainty (``stderr`` or ``interval``) is decided only when
+its whole uncertainty band lies on one side of the threshold; otherwise it is "undecided" and the
+claim "inconclusive". The band is ``value +- DECISION_Z * stderr`` (``DECISION_Z = 2``, our choice)
+or the interval itself.
 
 Example:
     >>> m = Measurement("identity residual", value=1e-14, expected=0.0, tolerance=1e-10)
@@ -13,24 +21,33 @@ Example:
     'reproduced'
     >>> verdict_of([Measurement("slope", value=2.5, expected=1.0, tolerance=0.1)])
     'not reproduced'
+    >>> Measurement("paired difference", 0.1, expected=0.0, kind="at_least", stderr=0.08).status
+    'undecided'
 """
 
 from __future__ import annotations
 
 import io
-import re
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
     from matplotlib.figure import Figure as MplFigure
+
+    from dropreg.experiments.context import ClaimContext
 
 Verdict = Literal["reproduced", "not reproduced", "inconclusive", "error"]
 VERDICTS: tuple[str, ...] = ("reproduced", "not reproduced", "inconclusive", "error")
-PROFILES: tuple[str, ...] = ("quick", "full")
+#: ``smoke``: every claim in seconds (what the test suite runs); ``quick``: minutes on 2 CPU cores
+#: (the default of ``dropreg reproduce``); ``full``: the larger settings.
+PROFILES: tuple[str, ...] = ("smoke", "quick", "full")
 Kind = Literal["close", "at_most", "at_least", "info"]
+Status = Literal["pass", "fail", "undecided", "info"]
+#: A one-sided judgement with an uncertainty is decided only when ``value +- DECISION_Z * stderr``
+#: lies wholly on one side of its threshold. Our choice (about a 2.3% one-sided error rate).
+DECISION_Z: float = 2.0
 
 PAPERS: dict[str, str] = {
     "pal2020": "Pal, Lane, Vidal, Haeffele. On the Regularization Properties of Structured "
@@ -63,8 +80,14 @@ class Measurement:
         kind: ``"close"`` (``|value - expected| <= tolerance``), ``"at_most"``
             (``value <= expected + tolerance``), ``"at_least"`` (``value >= expected -
             tolerance``) or ``"info"`` (reported, not judged).
-        stderr: standard error of ``value`` when it is a random estimate.
+        stderr: standard error of ``value`` when it is a random estimate. For ``"at_most"`` and
+            ``"at_least"`` it widens the decision: see :attr:`status`.
         unit: unit of ``value`` for the report, e.g. ``"s"`` or ``"%"``.
+        interval: a confidence interval ``(low, high)`` of ``value`` (e.g. of a correlation or
+            slope); for one-sided kinds it is the uncertainty band used by :attr:`status`.
+        n: the number of independent samples (seeds, examples) behind ``value``, when it is a
+            mean over them: used to say how many would resolve an undecided measurement.
+        ours: True when the threshold is our choice, not the paper's (the report says so).
 
     Example:
         >>> Measurement("drop rate", 0.1003, expected=0.1, tolerance=0.001).passed
@@ -80,6 +103,9 @@ class Measurement:
     kind: Kind = "close"
     stderr: float | None = None
     unit: str = ""
+    interval: tuple[float, float] | None = None
+    n: int | None = None
+    ours: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ("close", "at_most", "at_least", "info"):
@@ -90,21 +116,76 @@ class Measurement:
             raise ValueError(f"measurement {self.name!r} of kind {self.kind!r} needs `expected`")
         if self.tolerance < 0:
             raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
+        if self.stderr is not None and not float(self.stderr) >= 0:
+            raise ValueError(f"stderr must be >= 0 or None, got {self.stderr}")
+        if self.interval is not None:
+            lo, hi = (float(b) for b in self.interval)
+            if not lo <= hi:
+                raise ValueError(f"interval must be (low, high) with low <= high, "
+                                 f"got {self.interval}")
+            object.__setattr__(self, "interval", (lo, hi))
+
+    @property
+    def band(self) -> tuple[float, float]:
+        """The uncertainty band of ``value``: ``interval``, else ``value +- DECISION_Z *
+        stderr``, else the point ``(value, value)``."""
+        v = float(self.value)
+        if self.interval is not None:
+            return self.interval
+        if self.stderr is not None:
+            return v - DECISION_Z * float(self.stderr), v + DECISION_Z * float(self.stderr)
+        return v, v
+
+    @property
+    def status(self) -> Status:
+        """``"pass"``, ``"fail"``, ``"undecided"`` or ``"info"``.
+
+        ``"close"`` compares the value with ``expected +- tolerance`` (the tolerance is the
+        allowance for the numerical or sampling error). ``"at_most"`` / ``"at_least"`` compare the
+        whole :attr:`band` with the threshold ``expected +- tolerance``: wholly on the predicted
+        side passes, wholly on the other side fails, across the threshold is undecided.
+        """
+        v = float(self.value)
+        if self.kind == "info" or self.expected is None:
+            return "info"
+        if v != v:  # NaN never agrees
+            return "fail"
+        e, t = float(self.expected), float(self.tolerance)
+        if self.kind == "close":
+            return "pass" if abs(v - e) <= t else "fail"
+        lo, hi = self.band
+        if lo != lo or hi != hi:
+            return "undecided"
+        if self.kind == "at_most":
+            return "pass" if hi <= e + t else "fail" if lo > e + t else "undecided"
+        return "pass" if lo >= e - t else "fail" if hi < e - t else "undecided"
 
     @property
     def passed(self) -> bool | None:
-        """Whether the measurement agrees with the prediction; ``None`` for ``"info"``."""
-        v = float(self.value)
-        if self.kind == "info" or self.expected is None:
+        """Whether the measurement agrees with the prediction; ``None`` for ``"info"`` and for
+        an undecided measurement (see :attr:`status`)."""
+        return {"pass": True, "fail": False}.get(self.status)
+
+    def samples_to_resolve(self) -> int | None:
+        """About how many samples (seeds, examples) would decide an undecided measurement.
+
+        The standard error of a mean falls as ``1 / sqrt(n)``: deciding needs
+        ``|value - threshold| >= DECISION_Z * stderr``, so ``n' = n (DECISION_Z * stderr /
+        |value - threshold|)^2``. None when not undecided or ``n``/``stderr`` are unknown.
+
+        Example:
+            >>> Measurement("d", 0.1, expected=0.0, kind="at_least", stderr=0.1,
+            ...             n=5).samples_to_resolve()
+            20
+        """
+        if self.status != "undecided" or self.n is None or self.stderr is None:
             return None
-        if v != v:  # NaN never agrees
-            return False
-        e, t = float(self.expected), float(self.tolerance)
-        if self.kind == "close":
-            return abs(v - e) <= t
-        if self.kind == "at_most":
-            return v <= e + t
-        return v >= e - t
+        threshold = float(self.expected) + (self.tolerance if self.kind == "at_most"
+                                            else -self.tolerance)
+        gap = abs(float(self.value) - threshold)
+        if gap == 0:
+            return None
+        return int(math.ceil(self.n * (DECISION_Z * float(self.stderr) / gap) ** 2))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +196,10 @@ class Measurement:
             "kind": self.kind,
             "stderr": None if self.stderr is None else float(self.stderr),
             "unit": self.unit,
+            "interval": None if self.interval is None else list(self.interval),
+            "n": self.n,
+            "ours": self.ours,
+            "status": self.status,
             "passed": self.passed,
         }
 
@@ -128,6 +213,9 @@ class Measurement:
             kind=d.get("kind", "close"),
             stderr=d.get("stderr"),
             unit=d.get("unit", ""),
+            interval=None if d.get("interval") is None else tuple(d["interval"]),
+            n=d.get("n"),
+            ours=bool(d.get("ours", False)),
         )
 
 
@@ -167,8 +255,12 @@ class Figure:
 class Outcome:
     """What a claim's ``run`` returns.
 
-    ``inconclusive_reason`` lets a claim say its measurement could not decide (e.g. a run too
-    short in the quick profile); it can only lower a verdict to "inconclusive", never raise one.
+    ``inconclusive_reason`` lets a claim say its measurement could not decide (e.g. a control
+    that failed, so the measurement cannot see the effect); it can only lower a verdict to
+    "inconclusive", never raise one. ``reason`` says why a verdict other than "reproduced" came
+    out ("not reproduced because ..."); when a claim gives none, :func:`reason_of` writes one from
+    the failing or undecided measurements. ``details`` holds every number the figures need: the
+    claim's drawer reads only them, so ``dropreg report`` can redraw from stored results.
     """
 
     measurements: Sequence[Measurement]
@@ -176,6 +268,7 @@ class Outcome:
     notes: str = ""
     inconclusive_reason: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
 
     @property
     def verdict(self) -> Verdict:
@@ -186,12 +279,61 @@ class Outcome:
 
 
 def verdict_of(measurements: Sequence[Measurement]) -> Verdict:
-    """Verdict from measurements: any judged one failing -> "not reproduced"; all judged ones
-    passing -> "reproduced"; none judged -> "inconclusive"."""
-    judged = [m.passed for m in measurements if m.passed is not None]
-    if not judged:
+    """Verdict from measurements: any judged one failing -> "not reproduced"; else any undecided
+    (closer to its threshold than its uncertainty) -> "inconclusive"; all judged ones passing ->
+    "reproduced"; none judged -> "inconclusive"."""
+    status = [m.status for m in measurements if m.status != "info"]
+    if not status:
         return "inconclusive"
-    return "reproduced" if all(judged) else "not reproduced"
+    if "fail" in status:
+        return "not reproduced"
+    return "inconclusive" if "undecided" in status else "reproduced"
+
+
+def _threshold_text(m: Measurement) -> str:
+    if m.kind == "close":
+        return f"predicted {m.expected:.4g} within {m.tolerance:.3g}"
+    sign = "<=" if m.kind == "at_most" else ">="
+    bound = m.expected + (m.tolerance if m.kind == "at_most" else -m.tolerance)
+    return f"predicted {sign} {bound:.4g}" + (" (our threshold)" if m.ours else "")
+
+
+def _measured_text(m: Measurement) -> str:
+    text = f"{m.name} = {float(m.value):.4g}"
+    if m.interval is not None:
+        text += f" (interval {m.interval[0]:.4g} to {m.interval[1]:.4g})"
+    elif m.stderr is not None:
+        text += f" +- {float(m.stderr):.2g} s.e."
+    return text
+
+
+def reason_of(outcome: Outcome) -> str | None:
+    """Why ``outcome`` is not "reproduced": its own ``reason``, else its
+    ``inconclusive_reason``, else one sentence per failing or undecided measurement.
+
+    Example:
+        >>> o = Outcome([Measurement("d", 0.1, expected=0.0, kind="at_least", stderr=0.1, n=5)])
+        >>> print(reason_of(o))
+        undecided: d = 0.1 +- 0.1 s.e., predicted >= 0; about 20 samples would resolve it
+    """
+    verdict = outcome.verdict
+    if verdict == "reproduced":
+        return None
+    if outcome.reason:
+        return outcome.reason
+    if outcome.inconclusive_reason:
+        return outcome.inconclusive_reason
+    parts = []
+    for m in outcome.measurements:
+        if m.status == "fail":
+            parts.append(f"{_measured_text(m)}, {_threshold_text(m)}")
+        elif m.status == "undecided":
+            more = m.samples_to_resolve()
+            tail = f"; about {more} samples would resolve it" if more else ""
+            parts.append(f"undecided: {_measured_text(m)}, {_threshold_text(m)}{tail}")
+    if not parts:
+        return "no measurement was judged"
+    return "; ".join(parts)
 
 
 class Progress(Protocol):
@@ -217,49 +359,122 @@ class NullProgress:
         pass
 
 
-RunFn = Callable[[str, "torch.Generator", Progress], Outcome]
+#: A claim's function: ``run(ctx) -> Outcome`` (``ctx`` a
+#: :class:`~dropreg.experiments.context.ClaimContext`).
+RunFn = Callable[["ClaimContext"], Outcome]
+#: A claim's figure drawer: ``draw(details) -> figures``, reading only the stored details.
+DrawFn = Callable[[dict], Sequence[Figure]]
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A registered claim: ``run(profile, generator, progress) -> Outcome``."""
+    """A registered claim.
+
+    ``settings`` maps each profile to the claim's frozen settings dataclass (hashable: it keys
+    shared runs); ``figure`` draws the claim's figures from its stored ``details``;
+    ``deterministic`` marks a claim that draws no random number (its values do not depend on the
+    seed).
+    """
 
     id: str
     paper: str
     statement: str
     run: RunFn
     module: str = ""
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    figure: DrawFn | None = None
+    deterministic: bool = False
+    legacy: bool = False
+
+    def settings_for(self, profile: str) -> Any:
+        """The settings of this claim in ``profile``.
+
+        Raises:
+            ValueError: unknown profile, or the claim declares no settings for it.
+        """
+        if profile not in PROFILES:
+            raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+        if self.legacy:
+            if profile == "smoke":
+                raise ValueError(f"claim {self.id!r} has no smoke profile yet (not migrated)")
+            return profile
+        try:
+            return self.settings[profile]
+        except KeyError:
+            raise ValueError(f"claim {self.id!r} declares no settings for profile {profile!r} "
+                             f"(it has {', '.join(self.settings) or 'none'})") from None
 
 
 _REGISTRY: dict[str, Claim] = {}
-#: a paper key: dropreg's (``PAPERS``) or one of the user's own claims (their own report section)
-_PAPER_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 
-def claim(id: str, paper: str, statement: str) -> Callable[[RunFn], RunFn]:
+def _paper_key_ok(paper: str) -> bool:
+    return bool(paper) and paper.replace("_", "").isalnum() and paper[0].isalpha()
+
+
+def claim(
+    id: str,
+    paper: str,
+    statement: str,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    figure: DrawFn | None = None,
+    deterministic: bool = False,
+) -> Callable[[RunFn], RunFn]:
     """Register a claim function under ``id``.
 
-    The id starts with the paper key (``pal2020.dropblock-sgd-reaches-closed-form``).
+    The id starts with the paper key (``pal2020.dropblock-sgd-reaches-closed-form``). The keys of
+    :data:`PAPERS` have their citation in the report; a claim of your own may use any key of
+    letters, digits and underscores (it gets its own section).
+
+    Args:
+        id: ``<paper>.<name>``.
+        paper: the paper key.
+        statement: the claim in one or two sentences, thresholds that are ours named so.
+        settings: one frozen (hashable) settings object per profile: ``smoke``, ``quick``,
+            ``full``.
+        figure: a drawer ``details -> [Figure, ...]`` (called by the runner after the claim and
+            by ``dropreg report`` on stored results).
+        deterministic: the claim draws no random number.
 
     Example:
-        >>> @claim("dropreg.doc-example", "dropreg", "one equals one")
-        ... def _one(profile, generator, progress):
+        >>> from dataclasses import dataclass
+        >>> @dataclass(frozen=True)
+        ... class One:
+        ...     n: int
+        >>> @claim("dropreg.doc-example", "dropreg", "one equals one",
+        ...        settings={"smoke": One(1), "quick": One(2), "full": One(3)})
+        ... def _one(ctx):
         ...     return Outcome([Measurement("one", 1.0, expected=1.0)])
-        >>> get_claim("dropreg.doc-example").paper
-        'dropreg'
+        >>> get_claim("dropreg.doc-example").settings_for("quick")
+        One(n=2)
         >>> _ = _REGISTRY.pop("dropreg.doc-example")
     """
-    if not isinstance(paper, str) or not _PAPER_KEY.fullmatch(paper):
-        raise ValueError(f"paper must be a key such as 'pal2020' or one of your own (letters, "
-                         f"digits, '_' or '-', starting with a letter), got {paper!r}")
+    if not _paper_key_ok(paper):
+        raise ValueError(f"paper must be a key of letters, digits and underscores (e.g. one of "
+                         f"{sorted(PAPERS)}), got {paper!r}")
     if not id.startswith(paper + "."):
         raise ValueError(f"claim id {id!r} must start with its paper key {paper + '.'!r}")
+    legacy = settings is None  # TEMPORARY during the migration: run(profile, generator, progress)
+    settings = {} if legacy else settings
+    unknown = sorted(set(settings) - set(PROFILES))
+    missing = [p for p in PROFILES if p not in settings]
+    if not legacy and (unknown or missing):
+        raise ValueError(f"settings of claim {id!r} must have exactly the profiles "
+                         f"{', '.join(PROFILES)} (missing: {missing}, unknown: {unknown})")
+    for prof, value in settings.items():
+        try:
+            hash(value)
+        except TypeError:
+            raise TypeError(f"settings[{prof!r}] of claim {id!r} must be hashable (a frozen "
+                            f"dataclass), got {type(value).__name__}") from None
 
     def register(fn: RunFn) -> RunFn:
         if id in _REGISTRY and _REGISTRY[id].run is not fn:
             raise ValueError(f"claim id {id!r} is registered twice")
         _REGISTRY[id] = Claim(id=id, paper=paper, statement=statement, run=fn,
-                              module=fn.__module__)
+                              module=fn.__module__, settings=dict(settings), figure=figure,
+                              deterministic=deterministic, legacy=legacy)
         return fn
 
     return register

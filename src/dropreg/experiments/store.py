@@ -29,7 +29,7 @@ from typing import Any
 from dropreg._io import atomic_write_text
 from dropreg.experiments.claims import Figure, Measurement
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: reason, settings, shared_runs; version 1 files still read
 RESULTS_DIR = "results"
 
 
@@ -52,6 +52,14 @@ class ClaimResult:
     started_at: str = ""
     environment: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    shared_runs: Sequence[dict[str, Any]] = ()
+
+    @property
+    def shared_s(self) -> float:
+        """Seconds of the shared runs this claim used (built by it or by an earlier claim)."""
+        return float(sum(u.get("elapsed_s", 0.0) for u in self.shared_runs))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +83,9 @@ class ClaimResult:
             "started_at": self.started_at,
             "environment": self.environment,
             "details": self.details,
+            "reason": self.reason,
+            "settings": self.settings,
+            "shared_runs": list(self.shared_runs),
         }
 
     @classmethod
@@ -96,6 +107,9 @@ class ClaimResult:
             started_at=d.get("started_at", ""),
             environment=d.get("environment", {}),
             details=d.get("details", {}),
+            reason=d.get("reason"),
+            settings=d.get("settings", {}),
+            shared_runs=tuple(d.get("shared_runs", ())),
         )
 
 
