@@ -139,3 +139,13 @@ def test_cli_records_the_exact_command(tmp_path):
     assert rec["wall_s"] > 0 and rec["started_at"].endswith("+00:00")
     assert rec["git_commit"]  # the tests run from a checkout
     assert html.escape(rec["command"]) in (out / "report.html").read_text()
+
+
+def test_our_thresholds_and_shared_runs_are_shown():
+    r = result(measurements=[Measurement("cos", 0.95, expected=0.9, kind="at_least", ours=True)],
+               shared_runs=[{"name": "zhang2022 regression nets", "elapsed_s": 40.0}],
+               elapsed_s=0.2)
+    for page in (render_markdown([r], run=RUN), render_html([r], run=RUN)):
+        assert "we chose this threshold" in page
+        assert "0.2 s own + shared runs it used: zhang2022 regression nets 40.0 s" in page
+        assert "together 40.2 s" in page

@@ -201,9 +201,8 @@ def describe_expectation(m: Measurement) -> str:
 
 def threshold_is_ours(m: Measurement) -> bool:
     """Whether the measurement's threshold was chosen by dropreg because the paper gives none
-    (``Measurement.threshold`` is ``"ours"``; older results without the field count as the
-    paper's)."""
-    return getattr(m, "threshold", "paper") == "ours"
+    (``Measurement.ours``; older results without the field count as the paper's)."""
+    return bool(getattr(m, "ours", False))
 
 
 def verdict_reason(result: ClaimResult) -> str | None:
@@ -362,6 +361,9 @@ def header_items(results: Sequence[ClaimResult], run: dict | None) -> list[tuple
 
 def _measured(m: Measurement) -> str:
     se = f" ± {format_number(m.stderr)} (s.e.)" if m.stderr is not None else ""
+    if m.interval is not None:
+        lo, hi = m.interval
+        se = f" (interval {format_number(lo)} to {format_number(hi)})"
     unit = f" {m.unit}" if m.unit else ""
     return f"{format_number(m.value)}{se}{unit}"
 
@@ -373,7 +375,7 @@ def _predicted(m: Measurement) -> str:
 
 
 def _agrees(m: Measurement) -> str:
-    return {True: "yes", False: "no", None: "-"}[m.passed]
+    return {"pass": "yes", "fail": "no", "undecided": "undecided", "info": "-"}[m.status]
 
 
 def render_markdown(results: Sequence[ClaimResult], problems: Sequence[str] = (),
