@@ -38,8 +38,12 @@ def pyplot() -> Any:
 
 
 def _labelled_ticks(axis: Any) -> int:
+    """Major ticks inside the view that carry a label (after the figure was drawn)."""
     lo, hi = sorted(axis.get_view_interval())
-    return sum(1 for t in axis.get_majorticklocs() if lo <= t <= hi)
+    locs = [t for t in axis.get_majorticklocs() if lo <= t <= hi]
+    formatter = axis.get_major_formatter()
+    formatter.set_locs(locs)
+    return sum(1 for i, t in enumerate(locs) if str(formatter(t, i)).strip())
 
 
 def readable_log_axis(axis: Any) -> None:
@@ -64,7 +68,10 @@ def readable_log_axis(axis: Any) -> None:
         return
     for subs in ((1.0, 2.0, 5.0), tuple(float(s) for s in range(1, 10))):
         axis.set_major_locator(LogLocator(base=10, subs=subs))
-        axis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False))
+        # label every major tick (by default matplotlib labels only decades once the axis spans
+        # more than one decade, which leaves 2 and 5 unlabelled)
+        axis.set_major_formatter(LogFormatterSciNotation(
+            labelOnlyBase=False, minor_thresholds=(float("inf"), float("inf"))))
         axis.set_minor_locator(NullLocator())
         if _labelled_ticks(axis) >= MIN_LOG_TICKS:
             return

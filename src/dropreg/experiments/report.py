@@ -343,10 +343,12 @@ def header_items(results: Sequence[ClaimResult], run: dict | None) -> list[tuple
               "the run was not recorded)")]
     if run:
         items.append(("git commit", run.get("git_commit") or "none (not run from a git checkout)"))
-        items.append(("command", run.get("command") or "?"))
+        items.append(("command", (run.get("command") or "?")))
         items.append(("started", f"{run.get('started_at', '?')} (UTC)"))
         wall = float(run.get("wall_s", 0.0))
-        items.append(("wall time", f"{wall:.0f} s ({wall / 60:.1f} min) for this command"))
+        items.append(("wall time", f"{wall:.0f} s ({wall / 60:.1f} min) for this command (the "
+                      "last that wrote here; with --resume or --only, other results may come "
+                      "from earlier commands)"))
     else:
         starts = sorted(r.started_at for r in results if r.started_at)
         items.append(("run record", f"no {RUN_FILE} in this folder: command, commit and total "
@@ -428,6 +430,7 @@ table{border-collapse:collapse;margin:.8em 0;width:100%;font-size:.92em}
 th,td{border:1px solid #d0d7de;padding:.35em .6em;text-align:left;vertical-align:top}
 th{background:#f6f8fa}
 table.header{width:auto}table.header th{white-space:nowrap}
+td.num{white-space:nowrap}
 .badge{display:inline-block;color:#fff;border-radius:1em;padding:.05em .7em;font-size:.85em;
 white-space:nowrap}
 blockquote{margin:.6em 0;padding:.2em 1em;border-left:4px solid #d0d7de;color:#424a53}
@@ -468,7 +471,7 @@ def render_html(results: Sequence[ClaimResult], problems: Sequence[str] = (),
     for r in results:
         out.append(f'<tr><td><a href="#{e(r.id)}"><code>{e(r.id)}</code></a></td>'
                    f"<td>{e(r.paper)}</td><td>{_badge(r.verdict)}</td>"
-                   f"<td>{e(key_number(r))}</td><td>{e(time_line(r))}</td></tr>")
+                   f'<td>{e(key_number(r))}</td><td class="num">{e(time_line(r))}</td></tr>')
     out.append("</table>")
     for paper, group in _group_by_paper(results).items():
         cite, url = paper_citation(paper)
