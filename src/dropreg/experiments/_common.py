@@ -66,7 +66,7 @@ def readable_log_axis(axis: Any) -> None:
 
     if axis.get_scale() != "log" or _labelled_ticks(axis) >= MIN_LOG_TICKS:
         return
-    for subs in ((1.0, 2.0, 5.0), tuple(float(s) for s in range(1, 10))):
+    for subs in ((1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 5.0), tuple(float(s) for s in range(1, 10))):
         axis.set_major_locator(LogLocator(base=10, subs=subs))
         # label every major tick (by default matplotlib labels only decades once the axis spans
         # more than one decade, which leaves 2 and 5 unlabelled)
