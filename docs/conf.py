@@ -46,6 +46,41 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_ivar = True
 
+# Math: MathJax from Debian's libjs-mathjax when it is installed (CI installs it), copied into the
+# site so that formulas render without a network; else the MathJax CDN (Sphinx's default).
+LOCAL_MATHJAX = Path("/usr/share/javascript/mathjax")
+MATHJAX_PARTS = ("MathJax.js", "config/TeX-AMS_CHTML.js", "extensions", "jax/input/TeX",
+                 "jax/output/CommonHTML", "jax/element", "localization/en",
+                 "fonts/HTML-CSS/TeX/woff")
+if (LOCAL_MATHJAX / "MathJax.js").is_file():
+    mathjax_path = "mathjax/MathJax.js?config=TeX-AMS_CHTML"
+    # MathJax 2 reads its own configuration: process the math spans inside MyST's sections,
+    # which MyST marks "tex2jax_ignore" for MathJax 3's processHtmlClass option
+    mathjax2_config = {"tex2jax": {"inlineMath": [["\\(", "\\)"]],
+                                   "displayMath": [["\\[", "\\]"]],
+                                   "processClass": "tex2jax_process|mathjax_process|math",
+                                   "ignoreClass": "tex2jax_ignore|mathjax_ignore"}}
+
+
+def _copy_mathjax(app, exception) -> None:  # noqa: ANN001 - Sphinx hook
+    import shutil
+
+    if exception is not None or not (LOCAL_MATHJAX / "MathJax.js").is_file():
+        return
+    dest = Path(app.outdir) / "_static" / "mathjax"
+    for part in MATHJAX_PARTS:
+        src, out = LOCAL_MATHJAX / part, dest / part
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, out, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, out)
+
+
+def setup(app) -> None:  # noqa: ANN001 - Sphinx hook
+    app.connect("build-finished", _copy_mathjax)
+
+
 html_theme = "furo"
 html_title = f"dropreg {release}"
 html_static_path: list[str] = []
