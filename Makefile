@@ -6,15 +6,17 @@
 ifdef VIRTUAL_ENV
 PYTHON := python
 STAMP := $(VIRTUAL_ENV)/.dropreg-installed
+DOCS_STAMP := $(VIRTUAL_ENV)/.dropreg-docs-installed
 else
 PYTHON := .venv/bin/python
 STAMP := .venv/.dropreg-installed
+DOCS_STAMP := .venv/.dropreg-docs-installed
 endif
 PIP := $(PYTHON) -m pip
 OUT ?= results
 PROFILE ?= quick
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean docs docs-check
 
 $(STAMP): pyproject.toml
 ifndef VIRTUAL_ENV
@@ -37,8 +39,21 @@ test: install
 	$(PYTHON) -m ruff check src tests benchmarks examples
 	$(PYTHON) -m pytest
 
+# The documentation site (Sphinx; the gallery runs examples/), warnings are errors. Not part of
+# `make test`; CI (.ci/run) builds it and checks the pages in headless Chromium (docs-check).
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(PIP) install -q -e ".[test,docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(PYTHON) -m sphinx -W --keep-going -b html docs docs/_build/html
+	@echo "docs: docs/_build/html/index.html"
+
+docs-check: docs
+	$(PYTHON) docs/check_site.py docs/_build/html
+
 bench: install
 	$(PYTHON) benchmarks/run_all.py
 
 clean:
-	rm -rf .venv results .pytest_cache .ruff_cache
+	rm -rf .venv results .pytest_cache .ruff_cache docs/_build docs/auto_examples docs/api/generated

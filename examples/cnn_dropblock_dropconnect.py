@@ -1,4 +1,9 @@
-"""DropBlock2d and DropConnect in a small CNN on scikit-learn's 8x8 digits.
+"""
+DropBlock2d and DropConnect in a small CNN
+==========================================
+
+DropBlock2d and DropConnect in a small CNN on scikit-learn's 8x8 digits (see
+:doc:`/guide/masks`).
 
 Run: python examples/cnn_dropblock_dropconnect.py   (about 10 s on a laptop CPU)
 
@@ -7,6 +12,7 @@ accounts for edges and overlaps) and the DropConnect layer masks the weights of 
 The drop rates warm up linearly over the first steps.
 """
 
+import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
@@ -28,6 +34,10 @@ print(model)
 warmup = DropRateWarmup(model, warmup_steps=100)
 optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
 
+# %%
+# Training: the drop rates warm up over the first 100 steps; test accuracy after each epoch.
+
+accuracies = []
 for epoch in range(6):
     model.train()
     for idx in torch.randperm(len(X_train)).split(64):
@@ -39,4 +49,15 @@ for epoch in range(6):
     model.eval()  # dropout layers are the identity in eval mode
     with torch.no_grad():
         accuracy = (model(X_test).argmax(1) == data.y_test).float().mean()
+    accuracies.append(float(accuracy))
     print(f"epoch {epoch}: last batch loss {loss.item():.3f}, test accuracy {accuracy:.3f}")
+
+fig, ax = plt.subplots(figsize=(6, 3.5))
+ax.plot(range(len(accuracies)), accuracies, "o-", label="test accuracy (dropout layers off)")
+ax.set_xlabel("epoch")
+ax.set_ylabel("test accuracy")
+ax.set_ylim(0, 1)
+ax.legend(loc="lower right")
+fig.tight_layout()
+if plt.get_backend().lower() != "agg":
+    plt.show()

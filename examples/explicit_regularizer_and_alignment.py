@@ -1,4 +1,9 @@
-"""Measure dropout's explicit regularizer and the Hessian-noise alignment of your own model.
+"""
+Explicit regularizer and Hessian-noise alignment
+================================================
+
+Measure dropout's explicit regularizer and the Hessian-noise alignment of your own model (see
+:doc:`/guide/analytic` and :doc:`/guide/curvature`).
 
 Run: python examples/explicit_regularizer_and_alignment.py   (about 10 s on a laptop CPU)
 
@@ -8,9 +13,13 @@ Run: python examples/explicit_regularizer_and_alignment.py   (about 10 s on a la
 3. Noise structure (Zhang, Zhou & Xu 2022): the top Hessian eigenvalues of the clean loss, and the
    alignment cos(H, Sigma) of the dropout gradient-noise covariance Sigma with the Hessian H,
    against the value for random eigenvectors.
+
 Replace the model and the data by your own: any model whose randomness comes from
 torch.nn.Dropout or dropreg's layers works as it is.
 """
+
+# %%
+# 1. A small MLP with dropout, trained on MNIST-1D.
 
 import torch
 from torch import nn
@@ -37,6 +46,7 @@ with torch.no_grad():
     clean = nn.functional.cross_entropy(model(X), y).item()
 print(f"clean training loss {clean:.3f}")
 
+# %%
 # 2. Explicit regularizer: analytic value against the Monte-Carlo dropout gap.
 x, t = X[:256], y[:256]
 r_exact = float(explicit_regularizer(model, x, t, estimator="gauss_newton"))
@@ -45,6 +55,7 @@ gap = monte_carlo_dropout_gap(model, x, t, n_masks=500, generator=g)
 print(f"R_approx (exact Gauss-Newton) {r_exact:.4f}, (sampled-label, one draw) {r_sampled:.4f}")
 print(f"true dropout gap {gap.value:.4f} +- {gap.stderr:.4f} (ratio {gap.value / r_exact:.2f})")
 
+# %%
 # 3. Curvature and noise structure at the trained parameters.
 loss_fn = nn.functional.cross_entropy
 H = HessianOperator(model, loss_fn, (X, y))              # clean loss: dropout off

@@ -1,6 +1,9 @@
 """Atomic file writes: a temporary file in the same folder, fsync, then a rename.
 
 A process killed at any moment leaves either the old file or the whole new one, never a part.
+The file gets the permissions a plain ``open(path, "w")`` would give it: those of the file it
+replaces, else ``0o666`` less the process umask (``tempfile.mkstemp`` alone would make it ``0600``,
+unreadable by anyone else or by a web server).
 :func:`update_marked_section` rewrites one marked section of a file (the README's claims and
 benchmark tables) through the same atomic write.
 """
@@ -8,16 +11,57 @@ benchmark tables) through the same atomic write.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux ``/proc``).
+
+    Example:
+        >>> 0 <= current_umask() <= 0o777
+        True
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no read-only query elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
+
+
+def _target_mode(path: Path) -> int:
+    """Permission bits for a file written at ``path``: the existing file's, else umask-implied."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
+
+
 def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` all or nothing (parent folders are created)."""
+    """Write ``payload`` to ``path`` all or nothing (parent folders are created).
+
+    The file's mode is the replaced file's, or ``0o666 & ~umask`` for a new file.
+
+    Example:
+        >>> import tempfile
+        >>> f = Path(tempfile.mkdtemp()) / "out.txt"
+        >>> atomic_write_bytes(f, b"hi")
+        >>> oct(f.stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
+        True
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _target_mode(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if hasattr(os, "fchmod"):  # POSIX; elsewhere mkstemp's mode stands
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -119,7 +120,9 @@ class _RichTask:
         self._progress.advance(self._task, amount)
 
     def note(self, text: str) -> None:
-        self._progress.update(self._task, info=text)
+        from rich.markup import escape
+
+        self._progress.update(self._task, info=escape(text))
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
@@ -128,12 +131,19 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     if problem:
         return _usage_error(f"cannot write to --out {out}: {problem}")
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from dropreg.experiments.context import RunCache
-    from dropreg.experiments.report import key_number, write_report
-    from dropreg.experiments.runner import run_claim, select_claims, stored_result
+    from dropreg.experiments.report import (
+        key_number,
+        run_record,
+        utc_now,
+        write_report,
+        write_run_record,
+    )
+    from dropreg.experiments.runner import environment, run_claim, select_claims, stored_result
     from dropreg.experiments.store import write_result
 
     try:
@@ -149,17 +159,18 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         console.width = max(console.width, 120)  # logs and CI: do not wrap the summary table
     results = []
     interrupted = False
-    t0 = time.perf_counter()
+    started_at, t0 = utc_now(), time.perf_counter()
     columns = (TextColumn("{task.description:<48}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
     with Progress(*columns, console=console) as bars:
         for c in claims:
             previous = stored_result(out, c, args.profile, args.seed) if args.resume else None
             if previous is not None:
-                task = bars.add_task(c.id, total=1, completed=1, info="stored (--resume)")
+                task = bars.add_task(escape(c.id), total=1, completed=1,
+                                     info="stored (--resume)")
                 results.append(previous)
                 continue
-            task = bars.add_task(c.id, total=None, info="")
+            task = bars.add_task(escape(c.id), total=None, info="")
             try:
                 result = run_claim(c, args.profile, args.seed, _RichTask(bars, task),
                                    runs=runs, threads=args.threads)
@@ -168,12 +179,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                 bars.update(task, info="interrupted")
                 break
             write_result(out, result)
-            bars.update(task, info=result.verdict,
+            bars.update(task, info=escape(result.verdict),
                         total=bars.tasks[task].total or 1,
                         completed=bars.tasks[task].total or 1)
             results.append(result)
 
-    table = Table(title=f"dropreg reproduce ({args.profile}, seed {args.seed})")
+    # Every cell is plain text: measurement names such as "mean of z / E[z]" must not be read
+    # as rich markup (which would print "mean of z / E").
+    table = Table(title=escape(f"dropreg reproduce ({args.profile}, seed {args.seed})"))
     table.add_column("claim", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     table.add_column("key number")
@@ -181,15 +194,21 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     style = {"reproduced": "green", "not reproduced": "red", "inconclusive": "yellow",
              "error": "magenta"}
     for r in results:
-        table.add_row(r.id, f"[{style.get(r.verdict, '')}]{r.verdict}[/]", key_number(r),
-                      f"{r.elapsed_s:.1f}")
+        verdict = escape(r.verdict)
+        if r.verdict in style:
+            verdict = f"[{style[r.verdict]}]{verdict}[/]"
+        table.add_row(escape(r.id), verdict, escape(key_number(r)), f"{r.elapsed_s:.1f}")
     console.print(table)
     if results:
+        write_run_record(out, run_record(getattr(args, "command_line", "dropreg reproduce"),
+                                         started_at, time.perf_counter() - t0,
+                                         results[-1].environment or environment()))
         html_path, md_path = write_report(out)
-        console.print(f"report: {html_path}  {md_path}  ({time.perf_counter() - t0:.0f} s)")
+        console.print(escape(f"report: {html_path}  {md_path}  "
+                             f"({time.perf_counter() - t0:.0f} s)"))
     if interrupted:
-        console.print(f"interrupted: {len(results)} results are stored under {out}; "
-                      "run again with --resume to go on")
+        console.print(escape(f"interrupted: {len(results)} results are stored under {out}; "
+                             "run again with --resume to go on"))
         return EXIT_INTERRUPTED
     failing = [r.id for r in results if r.verdict in FAILING_VERDICTS]
     return EXIT_FAILED if failing else EXIT_OK
@@ -229,7 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ...
         SystemExit: 2
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["dropreg", *argv])
     command = {"list": _cmd_list, "reproduce": _cmd_reproduce, "report": _cmd_report}
     return command[args.command](args)
 

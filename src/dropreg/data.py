@@ -4,17 +4,16 @@ Every loader returns a :class:`Dataset` of torch tensors with one example per ro
 ``generator`` where it samples:
 
 - :func:`synthetic_regression`: low-rank linear target map plus noise, inputs optionally whitened
-  (the linear-network setup of Pal et al. 2020, digest ``pal2020_structured_dropout.md`` §1.1 and
-  the RQ2 protocol of §3);
+  (the linear-network setup of Pal et al. 2020 and their SGD-reaches-the-minimizer experiment;
+  ``docs/papers/pal2020.md``, "Setup");
 - :func:`one_hot_labels`: one-hot label matrices with given class counts (the labels of the
-  last-layer result, digest ``pal2020_structured_dropout.md`` §2.7);
-- :func:`load_digits_data`: scikit-learn's 8x8 digits (the real-network check of §2.7);
+  last-layer result of Pal et al. 2020; ``docs/papers/pal2020.md``, "Last layer of a deep network");
+- :func:`load_digits_data`: scikit-learn's 8x8 digits (the real-network check of that result);
 - :func:`load_mnist1d`: MNIST-1D generated locally by the ``mnist1d`` package, cached on disk (the
-  small-network experiments of ``wei2020_implicit_explicit.md`` and
-  ``zhang2022_flatness_helmbold2017.md`` Part A);
+  small-network experiments for Wei, Kakade & Ma 2020 and Zhang, Zhou & Xu 2022);
 - :func:`load_mnist` / :func:`read_idx`: MNIST or Fashion-MNIST from IDX files the user already has;
-- :func:`sign_parity`: the sign-parity data of Helmbold & Long (2017, digest
-  ``zhang2022_flatness_helmbold2017.md`` §B.7).
+- :func:`sign_parity`: the sign-parity data of Helmbold & Long (2017, Section 6;
+  ``docs/papers/helmbold2017.md``, "Experiment (Section 6)").
 
 and the one input whitening of the package, :func:`whiten` (re-exported as
 ``dropreg.linear.whiten``, whose closed forms assume whitened inputs).
@@ -104,7 +103,8 @@ class Whitening:
 
 
 def whiten(X: torch.Tensor, *, center: bool = False, rcond: float = 1e-10) -> Whitening:
-    """ZCA-whiten inputs so that ``X_w^T X_w / N = I`` exactly (digest ``pal2020`` §1.1).
+    """ZCA-whiten inputs so that ``X_w^T X_w / N = I`` exactly (``docs/papers/pal2020.md``,
+    "Setup").
 
     The whitening assumption of the linear-network closed forms (Pal et al. 2020; Mianjy, Arora,
     Vidal 2018) is ``X^T X / N = I``. Every ``T`` with ``T^T Sigma T = I`` achieves it, and any two
@@ -160,8 +160,8 @@ def synthetic_regression(
 ) -> Dataset:
     """Regression data y = A x + noise with a random rank-``rank`` map A (``d_out x d_in``).
 
-    The setup of the linear-network results of Pal et al. 2020 (digest
-    ``pal2020_structured_dropout.md`` §1.1; the RQ2 protocol of §3 draws ``Y = W X + noise``):
+    The setup of the linear-network results of Pal et al. 2020 (``docs/papers/pal2020.md``,
+    "Setup"; the SGD experiment there draws ``Y = W X + noise``):
     standard normal inputs, ``A = G_1 G_2 / sqrt(rank)`` with Gaussian ``G_1 (d_out x rank)``,
     ``G_2 (rank x d_in)``, and Gaussian noise of standard deviation ``noise``. With
     ``whiten=True`` the training inputs are ZCA-whitened by :func:`whiten` so that
@@ -205,7 +205,8 @@ def one_hot_labels(class_counts: Sequence[int], dtype: torch.dtype = torch.float
     """One-hot label matrix (N, C) with ``class_counts[c]`` rows of class c, in class order.
 
     ``Y^T Y = diag(class_counts)``, so the singular values of ``Y`` are ``sqrt(class_counts)``:
-    the input of the last-layer closed form (digest ``pal2020_structured_dropout.md`` §2.7).
+    the input of the last-layer closed form (``docs/papers/pal2020.md``, "Last layer of a deep
+    network").
 
     Example:
         >>> one_hot_labels([2, 1])
@@ -416,7 +417,7 @@ def sign_parity(
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> Dataset:
-    """Sign-parity data of Helmbold & Long (2017, experiment B.7 of the digest).
+    """Sign-parity data of Helmbold & Long (2017, the experiment of Section 6).
 
     Inputs uniform in ``[-scale, scale]^K``; the label is the product of the signs of the inputs,
     in {-1, +1} (shape (N, 1)).

@@ -29,7 +29,7 @@ module                                 site  mask law; mask shape for an input s
 ``dropreg.nn.MaskDropout``             yes   its ``law``
 ``dropreg.nn.DropConnectLinear``,      no    the mask is on the weights, not on the input
 ``dropreg.nn.DropConnectConv2d``
-a module with ``is_dropout_site=True``  yes   declared: a float ``p``, optional
+module with ``is_dropout_site=True``   yes   declared: a float ``p``, optional
 and a numeric ``p``                          ``noise_variance`` and ``shared_mask_dims``
 ``is_dropout_site = False``            no    opt-out (also for a subclass of torch's dropout)
 anything else                          no

@@ -107,6 +107,7 @@ def test_bad_measurements_raise(kwargs, match):
 
 
 def test_claim_registration_checks_ids():
+    claim("nobody2020.x", "nobody2020", "s")  # any paper key of one's own is accepted
     with pytest.raises(ValueError, match="paper"):
         claim("no body.x", "no body", "s")
     with pytest.raises(ValueError, match="must start with"):

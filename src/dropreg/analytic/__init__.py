@@ -1,4 +1,4 @@
-"""Analytic dropout for deep nets (Wei, Kakade, Ma 2020; digest ``wei2020_implicit_explicit.md``).
+"""Analytic dropout for deep nets (Wei, Kakade, Ma 2020; ``docs/papers/wei2020.md``).
 
 Find a model's dropout sites (:mod:`dropreg.sites`, re-exported here), compute the explicit
 regularizer of dropout (exactly, or with the sampled-label estimator that trains), the implicit

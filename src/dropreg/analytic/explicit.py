@@ -1,4 +1,4 @@
-"""Explicit regularizer of dropout in deep nets (Wei, Kakade, Ma 2020; digest wei2020 §2).
+"""Explicit regularizer of dropout in deep nets (Wei, Kakade, Ma 2020, Section 4.1).
 
 For a mean loss ``L = (1/N) sum_n l_n`` and dropout sites ``h_s`` with drop probability ``p_s``,
 the second-order Taylor expansion of the expected dropout loss gives (eqs. 4.2-4.4)::
@@ -11,8 +11,9 @@ with ``c_s = p_s / (2 (1 - p_s))`` (Taylor; for other mask laws ``noise_variance
 * ``"gauss_newton"``: its Gauss-Newton part ``(1/N) sum_n J_n^T H_n J_n`` (eq. 4.3, R_approx),
   computed exactly with ``torch.func`` (small models);
 * ``"sampled"``: the same, estimated without bias with one backward pass of a loss at labels
-  sampled from the model's own prediction (§2.6); this is what trains;
-* ``"identity"`` / ``"loss_jacobian"``: the ablations of §2.5 (``H_n -> I/C`` and
+  sampled from the model's own prediction (the authors' code; ``docs/papers/wei2020.md``,
+  "Sampled-label estimator"); this is what trains;
+* ``"identity"`` / ``"loss_jacobian"``: the ablations of Section 5.2 (``H_n -> I/C`` and
   ``H_n -> grad l_n grad l_n^T``).
 
 Element-wise masks have one group per coordinate. Masks shared over dims (channel dropout, or a
@@ -22,7 +23,7 @@ sites (``DropoutSite.independent``, :mod:`dropreg.sites`); a site with a correla
 (DropBlock, ``MaskDropout`` of a block law) raises ``ValueError`` (its true gap is still measured
 by :func:`monte_carlo_dropout_gap`).
 
-Coefficient (digest §8 item 1, settled by the T5 measurement, claim
+Coefficient (``docs/papers/wei2020.md``, "The coefficient of R_approx"; settled by the claim
 ``wei2020.explicit-regularizer-matches-dropout-gap``): the default is the Taylor constant
 ``p / (2 (1 - p))``. It is exact for squared loss with dropout before a linear readout
 (:func:`last_layer_regularizer`), and on MLPs trained with dropout at the same ``p`` the measured
@@ -125,7 +126,8 @@ def sampled_regularizer(
     loss: str = "cross_entropy", kind: str = "hessian", coefficient: Coefficient = None,
     n_samples: int = 1, generator: torch.Generator | None = None, create_graph: bool = True,
 ) -> torch.Tensor:
-    """The sampled-label estimator of R (digest §2.6) from an existing recorded forward pass.
+    """The sampled-label estimator of R (``docs/papers/wei2020.md``) from an existing recorded
+    forward pass.
 
     ``E[(sum_{e in G} g_e h_e)^2] = u_G^T J^T H J u_G`` for ``g = d P / d h`` and a pseudo-loss
     ``P`` from :func:`dropreg.analytic.losses.sampled_pseudo_loss`; cross-term pairs vanish in
@@ -135,7 +137,7 @@ def sampled_regularizer(
     The value is unbiased. Its weight-gradient is unbiased for squared loss (constant ``H``); for
     cross entropy it differentiates through the softmax ``p`` inside the sampled-label loss but
     not through the sampling distribution of the label, exactly as the authors' code does, so it
-    misses the score-function part of the derivative of ``H_out`` (digest §2.6).
+    misses the score-function part of the derivative of ``H_out``, as in the authors' code.
 
     Example:
         With squared loss and one output after the last dropout site, every sampled residual
@@ -236,7 +238,8 @@ def explicit_regularizer(
     n_samples: int = 1, generator: torch.Generator | None = None, create_graph: bool = True,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """Explicit dropout regularizer ``R(F)`` of the mean loss on a batch (eqs. 4.2-4.4, §2.6).
+    """Explicit dropout regularizer ``R(F)`` of the mean loss on a batch (Wei et al. 2020, eqs.
+    4.2-4.4).
 
     The model is run without dropout (every site passes its activation through).
 
@@ -248,7 +251,7 @@ def explicit_regularizer(
         estimator: ``"sampled"`` (unbiased, one extra backward, differentiable; trains),
             ``"gauss_newton"`` (exact R_approx via ``torch.func.jacrev``, small models),
             ``"full"`` (exact second-order term with the full hidden-layer Hessian, checks),
-            ``"identity"`` or ``"loss_jacobian"`` (the §2.5 ablations, sampled).
+            ``"identity"`` or ``"loss_jacobian"`` (the Section 5.2 ablations, sampled).
         coefficient: ``None`` for ``p / (2 (1 - p))`` per site, or a float / mapping / callable
             (see :func:`site_coefficient`).
         n_samples: label draws averaged by the sampled estimators (one forward pass is reused).
@@ -269,7 +272,7 @@ def explicit_regularizer(
         >>> x, y = torch.randn(5, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1])
         >>> gn = explicit_regularizer(net, x, y, estimator="gauss_newton")
         >>> full = explicit_regularizer(net, x, y, estimator="full")
-        >>> bool(torch.isclose(gn, full))  # dropout right before a linear readout (T3)
+        >>> bool(torch.isclose(gn, full))  # dropout right before a linear readout
         True
     """
     check_loss(loss)
@@ -290,7 +293,8 @@ def explicit_regularizer(
 
 def last_layer_regularizer(hidden: torch.Tensor, weight: torch.Tensor, p: float,
                            reduction: str = "mean") -> torch.Tensor:
-    """Exact R_1 of squared loss with dropout on the input of a linear readout (digest §2.1).
+    """Exact R_1 of squared loss with dropout on the input of a linear readout (eq. 4.2 is exact
+    there).
 
     For ``F = W (h * z / (1 - p)) + b`` and ``l = (1/D) ||F - y||^2`` (``F.mse_loss``), the expected
     loss is exactly the clean loss plus ``(p / (1 - p)) (1/D) sum_j ||W[:, j]||^2 h_j^2`` (the
@@ -354,7 +358,8 @@ def monte_carlo_dropout_gap(
     loss: str = "cross_entropy", n_masks: int = 1000, generator: torch.Generator | None = None,
     repeats: int = 1,
 ) -> DropoutGap:
-    """True explicit regularizer ``R_drop = E_eta l(F(x, eta)) - l(F(x))`` by Monte Carlo (§1.3).
+    """True explicit regularizer ``R_drop = E_eta l(F(x, eta)) - l(F(x))`` by Monte Carlo (Section
+    2).
 
     Every forward pass draws independent masks for every term, so per-term estimates are
     independent and the standard error of the mean gap is ``sqrt(sum se_n^2) / N``.

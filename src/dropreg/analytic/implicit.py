@@ -1,10 +1,12 @@
-"""Implicit regularization of dropout: the update noise and its surrogates (digest wei2020 §3).
+"""Implicit regularization of dropout: the update noise and its surrogates (Wei et al. 2020,
+Sections 3 and 4.2).
 
 * ``xi_drop = grad_W l(F(x, eta)) - grad_W l_drop(F, x)``: dropout's own gradient noise.
-* ``xi~_drop = (grad_W l(F(x, eta1)) - grad_W l(F(x, eta2))) / sqrt 2`` (§3.2): same covariance.
-* ``xi_approx = grad_W [ J_loss(x) . (eta * h(x)) ]`` (eqs. 4.5-4.6, §3.3): the weight-gradient of
-  the first-order Taylor term, differentiated through both ``J_loss = dL/dh`` and ``h``, with
-  ``eta = sqrt(var) * Rademacher`` (footnote 6) or the skewed dropout noise itself.
+* ``xi~_drop = (grad_W l(F(x, eta1)) - grad_W l(F(x, eta2))) / sqrt 2`` (Section 3.1): same
+  covariance.
+* ``xi_approx = grad_W [ J_loss(x) . (eta * h(x)) ]`` (Section 4.2, eqs. 4.5-4.6): the
+  weight-gradient of the first-order Taylor term, differentiated through both ``J_loss = dL/dh`` and
+  ``h``, with ``eta = sqrt(var) * Rademacher`` (footnote 6) or the skewed dropout noise itself.
 
 Each is available as a *scalar surrogate* whose weight-gradient is the noise (to add to a loss
 before ``backward``), and as a tuple of gradient tensors. The second-order noises need sites whose
@@ -70,7 +72,8 @@ def implicit_noise_term(
     ``sum_s sum_G eta_G * sum_{e in G} (dL/dh_e) h_e`` with fresh noise ``eta`` per noise group:
     ``sqrt(variance) * Rademacher`` (``noise="rademacher"``, footnote 6) or the dropout noise
     ``z / (1 - p) - 1`` (``noise="dropout"``, Bernoulli sites only). ``dL/dh`` is taken with
-    ``create_graph=True`` and ``h`` is not detached, so the gradient flows through both (T11).
+    ``create_graph=True`` and ``h`` is not detached, so the gradient flows through both, as in the
+    paper.
 
     Args:
         data_loss: the clean mean loss of a forward pass recorded by
@@ -78,7 +81,7 @@ def implicit_noise_term(
         recording: that recording.
         noise: ``"rademacher"`` or ``"dropout"``.
         variance: per-coordinate noise variance (see :func:`site_variance`).
-        scale: multiplies the noise, e.g. ``sqrt(1 - 1/k)`` inside Dropout_k (§3.4).
+        scale: multiplies the noise, e.g. ``sqrt(1 - 1/k)`` inside Dropout_k (Section 5.1).
         generator: random source of the noise.
 
     Example:
@@ -187,7 +190,8 @@ def xi_drop_tilde(
     loss: str = "cross_entropy", generator: torch.Generator | None = None,
     params: Sequence[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, ...]:
-    """``(grad L(F(x, eta1)) - grad L(F(x, eta2))) / sqrt 2``: covariance of ``xi_drop`` (§3.2).
+    """``(grad L(F(x, eta1)) - grad L(F(x, eta2))) / sqrt 2``: covariance of ``xi_drop`` (Section
+    3.1).
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(3, 2))

@@ -8,7 +8,8 @@ Every loss is a mean over *loss terms* ``L = (1/N) sum_n l_n(F_n)``:
   ``outputs[n]`` with ``D`` entries, ``l_n = (1/D) ||F_n - y_n||^2`` and ``H_n = (2/D) I``.
 
 Each loss also provides *pseudo-losses* whose gradient with respect to the outputs is, per term, a
-random vector ``r_n`` with ``E[r_n r_n^T] = H_n`` (digest §2.6): the sampled-label estimator.
+random vector ``r_n`` with ``E[r_n r_n^T] = H_n`` (``docs/papers/wei2020.md``): the sampled-label
+estimator.
 """
 
 from __future__ import annotations
@@ -129,9 +130,9 @@ def sampled_pseudo_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str,
     """A scalar ``P = sum_n ...`` whose output-gradient ``r_n`` per term has ``E r r^T = M_n``.
 
     ``kind``: ``"hessian"`` (``M_n = H_n``: a label sampled from the model's prediction for cross
-    entropy, digest §2.6; Rademacher signs times ``sqrt(2/D)`` for mse), ``"identity"``
-    (``M_n = I / C``, the identity ablation of §2.5) or ``"loss_jacobian"`` (the true-label loss
-    itself, ``r_n = grad l_n``, so ``r r^T`` is the loss-Jacobian ablation of eq. 5.1).
+    entropy, as in the authors' code; Rademacher signs times ``sqrt(2/D)`` for mse), ``"identity"``
+    (``M_n = I / C``, the identity ablation of Section 5.2) or ``"loss_jacobian"`` (the true-label
+    loss itself, ``r_n = grad l_n``, so ``r r^T`` is the loss-Jacobian ablation of eq. 5.1).
 
     Example:
         >>> out = torch.zeros(4, 3, requires_grad=True)

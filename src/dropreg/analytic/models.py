@@ -1,6 +1,7 @@
 """Small test-bed models with dropout sites, and the word-level corpus of ``pydoc_data.topics``.
 
-Used by the T10 training comparison and the benchmark (digest wei2020 §4, §6 T10).
+Used by the training comparison of Wei et al. 2020 (Sections 3 and 5.1, claim
+``wei2020.training-lstm-pydoc``) and the benchmark.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Update rules of Wei, Kakade, Ma 2020 (Algorithms 1, 2 and 4; digest wei2020 §3).
+"""Update rules of Wei, Kakade, Ma 2020 (Algorithms 1, 2 and 4; ``docs/papers/wei2020.md``).
 
 An :class:`UpdateRule` says how one minibatch gradient is formed; :func:`accumulate_gradient` fills
 ``param.grad`` (the optimizer step, clipping and weight decay stay the caller's). Constructors:
@@ -6,11 +6,11 @@ An :class:`UpdateRule` says how one minibatch gradient is formed; :func:`accumul
 ===============================  =========================================================
 ``no_dropout()``                 plain clean-loss gradient
 ``dropout(k)``                   Dropout_k: mean of k dropout gradients (Algorithm 1)
-``dropout_with_noise(k, n)``     Dropout_k + sqrt(1 - 1/k) * xi~_drop or xi_approx (§3.2, §3.4)
+``dropout_with_noise(k, n)``     Dropout_k + sqrt(1 - 1/k) * xi~_drop or xi_approx (Sec. 3.1)
 ``explicit()``                   clean loss + R_approx (sampled-label estimator), no dropout
 ``explicit_implicit()``          clean loss + R_approx + xi_approx (Algorithm 2)
 ``ablation(kind, implicit)``     R_approx with H_out -> I/C ("identity") or the loss-Jacobian
-                                 outer product ("loss_jacobian") (§2.5), optionally + xi_approx
+                                 outer product ("loss_jacobian") (Sec. 5.2), optionally + xi_approx
 ===============================  =========================================================
 """
 
@@ -104,7 +104,8 @@ def dropout(k: int = 1) -> UpdateRule:
 
 
 def dropout_with_noise(k: int, noise: str = "xi_tilde", variance: Variance = None) -> UpdateRule:
-    """Dropout_k + ``sqrt(1 - 1/k)`` times ``xi~_drop`` (§3.2) or ``xi_approx`` (§3.4).
+    """Dropout_k + ``sqrt(1 - 1/k)`` times ``xi~_drop`` (Section 3.1) or ``xi_approx`` (Algorithm
+    4).
 
     Example:
         >>> rule = dropout_with_noise(8, "xi_approx")
@@ -141,7 +142,7 @@ def explicit_implicit(coefficient: Coefficient = None, variance: Variance = None
 
 def ablation(kind: str, implicit: bool = True, coefficient: Coefficient = None) -> UpdateRule:
     """R_approx with ``H_out`` replaced by ``I/C`` (``"identity"``) or by the loss-Jacobian outer
-    product (``"loss_jacobian"``, eq. 5.1), optionally + xi_approx (§2.5).
+    product (``"loss_jacobian"``, eq. 5.1), optionally + xi_approx (Section 5.2).
 
     Example:
         >>> ablation("identity").name, ablation("loss_jacobian", implicit=False).name

@@ -1,4 +1,5 @@
-"""Curvature and dropout-noise diagnostics (digest ``zhang2022_flatness_helmbold2017.md`` Part A).
+"""Curvature and dropout-noise diagnostics (Zhang, Zhou & Xu 2022;
+``docs/papers/zhang2022.md``).
 
 * Hessian-vector products of a model's loss in three dropout states: clean, fixed masks, and the
   expected loss over M masks (:class:`HessianOperator`; masks and dropout states come from

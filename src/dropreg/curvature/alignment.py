@@ -1,6 +1,7 @@
 """Alignment of the dropout noise covariance with the Hessian, without forming P x P matrices.
 
-Digest A.6: ``cos(H, Sigma) = Tr(H Sigma) / (||H||_F ||Sigma||_F)``, projected variances
+Zhang, Zhou & Xu 2022 (``docs/papers/zhang2022.md``, "Comparing the noise with the Hessian"):
+``cos(H, Sigma) = Tr(H Sigma) / (||H||_F ||Sigma||_F)``, projected variances
 ``v_k^T Sigma v_k`` on the top Hessian eigenvectors and their Spearman correlation with
 ``lambda_k``, and the null value of a matrix with ``Sigma``'s spectrum and Haar-random
 eigenvectors, whose expected cosine is ``tr(H) tr(Sigma) / (P ||H||_F ||Sigma||_F)`` (because
@@ -115,7 +116,7 @@ def alignment(
     tol: float = 1e-6,
     generator: torch.Generator | None = None,
 ) -> AlignmentResult:
-    """Alignment of dropout noise with the Hessian (digest A.6), matrix-free.
+    """Alignment of dropout noise with the Hessian (Zhang, Zhou & Xu 2022), matrix-free.
 
     Args:
         op: the Hessian (:class:`HessianOperator`, any ``matvec``/``shape`` object, or dense).

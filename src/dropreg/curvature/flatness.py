@@ -1,4 +1,4 @@
-"""Flatness of a solution (digest A.4, A.6 item 3).
+"""Flatness of a solution (``docs/papers/zhang2022.md``, "Flatness measures").
 
 * :func:`sharpness`: largest Hessian eigenvalue (Lanczos) and trace (Hutch++).
 * :func:`interval_flatness`: ``F_v = a_r - a_l``, the largest interval around 0 with
@@ -7,7 +7,7 @@
   direction whose every filter (row of a weight) has the norm of the same filter of the
   parameters (Li et al. 2018); biases and other 1-D parameters get 0 unless asked.
 * :func:`trajectory_pca` and :func:`variance_flatness`: PCA of parameter snapshots and interval
-  flatness along each component (the inverse variance-flatness relation, A-T7).
+  flatness along each component (the inverse variance-flatness relation of Feng & Tu 2021).
 
 A "loss" here is a :class:`HessianOperator` (any dropout state): its ``loss(vec)`` evaluates
 the loss at flat parameters ``vec`` and ``params`` gives the current point.
@@ -122,7 +122,7 @@ def interval_flatness(
     max_alpha: float = 1e3,
     rtol: float = 1e-3,
 ) -> IntervalFlatness:
-    """Interval flatness along ``direction`` (digest A.4; Feng & Tu 2021).
+    """Interval flatness along ``direction`` (Feng & Tu 2021).
 
     The direction is normalised to unit length. Each side steps out geometrically from
     ``1e-6 * max_alpha`` until the loss exceeds ``threshold * L(center)``, then bisects the
@@ -284,9 +284,9 @@ def variance_flatness(
     op: HessianOperator, snapshots: Tensor, k: int = 20, *, threshold: float = 2.0,
     max_alpha: float = 1e3,
 ) -> VarianceFlatness:
-    """Inverse variance-flatness relation (digest A.6 item 3, A-T7): PCA of ``snapshots``
-    ``(T, P)``; interval flatness of ``op``'s loss along each of the top ``k`` components, around
-    the snapshot mean.
+    """Inverse variance-flatness relation (Feng & Tu 2021; ``docs/papers/zhang2022.md``): PCA of
+    ``snapshots`` ``(T, P)``; interval flatness of ``op``'s loss along each of the top ``k``
+    components, around the snapshot mean.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)

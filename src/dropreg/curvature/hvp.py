@@ -2,8 +2,9 @@
 
 ``H = d^2/dtheta^2 (1/N) sum_i loss(f_theta(x_i), y_i)`` for the clean model, for fixed masks, or
 averaged over a fixed set of M masks (the Hessian of the expected dropout loss over those masks;
-digest A.4-A.6). Products are forward-over-reverse (``torch.func.jvp`` of ``torch.func.grad``)
-where ``torch.func`` can trace the model, double backward otherwise; both are exact.
+``docs/guide/curvature.md``). Products are forward-over-reverse (``torch.func.jvp`` of
+``torch.func.grad``) where ``torch.func`` can trace the model, double backward otherwise; both are
+exact.
 
 ``loss_fn(output, target)`` must return the mean over the batch (as torch's losses with
 ``reduction="mean"``); batches are then weighted by their size, so batching does not change the

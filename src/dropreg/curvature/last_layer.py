@@ -1,7 +1,8 @@
-"""Exact Hessian and dropout-noise covariance for dropout at the last hidden layer (digest A.8).
+"""Exact Hessian and dropout-noise covariance for dropout at the last hidden layer (Zhang, Zhou & Xu
+2022; ``docs/papers/zhang2022.md``, "Last hidden layer").
 
 Setting: scalar output ``f(x) = sum_j W_j h_j(x) + b`` with dropout on ``h`` (mask ``1 + eta``,
-``eta = z / (1 - p) - 1``, ``z ~ Bernoulli(1 - p)``; ``p`` is the DROP probability, the digest's
+``eta = z / (1 - p) - 1``, ``z ~ Bernoulli(1 - p)``; ``p`` is the DROP probability; the paper's
 keep probability is ``1 - p``), loss ``(1/n) sum_i 1/2 (f(x_i) - y_i)^2``, at an interpolating
 point ``f(x_i) = y_i``. With ``a_ij = W_j h_j(x_i)``, ``J_i = grad f(x_i)``, ``A_ij = grad a_ij``:
 
@@ -9,7 +10,8 @@ point ``f(x_i) = y_i``. With ``a_ij = W_j h_j(x_i)``, ``J_i = grad f(x_i)``, ``A
 * the dropout gradient is ``sum_j eta_j u_j + sum_jk eta_j eta_k v_jk`` exactly, so its
   covariance is a closed form in ``lam = p/(1-p)``, ``mu3 = E eta^3``, ``mu4 = E eta^4``.
 
-The re-derivation of the digest is checked here against enumeration of all masks (A-T4).
+These closed forms are re-derived in the docs page and checked against enumeration of all masks in
+the tests.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ __all__ = [
 
 
 def dropout_eta_moments(p: float) -> tuple[float, float, float]:
-    """``(E eta^2, E eta^3, E eta^4)`` of ``eta = z/(1-p) - 1``, ``z ~ Bernoulli(1-p)`` (digest A.2
-    with keep probability ``1 - p``).
+    """``(E eta^2, E eta^3, E eta^4)`` of ``eta = z/(1-p) - 1``, ``z ~ Bernoulli(1-p)`` (the dropout
+    noise of Zhang, Zhou & Xu 2022 with keep probability ``1 - p``).
 
     Example:
         >>> dropout_eta_moments(0.5)
@@ -52,7 +54,9 @@ def dropout_eta_moments(p: float) -> tuple[float, float, float]:
 def last_layer_terms(
     model: nn.Module, X: Tensor, head: str, params: Sequence[str] | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``(a, J, A)`` of digest A.8 for a model whose module ``head`` is the output ``nn.Linear``.
+    """The terms ``(a, J, A)`` for a model whose module ``head`` is the output ``nn.Linear``.
+
+    Notation of ``docs/papers/zhang2022.md``, section "Last hidden layer".
 
     ``a[i, j] = W_j h_j(x_i)`` (``h`` the input of ``head``), ``J[i] = grad f(x_i)`` and
     ``A[i, j] = grad a[i, j]`` over the flat parameters (clean model, dropout off).
@@ -100,7 +104,7 @@ def last_layer_terms(
 
 
 def last_layer_hessian(J: Tensor) -> Tensor:
-    """``H = J^T J / n``: the exact Hessian of the half-MSE at an interpolating point (A.8).
+    """``H = J^T J / n``: the exact Hessian of the half-MSE at an interpolating point.
 
     Example:
         >>> last_layer_hessian(torch.tensor([[1.0, 0.0], [1.0, 2.0]]))
@@ -125,7 +129,8 @@ def _shared_cov(a: Tensor, J: Tensor, A: Tensor, p: float) -> Tensor:
 def last_layer_noise_covariance(
     a: Tensor, J: Tensor, A: Tensor, p: float, *, per_example: bool = True
 ) -> Tensor:
-    """Exact covariance of the dropout gradient at an interpolating point (digest A.8).
+    """Exact covariance of the dropout gradient at an interpolating point
+    (``docs/papers/zhang2022.md``).
 
     Args:
         a, J, A: from :func:`last_layer_terms`.
@@ -157,9 +162,9 @@ def last_layer_noise_covariance(
 def last_layer_noise_covariance_linear(
     a: Tensor, J: Tensor, p: float, *, per_example: bool = True
 ) -> Tensor:
-    """Leading (linear-in-eta) term of the covariance (digest A.8): per example
+    """Leading (linear-in-eta) term of the covariance (``docs/papers/zhang2022.md``): per example
     ``(lam/n^2) sum_i s_i J_i J_i^T`` with ``s_i = sum_j a_ij^2``; shared
-    ``(lam/n^2) sum_ik (a_i . a_k) J_i J_k^T``.
+    ``(lam/n^2) sum_ik (a_i^T a_k) J_i J_k^T``.
 
     Example:
         >>> a, J = torch.tensor([[1.0, 1.0]]), torch.tensor([[1.0, 0.0]])

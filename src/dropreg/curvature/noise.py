@@ -1,4 +1,5 @@
-"""Dropout gradient noise at fixed parameters (digest A.5) and unbiased moments of its covariance.
+"""Dropout gradient noise at fixed parameters (Zhang, Zhou & Xu 2022) and unbiased moments of its
+covariance.
 
 ``xi_s = grad R^drop(theta, eta_s) - c`` for S independent mask draws ``eta_s``, where the centre
 ``c`` is either the sample mean of the S dropout gradients (``center="mean"``: ``Sigma`` is the
@@ -6,8 +7,9 @@ covariance of the dropout gradient) or the clean gradient (``center="clean"``: t
 about the plain GD gradient, which differs from the covariance by ``(grad R_1)(grad R_1)^T``).
 
 Masks are drawn per example (as ``nn.Dropout``) or shared by each batch (the "shared mask" of
-digest A.8). The samples are kept as a ``P x S`` matrix; gradients are computed ``chunk_size``
-masks at a time with ``torch.func.vmap`` (a loop where vmap cannot trace the model).
+``docs/papers/zhang2022.md``, "Dropout noise and its covariance"). The samples are kept as a ``P x
+S`` matrix; gradients are computed ``chunk_size`` masks at a time with ``torch.func.vmap`` (a loop
+where vmap cannot trace the model).
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ class GradientNoise:
         return float((self.samples.double() ** 2).sum()) / self.dof
 
     def squared_frobenius(self) -> float:
-        """Unbiased ``||Sigma||_F^2`` from the Gram matrix (digest A.6 item 4, bias removed).
+        """Unbiased ``||Sigma||_F^2`` from the Gram matrix (``(1/S^2) sum_st (xi_s . xi_t)^2``, bias
+        removed).
 
         ``center="clean"``: ``sum_{s != t} (xi_s . xi_t)^2 / (S (S-1))``. ``center="mean"``: the
         estimator of Himeno & Yamada (2014, JMVA 130), unbiased without normality (needs S >= 4).

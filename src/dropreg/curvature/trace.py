@@ -7,7 +7,7 @@
   deflated rest`` by Hutchinson with the last third. The s.e. is that of the Hutchinson part
   (the first part is exact given ``Q``); unbiased like Hutchinson, with far smaller variance for
   matrices with fast-decaying spectra such as Hessians.
-* ``||A||_F^2 = E||A z||^2`` (digest A.6 item 4).
+* ``||A||_F^2 = E||A z||^2`` for Rademacher or Gaussian ``z``.
 """
 
 from __future__ import annotations

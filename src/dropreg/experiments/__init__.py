@@ -26,10 +26,25 @@ def paper_modules() -> list[str]:
     )
 
 
+class ClaimModuleError(ValueError):
+    """A module named in ``DROPREG_CLAIM_MODULES`` is missing or fails to import."""
+
+
 def load_all() -> None:
-    """Import every paper module so that its claims are registered."""
+    """Import every paper module, then the user's modules, so that their claims are registered.
+
+    Raises:
+        ClaimModuleError: a module of ``DROPREG_CLAIM_MODULES`` cannot be imported (the message
+            names it and the first line of the cause; the command line shows it as a usage error).
+    """
     for name in paper_modules():
         importlib.import_module(f"{__name__}.{name}")
     for name in os.environ.get("DROPREG_CLAIM_MODULES", "").split(","):
         if name.strip():
-            importlib.import_module(name.strip())
+            try:
+                importlib.import_module(name.strip())
+            except Exception as e:  # noqa: BLE001 - any failure of user code is reported
+                cause = (str(e).strip().splitlines() or [""])[0]
+                raise ClaimModuleError(
+                    f"DROPREG_CLAIM_MODULES: cannot import {name.strip()!r}: "
+                    f"{type(e).__name__}: {cause}") from e

@@ -242,6 +242,9 @@ class Figure:
         """
         import matplotlib.pyplot as plt
 
+        from dropreg.experiments._common import tidy_figure
+
+        tidy_figure(fig)  # the report's axis rules: readable log axes, bars from zero
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
         plt.close(fig)

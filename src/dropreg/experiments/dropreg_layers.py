@@ -1,9 +1,10 @@
 """Claims about dropreg's own layers: DropBlock2d drops exactly the requested fraction.
 
-Settings: ``anchors.md`` §1.5 (square maps, odd block sizes, the torchvision/timm/dropblock
-comparison) and the two timm ResNet DropBlock settings. The peers' seeding rules are evaluated
-exactly (expected drop fraction ``1 - mean_ij (1 - gamma)^{n_ij}`` of their seed rate and seed
-region), so their curves carry no sampling error; dropreg is measured by sampling its real layer.
+Settings: nine square maps with odd block sizes (``docs/guide/masks.md``, "DropBlock drops
+exactly p", compares torchvision, timm and dropblock on them) and the two timm ResNet DropBlock
+settings. The peers' seeding rules are evaluated exactly (expected drop fraction ``1 - mean_ij (1 -
+gamma)^{n_ij}`` of their seed rate and seed region), so their curves carry no sampling error;
+dropreg is measured by sampling its real layer.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from dropreg.experiments._common import pyplot
 from dropreg.experiments.claims import Figure, Measurement, Outcome, Progress, claim
 
-#: (H = W, block_size, p) of anchors.md §1.5.
+#: (H = W, block_size, p) of the drop-fraction comparison (``docs/guide/masks.md``).
 ANCHOR_SETTINGS: tuple[tuple[int, int, float], ...] = (
     (56, 7, 0.1), (56, 7, 0.3), (28, 7, 0.1), (14, 7, 0.1), (14, 7, 0.3),
     (8, 3, 0.1), (7, 3, 0.1), (7, 7, 0.1), (7, 7, 0.3),
@@ -50,7 +51,8 @@ def peer_seed_rule(rule: str, H: int, W: int, block_size: int, p: float,
                    gamma_scale: float = 1.0) -> tuple[float, torch.Tensor]:
     """Seed rate and per-position seed counts ``(gamma, n (H, W))`` of a peer's DropBlock.
 
-    Rules (anchors.md §1.1-1.3): ``"torchvision"`` (and mmdet, the paper):
+    Rules (from each package's source: ``torchvision.ops.drop_block2d``,
+    ``timm.layers.drop``, ``dropblock`` 0.3.0): ``"torchvision"`` (and mmdet, the paper):
     ``k = min(bs, H, W)``, ``gamma = p H W / (k^2 (H - k + 1)(W - k + 1))``, valid-centre seeds;
     ``"timm"`` (>= 1.0.23, and the default ``fast=True`` path before):
     ``kh, kw = min(bs, H), min(bs, W)``,
@@ -158,7 +160,7 @@ def dropblock2d_drops_exactly_p(
             f"realised drop fraction, {H}x{H} map, block {bs}, p={p}", r["realised"],
             expected=p, tolerance=5 * r["stderr"], stderr=r["stderr"]))
         progress.advance()
-    # timm ResNet settings (anchors §1.2/§1.5): reported for the peers, dropreg exact by the law
+    # timm ResNet settings: reported for the peers, dropreg exact by the law
     from dropreg.masks import SlidingBlocks2d
 
     resnet = [(14, 5, 0.1, 0.25), (7, 3, 0.1, 1.0)]
@@ -220,12 +222,12 @@ def dropblock2d_drops_exactly_p(
     ax2.legend(fontsize=7, loc="lower left")
     ax2.set_xticks(xs)
     ax2.set_xticklabels(labels, fontsize=7)
-    ax2.set_xlabel("setting (map H x W, block size, requested p) of anchors.md §1.5")
+    ax2.set_xlabel("setting (map H x W, block size, requested p)")
     fig.tight_layout()
     worst_mc = max(abs(r["realised"] - r["p"]) / r["p"] for r in rows)
     figure = Figure.from_matplotlib(
         "drop-fraction",
-        "Realised drop fraction divided by the requested p on the anchors.md §1.5 settings "
+        "Realised drop fraction divided by the requested p on nine settings "
         "(top: ratio, log scale; bottom: relative deviation in %, dropreg and torchvision). "
         "Prediction: dropreg's ratio is 1 on every setting. Measured: dropreg's sampled ratio "
         f"deviates from 1 by at most {worst_mc:.2%} (within 5 s.e.); the exact ratios of the "

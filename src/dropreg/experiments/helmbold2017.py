@@ -1,6 +1,6 @@
 """Claims of Helmbold & Long, *Surprising properties of dropout in deep networks* (COLT 2017).
 
-Digest ``zhang2022_flatness_helmbold2017.md`` Part B. Every criterion here is exact (enumeration of
+``docs/papers/helmbold2017.md`` states the results. Every criterion here is exact (enumeration of
 all dropout patterns, :func:`dropreg.relu.dropout_criterion`) unless it says Monte Carlo. Dropout
 drops inputs and hidden units with probability ``p`` (the paper's ``q``), kept ones scaled by
 ``1 / (1 - p)``.
@@ -50,7 +50,7 @@ def _f(x) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# B.2 / Theorem 19: negative penalty
+# Fig. 1 / Theorem 19: negative penalty
 
 
 @claim(
@@ -79,8 +79,8 @@ def negative_dropout_penalty(profile: str, generator: torch.Generator,
         progress.advance()
     dev = max(abs(a - b) for a, b in zip(measured, predicted))
     table = {q: _f(dropout_penalty(net, X, Y, q)) for q in (0.1, 0.3, 0.5, 0.7, 0.9)}
-    digest_table = {0.1: -2.73, 0.3: -7.52, 0.5: -10.0, 0.7: -2.18, 0.9: 169.2}
-    table_dev = max(abs(table[q] - digest_table[q]) for q in table)
+    tabulated = {0.1: -2.73, 0.3: -7.52, 0.5: -10.0, 0.7: -2.18, 0.9: 169.2}  # docs table
+    table_dev = max(abs(table[q] - tabulated[q]) for q in table)
 
     # the penalty 2(1+k)(1-k)/k^2 - 32(1-k) changes sign where 16 k^2 - k - 1 = 0
     p_root = 1.0 - (1.0 + math.sqrt(65.0)) / 32.0
@@ -115,12 +115,12 @@ def negative_dropout_penalty(profile: str, generator: torch.Generator,
                         expected=3.0, tolerance=0.0),
             Measurement("max abs(enumeration - closed form) over p", dev, expected=0.0,
                         tolerance=1e-10, kind="at_most"),
-            Measurement("max abs(enumeration - digest table, 2 decimals)", table_dev,
+            Measurement("max abs(enumeration - docs table, 2 decimals)", table_dev,
                         expected=0.0, tolerance=0.005, kind="at_most"),
         ],
         figures=[figure],
         notes="Non-zero outputs under dropout: " + ", ".join(f"{v:g}" for v in nonzero)
-        + ". Penalty across p (the digest's B.6 table): "
+        + ". Penalty across p (the table of docs/papers/helmbold2017): "
         + ", ".join(f"p={q}: {v:.4f}" for q, v in table.items())
         + ". Tolerances: the values are sums of 16 dyadic terms, exact in float64.",
         details={"p": ps.tolist(), "penalty": measured, "table": table},
@@ -670,7 +670,7 @@ def dropout_scale_invariant_sgd(profile: str, generator: torch.Generator,
     return Outcome(
         measurements=ms,
         figures=[figure],
-        notes="Assumptions (digest B.7, UNCERTAIN in the paper): training error is the square loss "
+        notes="Assumptions (open in the paper's Section 6): training error is the square loss "
         "without dropout at the last iterate; one random example per SGD step; Torch7 momentum "
         "with dampening 0.5; weight decay also on biases (Torch7 weightDecay on the flat "
         "parameter vector). Each run draws its data with dropreg.data.sign_parity and one Torch "

@@ -1,5 +1,5 @@
-"""Claims of Mianjy, Arora and Vidal (ICML 2018), "On the Implicit Bias of Dropout" (digest
-``pal2020_structured_dropout.md`` §4.2 and check 10 of §6)."""
+"""Claims of Mianjy, Arora and Vidal (ICML 2018), "On the Implicit Bias of Dropout"
+(``docs/papers/mianjy2018.md``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Claims of Mianjy and Arora (ICML 2019), "On Dropout and Nuclear Norm Regularization":
-the deep-linear Dropout regularizer and its convex envelope (digest
-``pal2020_structured_dropout.md`` §4.3 and check 13 of §6)."""
+the deep-linear Dropout regularizer and its convex envelope
+(``docs/papers/mianjy2019.md``)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def deep_linear_envelope(profile: str, generator: torch.Generator,
         rank_one_optimum,
     )
 
-    p = 0.4                                                    # theta = .6 in the digest
+    p = 0.4                                                    # keep probability theta = .6
     n_nets = 500 if profile == "quick" else 5000
     archs = [(4, 5, 3), (4, 6, 6, 3), (5, 3, 8, 4, 2)]
     progress.set_total(len(archs) + 1)

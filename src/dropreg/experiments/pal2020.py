@@ -1,8 +1,10 @@
 """Claims of Pal, Lane, Vidal, Haeffele (CVPR 2020), "On the Regularization Properties of
 Structured Dropout", measured with :mod:`dropreg.linear`.
 
-Digest: ``pal2020_structured_dropout.md`` §2 (results), §3 (research questions RQ1-RQ4) and §6
-(checks). ``p`` is the drop probability (the paper's keep probability is ``theta = 1 - p``).
+``docs/papers/pal2020.md`` states each result and the paper's experiments these claims follow
+(exact identities, SGD reaching the closed form, last-layer spectra, training curves of the
+DropBlock approximation). ``p`` is the drop probability (the paper's keep probability is
+``theta = 1 - p``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dropreg.experiments.claims import Figure, Measurement, Outcome, Progress, c
 F64 = torch.float64
 
 
-# --------------------------------------------------------------------------------------- RQ1
+# ------------------------------------------------------- exact identities (expected objectives)
 
 def _random_problem(g, D, d, r, N):
     return (torch.randn(D, r, generator=g, dtype=F64), torch.randn(d, r, generator=g, dtype=F64),
@@ -88,7 +90,7 @@ def expected_objective_identities(profile: str, generator: torch.Generator,
     p = 0.3
     progress.set_total(8 + 4)
     rows = []
-    # exact enumeration (digest checks 1-4)
+    # exact enumeration of every mask
     U, V, X, Y = _random_problem(generator, 3, 4, 6, 5)
     bits = torch.tensor(list(itertools.product((0.0, 1.0), repeat=6)), dtype=F64)
     w = torch.rand(64, generator=generator, dtype=F64)
@@ -108,7 +110,7 @@ def expected_objective_identities(profile: str, generator: torch.Generator,
         rows.append((f"DropConnect ({layer} layer)", exact, formula, abs(exact - formula) / exact))
         progress.advance()
     worst = max(row[3] for row in rows)
-    # Monte Carlo, digest check 4 sizes
+    # Monte Carlo, DropConnect on a small net
     mc = []
     for kind in ("Dropout", "DropBlock", "DropConnect (first layer)",
                  "DropConnect (second layer)"):
@@ -136,7 +138,7 @@ def expected_objective_identities(profile: str, generator: torch.Generator,
     ax1.set_yscale("log")
     ax1.set_xlabel("expected loss, exact enumeration of all masks\n(squared output units)")
     ax1.set_ylabel("expected loss, deterministic formula\n(squared output units)")
-    ax1.set_title("exact identities (RQ1)")
+    ax1.set_title("exact identities")
     ax1.legend(fontsize=7, loc="upper left")
     xs = np.arange(len(mc))
     ax2.axhline(0.0, color="0.4", lw=1, label="prediction: MC mean = formula")
@@ -173,7 +175,7 @@ def expected_objective_identities(profile: str, generator: torch.Generator,
                                  for m in mc]})
 
 
-# --------------------------------------------------------------------------------------- RQ2
+# ------------------------------------------------------------- SGD reaches the closed form
 
 def _sgd_setting(profile):
     if profile == "test":                      # tiny, for the test suite's well-formedness check
@@ -281,7 +283,7 @@ def dropblock_sgd_reaches_closed_form(profile: str, generator: torch.Generator,
     return Outcome(
         measurements=ms, figures=[figure],
         notes="E is the exact expected training loss, including the constant c_0 = ||Y||^2/N - "
-              "||M||^2 that no weights can remove (the digest's convention); the gap without "
+              "||M||^2 that no weights can remove (our convention); the gap without "
               "c_0 is reported as info. The 1e-3 threshold is the claim under test, not a "
               "tolerance.",
         details={"runs": [dict(k=x["k"], p=x["p"], gap=x["gap"], E_star=x["E_star"],
@@ -402,7 +404,7 @@ def low_rank_equal_block_norms(profile: str, generator: torch.Generator,
                           for x in rows]})
 
 
-# --------------------------------------------------------------------------------------- RQ3
+# ------------------------------------------------------------- last-layer singular values
 
 @claim(
     "pal2020.last-layer-singular-values",
@@ -423,7 +425,8 @@ def last_layer_singular_values_claim(profile: str, generator: torch.Generator,
     r, hidden = 32, 128
     ds = load_digits_data(generator=generator)
     # Digits are nearly balanced, where Dropout and DropBlock predict the same spectrum
-    # (digest §2.7); an imbalanced subsample (class c keeps round(130 * 0.75^c) images) makes
+    # (docs/papers/pal2020.md, "Last layer of a deep network"); an imbalanced subsample (class c
+    # keeps round(130 * 0.75^c) images) makes
     # the two predictions differ, so the check can tell them apart.
     keep = []
     for c in range(10):
@@ -525,7 +528,7 @@ def last_layer_singular_values_claim(profile: str, generator: torch.Generator,
                            for k, v in x.items()} for x in results]})
 
 
-# --------------------------------------------------------------------------------------- RQ4
+# ------------------------------------------------ training curves of the DropBlock approximation
 
 @claim(
     "pal2020.dropblock-approximation-training-curves",
@@ -588,8 +591,8 @@ def dropblock_approximation_curves(profile: str, generator: torch.Generator,
         "Linear net, whitened synthetic regression, the same initialization and SGD schedule; "
         "fixed contiguous blocks (the law Pal et al. analyse) against sliding-seed DropBlock "
         "(seed rate solved for the same mean drop fraction, each unit rescaled by its own keep "
-        "probability). The paper's RQ4 compares such curves; its figures and numbers were not "
-        "available, so the only prediction drawn (dashed) is the closed-form optimum the "
+        "probability). The paper compares such curves; its figures and numbers were not "
+        "available to us, so the only prediction drawn (dashed) is the closed-form optimum the "
         "fixed-block objective should reach (Pal et al.). Final plain training MSE: "
         + ", ".join(f"{c['name']} {c['train']:.4f}" for c in curves) + ".", fig)
     ms = []
@@ -601,6 +604,7 @@ def dropblock_approximation_curves(profile: str, generator: torch.Generator,
         ms.append(Measurement(f"mean drop fraction, {c['name']}", c["drop"], kind="info"))
     return Outcome(
         measurements=ms, figures=[figure],
-        notes="Informational: the paper's quantitative RQ4 result could not be read (digest §3), "
+        notes="Informational: the paper's numbers for this comparison were not available to us, "
               "so the curves are shown without a judged prediction.",
-        inconclusive_reason="no quantitative prediction available for RQ4; curves reported")
+        inconclusive_reason="the paper gives no number to check for this comparison; curves "
+                            "reported")

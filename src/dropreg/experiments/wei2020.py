@@ -1,6 +1,6 @@
 """Claims of Wei, Kakade, Ma 2020, "The Implicit and Explicit Regularization Effects of Dropout".
 
-Digest: ``wei2020_implicit_explicit.md`` (checks T5, T7, T8, T9 and T10 of §6). The library code is
+``docs/papers/wei2020.md`` states the results these claims test. The library code is
 :mod:`dropreg.analytic`; this module only measures. Test beds are built in: an MLP on MNIST-1D
 (``dropreg.data.load_mnist1d``) and a word-level LSTM language model on the text of Python's own
 ``pydoc_data.topics`` (no download).
@@ -68,7 +68,7 @@ def _mnist1d(n_train: int | None = None):
 
 
 # ---------------------------------------------------------------------------------------------
-# T5: R_approx against the Monte-Carlo dropout gap; the coefficient question
+# R_approx (Section 4.1) against the Monte-Carlo dropout gap; the coefficient question
 # ---------------------------------------------------------------------------------------------
 
 def explicit_vs_gap(qs: Sequence[float], *, hidden: int = 50, n_train: int = 1000, epochs: int = 10,
@@ -213,7 +213,7 @@ def explicit_matches_gap(profile: str, generator: torch.Generator, progress: Pro
 
 
 # ---------------------------------------------------------------------------------------------
-# T7: covariance of xi_approx against the dropout gradient noise
+# covariance of xi_approx (Section 4.2) against the dropout gradient noise
 # ---------------------------------------------------------------------------------------------
 
 def _approx_noise_factor(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -278,7 +278,8 @@ def xi_covariance_comparison(qs: Sequence[float], *, n_examples: int = 3, n_mask
     "wei2020",
     "At small drop probability the analytic update noise xi_approx (eq. 4.6, Rademacher signs "
     "scaled by sqrt(q/(1-q))) has nearly the covariance of dropout's gradient noise xi_drop: "
-    "trace ratio within 15% and cosine >= 0.9 at q = 0.05, cosine >= 0.8 at q = 0.4 (digest T7).",
+    "trace ratio within 15% and cosine >= 0.9 at q = 0.05, cosine >= 0.8 at q = 0.4 (thresholds "
+    "we chose; the paper gives none).",
 )
 def xi_approx_matches(profile: str, generator: torch.Generator, progress: Progress) -> Outcome:
     qs = _pick(profile, (0.05, 0.4), (0.05, 0.1, 0.2, 0.4), (0.05, 0.4))
@@ -315,7 +316,7 @@ def xi_approx_matches(profile: str, generator: torch.Generator, progress: Progre
         axes[1].plot([r["q"] for r in sel], [r["cosine"] for r in sel], marker="o",
                      label=f"measured, example {i}")
     axes[0].axhline(1.0, color="k", ls="--", lw=1, label="prediction: equal covariance")
-    axes[0].axhspan(0.85, 1.15, color="0.9", label="digest tolerance at q = 0.05")
+    axes[0].axhspan(0.85, 1.15, color="0.9", label="our threshold at q = 0.05")
     axes[1].axhline(1.0, color="k", ls="--", lw=1, label="prediction: same direction")
     axes[0].set_xlabel("drop probability q (dimensionless)")
     axes[1].set_xlabel("drop probability q (dimensionless)")
@@ -333,12 +334,12 @@ def xi_approx_matches(profile: str, generator: torch.Generator, progress: Progre
         + "; cosines: " + ", ".join(f"{r['cosine']:.2f}" for r in rows) + ".", fig)
     return Outcome(measurements=ms, figures=[figure], details={"rows": rows},
                    notes="Cov(xi_approx) exact (A^T A); Cov(xi_drop) from sampled dropout "
-                         "gradients. Thresholds are the digest's suggested assertions (T7); the "
+                         "gradients. The thresholds are ours (the paper states no number); the "
                          "trace band allows 2 standard errors of the Monte-Carlo trace on top.")
 
 
 # ---------------------------------------------------------------------------------------------
-# T8 / T9: Dropout_k covariance scales as 1/k; xi~_drop has the covariance of xi_drop
+# Section 3: Dropout_k covariance scales as 1/k; xi~_drop has the covariance of xi_drop
 # ---------------------------------------------------------------------------------------------
 
 def _rule_gradients(net, rule, x, y, n, generator):
@@ -425,7 +426,7 @@ def dropout_k_scaling(profile: str, generator: torch.Generator, progress: Progre
 
 
 # ---------------------------------------------------------------------------------------------
-# T10: training-level comparison
+# training-level comparison (Sections 3, 3.1 and 5.1, Figures 1-5)
 # ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -471,7 +472,8 @@ def lstm_testbed(profile: str) -> TrainingBed:
 
 
 def training_rules(profile: str) -> list[UpdateRule]:
-    """The T10 configurations: Dropout_k with k = 8; the loss-Jacobian ablation in full only."""
+    """The training comparison's configurations: Dropout_k with k = 8; the loss-Jacobian ablation in
+    full only."""
     if profile == "smoke":
         return [no_dropout(), dropout(1), dropout(2), dropout_with_noise(2, "xi_tilde"),
                 dropout_with_noise(2, "xi_approx"), explicit(), explicit_implicit(),
@@ -637,10 +639,11 @@ def _run_training_claim(bed_fn, profile, generator, progress) -> Outcome:
 
 
 _T10 = (
-    "Dropout's effect splits into explicit and implicit parts (T10): no dropout is worse than "
-    "Dropout_1; Dropout_k gets worse as k grows; adding sqrt(1-1/k) xi~_drop or xi_approx to "
-    "Dropout_k recovers Dropout_1; R_approx alone sits between Dropout_k and Dropout_1; "
-    "R_approx + xi_approx without dropout matches Dropout_1; replacing H_out by I/C is worse. "
+    "Dropout's effect splits into explicit and implicit parts (Sections 3, 5.1): no dropout is "
+    "worse than Dropout_1; Dropout_k gets worse as k grows; adding sqrt(1-1/k) xi~_drop or "
+    "xi_approx to Dropout_k recovers Dropout_1; R_approx alone sits between Dropout_k and "
+    "Dropout_1; R_approx + xi_approx without dropout matches Dropout_1; replacing H_out by I/C "
+    "is worse. "
 )
 
 

@@ -1,9 +1,9 @@
 """Claims of Zhang, Zhou, Xu 2022: dropout finds flatter minima; its gradient noise is aligned
 with the Hessian; variance grows with curvature; inverse variance-flatness; 1-D landscapes.
 
-Digest: ``zhang2022_flatness_helmbold2017.md`` Part A (A.4-A.8, checks A-T4..A-T8). The paper's
-``p`` is the KEEP probability; here ``p`` is the drop probability (``nn.Dropout``), so the digest's
-``p_keep = 0.8`` is ``p = 0.2``.
+``docs/papers/zhang2022.md`` states the results and how each claim tests them. The paper's ``p``
+is the KEEP probability; here ``p`` is the drop probability (``nn.Dropout``), so the paper's
+``p = 0.8`` is ``p = 0.2`` here.
 
 All measurements use :mod:`dropreg.curvature`: dense Hessians from HVPs for the 600-parameter
 regression net, Lanczos and Hutch++ for the MNIST-1D MLP, Monte Carlo dropout-gradient noise
@@ -45,12 +45,12 @@ SEEDS = (0, 1, 2)
 
 
 def half_mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``(1/n) sum_i 1/2 (f(x_i) - y_i)^2`` (digest A.2)."""
+    """``(1/n) sum_i 1/2 (f(x_i) - y_i)^2``, the paper's squared loss."""
     return 0.5 * ((out - y) ** 2).sum(-1).mean()
 
 
 # --------------------------------------------------------------------------------------------
-# A-T6 1-D regression: f(x) = sum_j a_j ReLU(w_j . (x, 1)), width 200, n = 12, full-batch GD.
+# 1-D regression: f(x) = sum_j a_j ReLU(w_j . (x, 1)), width 200, n = 12, full-batch GD.
 # --------------------------------------------------------------------------------------------
 def regression_data(dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
     """x = linspace(-1, 1, 12), y = sin 3x + 0.3 N(0, 1) (seed 0), as columns."""
@@ -122,12 +122,14 @@ def train_regression(seeds, drops, steps: int, lr: float = 0.05, snapshot_every:
 
 @functools.lru_cache(maxsize=2)
 def _regression_runs(profile: str):
-    """Trained nets of A-T6 (shared by three claims), with their dense clean Hessians."""
+    """Trained nets of the 1-D regression (shared by three claims), with their dense clean
+    Hessians."""
     quick = profile == "quick"
     drops = (0.0, 0.2) if quick else (0.0, 0.1, 0.2)
-    steps = 40000  # as A-T6: GD must converge, or its sharpness is not that of a minimum
+    steps = 40000  # GD must converge, or its sharpness is not that of a minimum
     extra, every = (10000, 10) if quick else (20000, 10)
-    # the dropout run of seed 0 continues for `extra` steps for A-T7 (vectorised with the rest)
+    # the dropout run of seed 0 continues for `extra` steps for the variance-flatness claim
+    # (vectorised with the rest)
     final, snaps = train_regression(SEEDS, drops, steps, snapshot_every=every,
                                     snapshot_steps=extra, snapshot_run=(0, 0.2))
     X, y = regression_data()
@@ -143,9 +145,10 @@ def _regression_runs(profile: str):
 @claim(
     "zhang2022.flatter-minima-1d-regression",
     "zhang2022",
-    "Dropout training finds flatter minima than plain GD: on the 1-D regression of A-T6 the "
-    "largest Hessian eigenvalue and the trace of the Hessian of the training loss are smaller "
-    "with dropout, by at least 30%, for every seed.",
+    "Dropout training finds flatter minima than plain GD: on a 1-D regression (12 noisy points "
+    "of sin 3x, width-200 ReLU net) the largest Hessian eigenvalue and the trace of the Hessian "
+    "of the training loss are smaller with dropout, by at least 30% (we chose this threshold), "
+    "for every seed.",
 )
 def flatter_minima_1d(profile: str, generator: torch.Generator, progress: Progress) -> Outcome:
     progress.set_total(2)
@@ -193,8 +196,8 @@ def flatter_minima_1d(profile: str, generator: torch.Generator, progress: Progre
         "sharpness",
         f"Hessian of the clean training loss after {steps} full-batch GD steps, with and without "
         "dropout on the hidden layer (3 seeds). The paper predicts smaller lambda_max and trace "
-        f"with dropout (A-T6: by >= 30%). Measured worst ratios dropout/GD: lambda_max "
-        f"{worst_l:.2f}, trace {worst_t:.2f}.", fig)
+        f"with dropout (by >= 30%, a threshold we chose). Measured worst ratios dropout/GD: "
+        f"lambda_max {worst_l:.2f}, trace {worst_t:.2f}.", fig)
     return Outcome(
         measurements=[
             Measurement("max over seeds of lambda_max(dropout) / lambda_max(GD)", worst_l,
@@ -209,7 +212,7 @@ def flatter_minima_1d(profile: str, generator: torch.Generator, progress: Progre
         ],
         figures=[fig_],
         notes="Dropout solutions do not reach zero training loss, so the comparison is at "
-              "different training losses (digest A-T6 caveat). Hessians are exact (P = 600, "
+              "different training losses. Hessians are exact (P = 600, "
               "formed from 600 HVPs).",
         details={"rows": rows, "steps": steps},
     )
@@ -401,7 +404,7 @@ def inverse_variance_flatness(profile: str, generator: torch.Generator,
     "zhang2022",
     "For dropout at the last hidden layer and squared loss at an interpolating point, the "
     "Hessian is (1/n) sum_i J_i J_i^T and the dropout-noise covariance has a closed form built "
-    "from the same Jacobians; the two are highly aligned (A-T4, A-T5).",
+    "from the same Jacobians; the two are highly aligned (cosine > 0.6, a threshold we chose).",
 )
 def last_layer_noise_structure(profile: str, generator: torch.Generator,
                                progress: Progress) -> Outcome:
@@ -455,7 +458,7 @@ def last_layer_noise_structure(profile: str, generator: torch.Generator,
            label="measured cos(H, Sigma), per-example masks")
     ax.bar([x + 0.27 for x in xs], [r["null_per_example"] for r in rows], 0.27,
            label="measured null (random eigenvectors)")
-    ax.axhline(0.6, color="k", ls="--", lw=1, label="prediction: cos > 0.6 (A-T5)")
+    ax.axhline(0.6, color="k", ls="--", lw=1, label="prediction: cos > 0.6 (our threshold)")
     ax.set_xticks(list(xs), [f"seed {r['seed']}\np = {r['p']}" for r in rows])
     ax.set_ylabel("cosine similarity (dimensionless)")
     ax.set_ylim(0, 1.5)  # room for the legend above the bars
@@ -467,7 +470,8 @@ def last_layer_noise_structure(profile: str, generator: torch.Generator,
     figure = Figure.from_matplotlib(
         "last-layer",
         "3-12-8-1 ReLU nets, n = 5, last layer solved to interpolate. Sigma from the closed form "
-        "of digest A.8, which agrees with enumeration of all 2^8 masks to relative error "
+        "of the docs (papers/zhang2022, 'Last hidden layer'), which agrees with enumeration of "
+        "all 2^8 masks to relative error "
         f"{worst_rel:.1e}. The paper predicts H and Sigma 'very similar'; measured cosine >= "
         f"{min_cos:.2f}, null <= {max_null:.3f}.", fig)
     return Outcome(
@@ -483,7 +487,7 @@ def last_layer_noise_structure(profile: str, generator: torch.Generator,
 
 
 # --------------------------------------------------------------------------------------------
-# MNIST-1D MLP: flatness and 1-D loss profiles (A-T8 on built-in data)
+# MNIST-1D MLP: flatness and 1-D loss profiles (the paper's MNIST experiment on built-in data)
 # --------------------------------------------------------------------------------------------
 def _mnist1d_mlp(width: int, p: float) -> nn.Module:
     return nn.Sequential(nn.Linear(40, width), nn.ReLU(), nn.Dropout(p), nn.Linear(width, width),
@@ -610,7 +614,7 @@ def flatter_minima_mnist1d(profile: str, generator: torch.Generator,
               "by Lanczos (residual tol 1e-3), trace by Hutch++ (60 HVPs). Without dropout the "
               "net fits the training set with confident logits, so the cross-entropy Hessian "
               "(scaled by softmax variances) is small: the comparison is at different training "
-              "losses, the confound the digest flags for A-T6.",
+              "losses, the same confound as in the 1-D regression.",
         details={"rows": list(by.values())},
     )
 
@@ -618,9 +622,9 @@ def flatter_minima_mnist1d(profile: str, generator: torch.Generator,
 @claim(
     "zhang2022.loss-profile-mnist1d",
     "zhang2022",
-    "1-D loss landscapes along filter-normalised random directions (A-T8, on MNIST-1D): the "
-    "dropout solution's training loss rises less than the plain solution's, and its test "
-    "accuracy is not lower.",
+    "1-D loss landscapes along filter-normalised random directions (the paper's 1-D landscapes, "
+    "on MNIST-1D): the dropout solution's training loss rises less than the plain solution's, "
+    "and its test accuracy is not lower.",
 )
 def loss_profile_mnist1d(profile: str, generator: torch.Generator,
                          progress: Progress) -> Outcome:
@@ -654,7 +658,7 @@ def loss_profile_mnist1d(profile: str, generator: torch.Generator,
     figure = Figure.from_matplotlib(
         "mnist1d-profiles",
         "Each curve averages two filter-normalised random directions (Li et al. 2018; biases "
-        "fixed), 3 seeds. The paper predicts the dropout curve lower and wider (A.7 figure). "
+        "fixed), 3 seeds. The paper predicts the dropout curve lower and wider (its figure). "
         f"Measured worst ratio of mean loss rise dropout/none {rise_ratio:.2f}; test accuracy "
         f"difference {100 * mean_dacc:+.1f}% (s.e. {100 * se_dacc:.1f}%).", fig)
     return Outcome(

@@ -2,18 +2,22 @@
 
 Exact expected objectives of any mask law, the spectral k-support norm, closed-form global
 minimizers with equal-norm factors and a certificate, the deep-linear regularizer, last-layer
-predictions and a scikit-learn style estimator (digest ``pal2020_structured_dropout.md``).
-Where each formula of the digest lives:
+predictions and a scikit-learn style estimator (Pal et al. 2020 and the
+prior results it builds on; ``docs/papers/pal2020.md``). Where each formula lives (section titles
+of that page):
 
-- ``objective.py``: plain, sampled and expected losses, induced regularizers (§1.1-§2.4);
-- ``ksupport.py``: the (spectral) k-support norm, its dual and the prox of its square (§5);
-- ``closed_form.py``: closed-form Dropout / DropBlock minimizers and their certificate (§2.5,
-  §2.6, §4.2), ``M = Y^T X / N``;
-- ``deep.py``: the deep-linear regularizer, its envelope and the rank-one optimum (§4.3);
-- ``last_layer.py``: the spectrum of last-layer predictions (§2.7);
-- ``training.py``: masked SGD on the expected objective (§2.1, the RQ2 protocol of §3);
+- ``objective.py``: plain, sampled and expected losses, induced regularizers ("Expected objective
+  of Dropout" to "DropConnect equals Dropout");
+- ``ksupport.py``: the (spectral) k-support norm, its dual and the prox of its square ("The
+  k-support norm");
+- ``closed_form.py``: closed-form Dropout / DropBlock minimizers and their certificate ("Induced
+  regularizer", "Closed-form minimizer"; Mianjy, Arora & Vidal 2018), ``M = Y^T X / N``;
+- ``deep.py``: the deep-linear regularizer, its envelope and the rank-one optimum (Mianjy & Arora
+  2019, ``docs/papers/mianjy2019.md``);
+- ``last_layer.py``: the spectrum of last-layer predictions ("Last layer of a deep network");
+- ``training.py``: masked SGD on the expected objective ("Expected objective of Dropout");
 - ``estimators.py``: :class:`DropBlockRegressor` over the closed form;
-- the input whitening (§1.1) is :func:`dropreg.data.whiten`, re-exported here.
+- the input whitening ("Setup") is :func:`dropreg.data.whiten`, re-exported here.
 """
 
 from dropreg.linear import closed_form, deep, estimators, ksupport, last_layer, objective, training

@@ -1,6 +1,7 @@
 """Closed-form global minimizers of the Dropout and DropBlock objectives of a linear net.
 
-Problem (whitened data, digest ``pal2020_structured_dropout.md`` §2.6 and §4.2)::
+Problem (whitened data; Pal et al. 2020, Mianjy, Arora & Vidal 2018; ``docs/papers/pal2020.md``,
+"Closed-form minimizer")::
 
     min_{U (D x r), V (d x r)}  ||M - U V^T||_F^2 + lam * sum_g ||U_g V_g^T||_F^2
 
@@ -8,7 +9,8 @@ with ``M = Y^T X / N`` (``D x d``), ``lam = p / (1 - p)``, and ``U_g, V_g`` the 
 contiguous column blocks of size ``k = block_size`` (``k = 1`` is Dropout). Its convex lower
 bound is ``min_A ||M - A||^2 + mu ||A||_(k)^2`` with ``mu = lam k / r`` and ``||.||_(k)`` the
 spectral k-support norm; the minimizer is the prox of the singular values. Factors of width
-``r`` with equal block norms attain the bound when the fusion-frame condition of §2.5(4) holds;
+``r`` with equal block norms attain the bound when the fusion-frame condition holds
+(``docs/papers/pal2020.md``, "When the bound is attained");
 with few blocks it can fail, and :func:`solve_dropblock` then says so in its certificate and
 returns the best factorization found by multi-start L-BFGS.
 
@@ -67,7 +69,8 @@ class Certificate:
         gap: ``value - bound`` (>= 0 up to rounding).
         attained: ``gap <= tol``: the returned factors are a global minimizer.
         tol: the tolerance used, ``1e-9 * max(1, bound)``.
-        method: ``"construction"`` (explicit equal-norm factors of §2.6 step 4) or ``"lbfgs"``
+        method: ``"construction"`` (explicit equal-norm factors, step 4 of
+            ``docs/papers/pal2020.md``, "Closed-form minimizer") or ``"lbfgs"``
             (fallback: best of ``starts`` L-BFGS runs on the factorized objective).
         reason: why the construction was not used ("" when it was).
         starts: number of L-BFGS starts (0 for the construction).
@@ -101,7 +104,8 @@ class LinearSolution:
         U: ``(D, r)`` outgoing weights; V: ``(d, r)`` incoming weights.
         rank: numerical rank of ``map``.
         threshold: soft threshold ``tau`` of the middle singular values (``mu / alpha``).
-        box_weights: the optimal ``t`` of the box-norm form of §5.1 (length ``min(D, d)``).
+        box_weights: the optimal ``t`` of the box-norm form of the k-support norm (length
+            ``min(D, d)``).
         p, width, block_size: the problem.
         certificate: see :class:`Certificate`.
 
@@ -162,7 +166,7 @@ def _rank_of(s: Tensor, rtol: float | None, n: int, dtype: torch.dtype) -> int:
 
 
 def block_norms(U: Tensor, V: Tensor, block_size: int) -> Tensor:
-    """``||U_g V_g^T||_F`` for each of the ``r / block_size`` contiguous blocks (digest §2.5(5)).
+    """``||U_g V_g^T||_F`` for each of the ``r / block_size`` contiguous blocks.
 
     At a DropBlock global minimizer that attains the bound they are all equal to
     ``(k / r) ||A||_(k)`` (Dropout: ``||u_i|| ||v_i|| = ||A||_* / r``).
@@ -193,7 +197,7 @@ def block_norm_spread(U: Tensor, V: Tensor, block_size: int) -> float:
 
 
 def dropout_singular_values(s: Tensor, width: int, lam: float) -> tuple[Tensor, int, float]:
-    """Singular values of the Dropout minimizer (Mianjy-Arora-Vidal 2018; digest §4.2).
+    """Singular values of the Dropout minimizer (Mianjy, Arora & Vidal 2018).
 
     ``rho = max{j <= r : s_j > lam sum_{i<=j} s_i / (r + lam j)}``, ``tau = lam sum_{i<=rho}
     s_i / (r + lam rho)``, ``a_i = s_i - tau`` for ``i <= rho`` and 0 after.
@@ -224,7 +228,8 @@ def dropout_singular_values(s: Tensor, width: int, lam: float) -> tuple[Tensor, 
 
 def dropblock_singular_values(s: Tensor, width: int, lam: float, block_size: int
                               ) -> tuple[Tensor, Tensor]:
-    """Singular values of the convex DropBlock minimizer (digest §2.6 step 2).
+    """Singular values of the convex DropBlock minimizer (Pal et al. 2020;
+    ``docs/papers/pal2020.md``, "Closed-form minimizer", step 2).
 
     ``a = prox`` of ``(mu/2)||.||_(k)^2`` at ``s`` with ``mu = lam k / r``; returns ``(a, t)``
     with ``t`` the box weights.
@@ -273,10 +278,11 @@ def _unit_norm_frame(lam_vec: np.ndarray, n: int) -> np.ndarray:
 
 def _fusion_frame(t_mid: np.ndarray, b: int, q1: int) -> list[np.ndarray] | None:
     """``F_g`` (m x q1, orthonormal columns), ``g = 1..b``, with ``sum_g F_g F_g^T = b diag(t)``
-    (digest §2.6 step 4), built exactly in the two cases where it reduces to a unit-norm frame:
-    ``q1 = 1`` (the vectors themselves; needs ``b >= m``) and ``q1 = m - 1`` (orthogonal
-    complements of unit vectors ``n_g`` with ``sum_g n_g n_g^T = b diag(1 - t)``; needs
-    ``b >= m``). Returns ``None`` in the other cases (no explicit construction is known here)."""
+    (``docs/papers/pal2020.md``, "Closed-form minimizer", step 4), built exactly in the two cases
+    where it reduces to a unit-norm frame: ``q1 = 1`` (the vectors themselves; needs ``b >= m``) and
+    ``q1 = m - 1`` (orthogonal complements of unit vectors ``n_g`` with
+    ``sum_g n_g n_g^T = b diag(1 - t)``; needs ``b >= m``). Returns ``None`` in the other cases (no
+    explicit construction is known here)."""
     m = t_mid.size
     if q1 == 1 and b >= m:
         target = b * t_mid
@@ -324,7 +330,7 @@ def _lbfgs(S: np.ndarray, r: int, k: int, lam: float, x0: np.ndarray
 
 def _factors_from_frame(P: Tensor, Rm: Tensor, a: np.ndarray, t: np.ndarray, head: int,
                         blocks: list[np.ndarray], r: int, k: int) -> tuple[Tensor, Tensor]:
-    """§2.6 step 4: ``A_g = (k/r) P E_g E_g^T diag(a/t) R^T``, balanced by its SVD."""
+    """Step 4 of the closed form: ``A_g = (k/r) P E_g E_g^T diag(a/t) R^T``, balanced by its SVD."""
     rho = a.size
     D, d = P.shape[0], Rm.shape[0]
     ratio = np.divide(a, t, out=np.zeros_like(a), where=t > 0)
@@ -377,7 +383,7 @@ def _solution(M, P, s, Rm, a_map, U, V, lam, p, r, k, bound, method, reason, sta
 def solve_dropout(M: Tensor, width: int, p: float) -> LinearSolution:
     """Global minimizer of ``||M - U V^T||^2 + lam sum_i ||u_i||^2 ||v_i||^2`` (width ``r``).
 
-    Cavazza et al. 2018; Mianjy, Arora and Vidal 2018 (digest §4.2): singular value
+    Cavazza et al. 2018; Mianjy, Arora and Vidal 2018: singular value
     thresholding ``a_i = (s_i - tau)_+`` restricted to rank ``<= r``, ``tau = (lam / r)
     ||A*||_*``. The factors are equalized, ``||u_i|| ||v_i|| = ||A*||_* / r`` for every unit,
     built from a unit-norm frame (Givens rotations), so the certificate is always attained.
@@ -413,30 +419,30 @@ def solve_dropout(M: Tensor, width: int, p: float) -> LinearSolution:
 
 def solve_dropblock(M: Tensor, width: int, p: float, block_size: int, *, starts: int = 5,
                     generator: torch.Generator | None = None) -> LinearSolution:
-    """Global minimizer of the DropBlock objective with a certificate (Pal et al. 2020, §2.6).
+    """Global minimizer of the DropBlock objective with a certificate (Pal et al. 2020).
 
     ``min ||M - U V^T||^2 + lam sum_g ||U_g V_g^T||^2`` over ``U (D x r)``, ``V (d x r)`` with
     ``b = r / k`` contiguous blocks of size ``k = block_size``.
 
     1. Convex bound: ``a = prox`` of ``(mu/2)||.||_(k)^2`` at the singular values of ``M``,
        ``mu = lam k / r``; ``A* = P diag(a) R^T``.
-    2. Equal-norm factors (§2.6 step 4): every block takes the head directions (``t_i = 1``) and
-       ``q + 1`` orthonormal combinations ``F_g`` of the middle ones with ``sum_g F_g F_g^T =
-       b diag(t_mid)``. Built exactly (unit-norm frames by Givens rotations) when ``q = 0``
-       (always for Dropout) or ``q + 1 = |mid| - 1``; then ``||U_g V_g^T||_F = (k/r)||A*||_(k)``
-       for every block to rounding (``method="construction"``).
+    2. Equal-norm factors (``docs/papers/pal2020.md``, "Closed-form minimizer", step 4): every block
+       takes the head directions (``t_i = 1``) and ``q + 1`` orthonormal combinations ``F_g`` of the
+       middle ones with ``sum_g F_g F_g^T = b diag(t_mid)``. Built exactly (unit-norm frames by
+       Givens rotations) when ``q = 0`` (always for Dropout) or ``q + 1 = |mid| - 1``; then ``||U_g
+       V_g^T||_F = (k/r)||A*||_(k)`` for every block to rounding (``method="construction"``).
     3. Otherwise, if the bound may be attainable, L-BFGS on the factorized objective restricted
        to the rank-``rho`` singular subspace (where any attaining factorization lives), blocks
        then balanced by their SVDs (``method="lbfgs"``; block norms equal to the optimizer's
        accuracy, about 1e-7 relative).
     4. If the bound is not reached (rank ``A* > r``; ``b (q+1) < |mid|`` or
        ``b (|mid| - q - 1) < |mid|``, where no fusion frame exists; or the few-blocks obstruction
-       of §2.5(4)) the certificate says ``attained=False`` with the reason. **Fallback**:
-       multi-start L-BFGS (scipy, gtol 1e-12) on the factorized objective in the full singular
-       bases of ``M`` (an exact reduction), from ``starts`` random starts of scale
-       ``0.1 sqrt(s_1 / r)`` plus the best subspace point; the best is returned with its gap to
-       the bound. The fallback is a local search: its value is an upper bound on the global
-       minimum, the bound a lower bound.
+       of ``docs/papers/pal2020.md``, "When the bound is attained") the certificate says
+       ``attained=False`` with the reason. **Fallback**: multi-start L-BFGS (scipy, gtol 1e-12) on
+       the factorized objective in the full singular bases of ``M`` (an exact reduction), from
+       ``starts`` random starts of scale ``0.1 sqrt(s_1 / r)`` plus the best subspace point; the
+       best is returned with its gap to the bound. The fallback is a local search: its value is an
+       upper bound on the global minimum, the bound a lower bound.
 
     ``block_size = 1`` is Dropout and calls :func:`solve_dropout`.
 
@@ -484,7 +490,8 @@ def solve_dropblock(M: Tensor, width: int, p: float, block_size: int, *, starts:
     elif mid.size and min(b * q1, b * (mid.size - q1)) < mid.size:
         reason = (f"{b} blocks with q+1 = {q1} of {mid.size} middle directions: b(q+1) or "
                   f"b(|mid|-q-1) < |mid|, so no fusion frame exists and the bound is not "
-                  "attainable (few blocks, digest §2.5(4))")
+                  "attainable (few blocks; dropreg docs, papers/pal2020, 'When the bound is "
+                  "attained')")
     elif mid.size and b == 1:
         reason = "one block: a single projection cannot have fractional weights t"
     else:
@@ -510,7 +517,7 @@ def solve_dropblock(M: Tensor, width: int, p: float, block_size: int, *, starts:
         warm = x
         reason = (f"no factorization reached the bound (best gap in the rank-{rho} subspace "
                   f"{f - bound:.2e}): with few blocks the bound can be unattainable "
-                  "(digest §2.5(4))")
+                  "(dropreg docs, papers/pal2020, 'When the bound is attained')")
     # fallback: multi-start L-BFGS in the full singular bases of M (an exact reduction)
     m0 = _rank_of(s, None, max(M.shape), torch.float64)
     inits = []
@@ -572,7 +579,8 @@ def _lift(x: np.ndarray, P: Tensor, Rm: Tensor, m0: int, r: int, k: int
 # re-exported here and from dropreg.linear.
 
 def cross_covariance(X: Tensor, Y: Tensor, *, atol: float = 1e-8) -> Tensor:
-    """``M = Y^T X / N`` (``D x d``), after checking that ``X`` is whitened (digest §1.1).
+    """``M = Y^T X / N`` (``D x d``), after checking that ``X`` is whitened
+    (``docs/papers/pal2020.md``, "Setup").
 
     On whitened data ``(1/N)||Y - X A^T||^2 = ||M - A||_F^2 + c_0`` with
     ``c_0 = ||Y||^2 / N - ||M||^2``, so every closed form is a factorization of ``M``.

@@ -2,7 +2,7 @@
 
 Network ``x -> W_{K+1} D_K W_K ... D_1 W_1 x`` with ``D_l = diag(b_l) / (1 - p)``, ``b_l`` iid
 Bernoulli(``1 - p``) keep-masks, weights in the ``torch.nn.Linear`` layout (``W_l`` is
-``d_l x d_{l-1}``). Digest ``pal2020_structured_dropout.md`` §4.3.
+``d_l x d_{l-1}``). ``docs/papers/mianjy2019.md``.
 
 Example:
     >>> import torch
@@ -47,7 +47,8 @@ def _check_weights(weights: Sequence[Tensor]) -> list[Tensor]:
 
 def deep_linear_regularizer(weights: Sequence[Tensor], p: float,
                             sigma_x: Tensor | None = None) -> Tensor:
-    """Explicit Dropout regularizer ``R(W) = E loss - loss`` of a deep linear net (§4.3).
+    """Explicit Dropout regularizer ``R(W) = E loss - loss`` of a deep linear net (Mianjy & Arora
+    2019).
 
     Recursion: ``G_1 = W_1 Sigma W_1^T``, ``H_l = G_l + lam Diag(G_l)``,
     ``G_l = W_l H_{l-1} W_l^T``; ``R = tr(W_{K+1} H_K W_{K+1}^T) - tr(P Sigma P^T)`` with
@@ -86,7 +87,7 @@ def deep_linear_expected_loss(weights: Sequence[Tensor], X: Tensor, Y: Tensor, p
     """Exact expected Dropout loss ``(1/N) ||Y - X P^T||^2 + R(W)`` with ``Sigma = X^T X / N``.
 
     ``P = W_{K+1} ... W_1`` is the end-to-end map and ``R`` the recursion of
-    :func:`deep_linear_regularizer` (digest ``pal2020_structured_dropout.md`` §4.3).
+    :func:`deep_linear_regularizer` (``docs/papers/mianjy2019.md``).
 
     Example:
         >>> import torch
@@ -103,7 +104,7 @@ def deep_linear_expected_loss(weights: Sequence[Tensor], X: Tensor, Y: Tensor, p
 
 
 def envelope_constant(hidden_widths: Sequence[int], p: float) -> float:
-    """``nu = prod_l (1 + lam / d_l) - 1`` over the hidden widths (§4.3).
+    """``nu = prod_l (1 + lam / d_l) - 1`` over the hidden widths (``docs/papers/mianjy2019.md``).
 
     The convex envelope of the induced regularizer is ``nu ||P||_*^2`` (Mianjy and Arora 2019):
     ``R(W) >= nu ||W_{K+1} ... W_1||_*^2`` on whitened data, with equality on flat rank-one nets.
@@ -120,7 +121,7 @@ def envelope_constant(hidden_widths: Sequence[int], p: float) -> float:
 
 
 def flat_rank_one_network(A: Tensor, hidden_widths: Sequence[int]) -> list[Tensor]:
-    """A "flat" network (all hidden units identical) computing the rank-one ``A`` (§4.3).
+    """A "flat" network (all hidden units identical) computing the rank-one ``A``.
 
     ``W_1 = c 1 q^T``, ``W_l = c 1 1^T``, ``W_{K+1} = c sigma p 1^T`` scaled so the layers are
     balanced; its regularizer is exactly ``nu ||A||_*^2``.
@@ -150,7 +151,8 @@ def flat_rank_one_network(A: Tensor, hidden_widths: Sequence[int]) -> list[Tenso
 
 @dataclass(frozen=True)
 class RankOneOptimum:
-    """The large-dropout global optimum of the deep-linear Dropout objective (§4.3(c)).
+    """The large-dropout global optimum of the deep-linear Dropout objective (Mianjy & Arora 2019,
+    claim (c)).
 
     Attributes:
         applies: ``nu / (1 + nu) >= s_2 / s_1``, the condition under which it is global.
@@ -178,7 +180,8 @@ class RankOneOptimum:
 
 
 def rank_one_optimum(M: Tensor, hidden_widths: Sequence[int], p: float) -> RankOneOptimum:
-    """Global optimum of ``||M - W_{K+1}...W_1||^2 + R(W)`` for large dropout (§4.3(c)).
+    """Global optimum of ``||M - W_{K+1}...W_1||^2 + R(W)`` for large dropout (Mianjy & Arora 2019,
+    (c)).
 
     If ``nu / (1 + nu) >= s_2 / s_1`` the optimum is rank one with singular value
     ``s_1 / (1 + nu)``: it minimizes the convex lower bound ``||M - A||^2 + nu ||A||_*^2`` and a

@@ -41,8 +41,8 @@ class DropBlockRegressor:
     ``fit`` whitens ``X`` (``whiten=True``), forms ``M = Y^T X_w / N`` and calls
     :func:`~dropreg.linear.solve_dropblock`: the net ``x -> U V^T T (x - mean)`` is the global
     minimizer of the expected DropBlock loss on the training data (``T`` the whitening
-    transform; digest ``pal2020_structured_dropout.md`` §1.1 and §2.6). ``block_size = 1`` is
-    Dropout (and DropConnect at the same ``p``, §2.4).
+    transform; ``docs/papers/pal2020.md``, "Setup" and "Closed-form minimizer"). ``block_size = 1``
+    is Dropout (and DropConnect at the same ``p``, "DropConnect equals Dropout").
 
     Args:
         width: hidden width ``r``.

@@ -1,6 +1,6 @@
 """Vector and spectral k-support norm, its dual norm and the prox of its square.
 
-Digest ``pal2020_structured_dropout.md`` §5. The k-support norm of Argyriou, Foygel and Srebro
+``docs/papers/pal2020.md``, "The k-support norm". The k-support norm of Argyriou, Foygel and Srebro
 (2012) has unit ball ``conv{w : ||w||_0 <= k, ||w||_2 <= 1}``; ``k = 1`` is l1 and ``k >= d`` is
 l2. The spectral k-support norm (McDonald, Pontil and Stamos 2014) is the vector norm of the
 singular values: ``k = 1`` is the nuclear norm and ``k >= rank`` the Frobenius norm.
@@ -55,7 +55,8 @@ def _check_lam(lam: float) -> float:
 
 
 def _norm_parts(w: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Return (squared norm, head size h = k - q - 1, tail sum T) of the closed form (§5.1)."""
+    """Return (squared norm, head size h = k - q - 1, tail sum T) of the closed form (Argyriou et
+    al. 2012)."""
     d = w.shape[-1]
     k = min(k, d)
     z = torch.sort(w.abs(), dim=-1, descending=True).values          # (..., d)
@@ -85,7 +86,7 @@ def _norm_parts(w: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def ksupport_norm(w: Tensor, k: int) -> Tensor:
-    """k-support norm ``||w||_(k)`` of the last dimension (digest §5.1, Argyriou et al. 2012).
+    """k-support norm ``||w||_(k)`` of the last dimension (Argyriou et al. 2012).
 
     Closed form: with ``z = |w|`` sorted decreasingly and the unique ``q`` in ``{0..k-1}`` with
     ``z_{k-q-1} > (1/(q+1)) sum_{i>=k-q} z_i >= z_{k-q}``,
@@ -111,7 +112,7 @@ def ksupport_norm(w: Tensor, k: int) -> Tensor:
 
 
 def ksupport_dual_norm(u: Tensor, k: int) -> Tensor:
-    """Dual k-support norm: the l2 norm of the ``k`` largest ``|u_i|`` (digest §5.1).
+    """Dual k-support norm: the l2 norm of the ``k`` largest ``|u_i|`` (Argyriou et al. 2012).
 
     Example:
         >>> import torch
@@ -125,7 +126,7 @@ def ksupport_dual_norm(u: Tensor, k: int) -> Tensor:
 
 def ksupport_box_weights(w: Tensor, k: int) -> Tensor:
     """Optimal ``t`` of the variational form ``||w||_(k)^2 = min_t sum_i w_i^2 / t_i`` over
-    ``{0 <= t_i <= 1, sum t_i <= k}`` (McDonald et al. 2014, digest §5.1).
+    ``{0 <= t_i <= 1, sum t_i <= k}`` (McDonald et al. 2014).
 
     ``t_i = 1`` on the ``k - q - 1`` largest entries and ``(q + 1) |w_i| / T`` on the others, with
     ``T`` their sum; zero entries get ``t_i = 0``.
@@ -178,7 +179,7 @@ def prox_squared_ksupport(w: Tensor, k: int, lam: float, *, return_weights: bool
                           ) -> Tensor | tuple[Tensor, Tensor]:
     """Prox of the squared k-support norm: ``argmin_x 0.5||x - w||^2 + (lam/2)||x||_(k)^2``.
 
-    McDonald, Pontil and Stamos (2014), digest §5.2: ``x_i = t_i w_i / (t_i + lam)`` with
+    McDonald, Pontil and Stamos (2014), Algorithm 1: ``x_i = t_i w_i / (t_i + lam)`` with
     ``t_i = clip(alpha |w_i| - lam, 0, 1)`` and ``alpha > 0`` the root of ``sum_i t_i = k``. The
     root is found by a sort of ``|w|`` and a binary search over the 2d breakpoints of the
     piecewise-linear ``sum_i t_i(alpha)`` (each step O(log d)), then linear interpolation, so the
@@ -269,7 +270,8 @@ def _svdvals(W: Tensor) -> Tensor:
 
 
 def spectral_ksupport_norm(W: Tensor, k: int) -> Tensor:
-    """Spectral k-support norm ``||sigma(W)||_(k)`` over the last two dimensions (digest §5.1).
+    """Spectral k-support norm ``||sigma(W)||_(k)`` over the last two dimensions (McDonald et al.
+    2014).
 
     ``k = 1`` is the nuclear norm, ``k >= rank(W)`` the Frobenius norm.
 
@@ -284,7 +286,7 @@ def spectral_ksupport_norm(W: Tensor, k: int) -> Tensor:
 
 
 def spectral_ksupport_dual_norm(W: Tensor, k: int) -> Tensor:
-    """Dual spectral k-support norm: ``sqrt(sum_{i<=k} sigma_i(W)^2)`` (digest §5.1).
+    """Dual spectral k-support norm: ``sqrt(sum_{i<=k} sigma_i(W)^2)``.
 
     Example:
         >>> import torch
@@ -298,7 +300,7 @@ def spectral_ksupport_dual_norm(W: Tensor, k: int) -> Tensor:
 
 def prox_squared_spectral_ksupport(W: Tensor, k: int, lam: float) -> Tensor:
     """Prox of ``(lam/2)||.||_(k)^2`` for matrices: the vector prox on the singular values, with
-    the singular vectors kept (the norm is orthogonally invariant; digest §5.2).
+    the singular vectors kept (the norm is orthogonally invariant).
 
     Example:
         >>> import torch

@@ -1,6 +1,6 @@
 """Predicted spectrum of the training predictions of a deep net with Dropout or DropBlock at its
-last hidden layer and squared loss (Pal et al. 2020; digest ``pal2020_structured_dropout.md``
-§2.7).
+last hidden layer and squared loss (Pal et al. 2020; ``docs/papers/pal2020.md``,
+"Last layer of a deep network").
 
 With features ``Phi`` (``N x r``) free, the expected objective
 ``(1/N)||Y - Phi U^T||^2 + (lam/N) sum_g ||Phi_g U_g^T||^2`` is the factorization problem of
@@ -45,8 +45,8 @@ def last_layer_solution(width: int, p: float, block_size: int = 1, *, Y: Tensor 
                         class_counts: Sequence[int] | None = None) -> LinearSolution:
     """Closed-form solution of the last-layer surrogate: :func:`solve_dropblock` applied to the
     diagonal of the singular values of ``Y`` (or of ``sqrt(class_counts)``), with its
-    certificate (few blocks can make the bound unattainable, §2.5(4)). Digest
-    ``pal2020_structured_dropout.md`` §2.7.
+    certificate (few blocks can make the bound unattainable). ``docs/papers/pal2020.md``,
+    "Last layer of a deep network".
 
     Example:
         >>> sol = last_layer_solution(20, 0.5, 5, class_counts=[12] * 5)
@@ -64,8 +64,9 @@ def last_layer_singular_values(width: int, p: float, block_size: int = 1, *,
     singular value of ``Y``), for Dropout (``block_size=1``) or DropBlock of width ``r``.
 
     Dropout: ``(s_i - tau)_+`` with ``tau = lam sum_{i<=rho} s_i / (r + lam rho)``; DropBlock:
-    the prox of the squared spectral k-support norm with ``mu = lam k / r`` (digest
-    ``pal2020_structured_dropout.md`` §2.7, with the closed form of §2.6 and §4.2).
+    the prox of the squared spectral k-support norm with ``mu = lam k / r``
+    (``docs/papers/pal2020.md``, "Last layer of a deep network", with the closed form of
+    "Closed-form minimizer").
 
     Args:
         width: width ``r`` of the last hidden layer.

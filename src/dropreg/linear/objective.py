@@ -5,7 +5,7 @@ Network: ``x -> U diag(z / mu) V^T x`` with ``U`` of shape ``(D, r)`` (outgoing 
 of mean ``mu``. Data follow the PyTorch convention: ``X`` is ``(N, d)`` and ``Y`` is ``(N, D)``,
 one example per row, and the loss is ``(1/N) ||Y - X V U^T||_F^2``.
 
-For any law (digest ``pal2020_structured_dropout.md`` §2.3),
+For any law (Pal et al. 2020; ``docs/papers/pal2020.md``, "Any mask law"),
 ``E_z loss = loss + <C, (U^T U) ∘ (V^T Sigma_X V)>`` with ``C_ij = Cov(z_i, z_j) / (mu_i mu_j)``
 the law's normalized covariance and ``Sigma_X = X^T X / N``. Dropout (``C = lam I``), DropBlock
 (``C = lam I_b ⊗ 1 1^T``), KeepExactly, SlidingBlocks and Custom laws all go through this formula.
@@ -50,7 +50,7 @@ def drop_to_lam(p: float) -> float:
     """``lam = p / (1 - p)`` for a drop probability ``p`` in ``[0, 1)``.
 
     (Pal et al. write the keep probability ``theta = 1 - p`` and ``lambda = (1 - theta)/theta``;
-    digest ``pal2020_structured_dropout.md`` §1.2 and §2.1.)
+    ``docs/papers/pal2020.md``, "Mask laws".)
 
     Example:
         >>> drop_to_lam(0.5)
@@ -91,7 +91,7 @@ def normalized_covariance_of(law: Any, width: int, dtype: torch.dtype = torch.fl
     ``normalized_covariance(width)`` method) or a tensor ``C`` given directly.
 
     ``C_ij = Cov(z_i, z_j) / (mu_i mu_j)``, the mask moment through which every law enters the
-    expected objective (digest ``pal2020_structured_dropout.md`` §2.3).
+    expected objective (``docs/papers/pal2020.md``, "Any mask law").
 
     Example:
         >>> import torch
@@ -113,7 +113,7 @@ def normalized_covariance_of(law: Any, width: int, dtype: torch.dtype = torch.fl
 
 
 def linear_loss(U: Tensor, V: Tensor, X: Tensor, Y: Tensor) -> Tensor:
-    """``(1/N) ||Y - X V U^T||_F^2``: the plain squared loss of the linear net (digest §1.1).
+    """``(1/N) ||Y - X V U^T||_F^2``: the plain squared loss of the linear net.
 
     Example:
         >>> import torch
@@ -126,7 +126,7 @@ def linear_loss(U: Tensor, V: Tensor, X: Tensor, Y: Tensor) -> Tensor:
 
 
 def masked_loss(U: Tensor, V: Tensor, X: Tensor, Y: Tensor, z: Tensor, mu: Tensor) -> Tensor:
-    """Sampled loss ``(1/N) ||Y - X V diag(z / mu) U^T||_F^2`` (inverted scaling, digest §1.2).
+    """Sampled loss ``(1/N) ||Y - X V diag(z / mu) U^T||_F^2`` (inverted scaling).
 
     ``z`` is one mask ``(r,)`` shared by all rows, or one mask per example ``(N, r)``; ``mu`` is
     the law's mean ``(r,)``.
@@ -146,8 +146,8 @@ def induced_regularizer(U: Tensor, V: Tensor, law: Any, sigma_x: Tensor | None =
                         ) -> Tensor:
     """``<C, (U^T U) ∘ (V^T Sigma_X V)>``: the gap between the expected and the plain loss.
 
-    Digest §2.3 (one formula for every mask law). ``sigma_x = X^T X / N``; ``None`` means
-    whitened data (``Sigma_X = I``).
+    ``docs/papers/pal2020.md``, "Any mask law" (one formula for every law). ``sigma_x = X^T X / N``;
+    ``None`` means whitened data (``Sigma_X = I``).
 
     Args:
         U: ``(D, r)`` outgoing weights.
@@ -168,7 +168,7 @@ def induced_regularizer(U: Tensor, V: Tensor, law: Any, sigma_x: Tensor | None =
 
 
 def expected_loss(U: Tensor, V: Tensor, X: Tensor, Y: Tensor, law: Any) -> Tensor:
-    """Exact ``E_z (1/N) ||Y - X V diag(z / mu) U^T||_F^2`` for any mask law (digest §2.3).
+    """Exact ``E_z (1/N) ||Y - X V diag(z / mu) U^T||_F^2`` for any mask law (Pal et al. 2020).
 
     Example:
         >>> import torch
@@ -184,8 +184,8 @@ def expected_loss(U: Tensor, V: Tensor, X: Tensor, Y: Tensor, law: Any) -> Tenso
 def expected_objective_from_moments(U: Tensor, V: Tensor, M: Tensor, sigma: Tensor,
                                     yy: float, C: Tensor) -> float:
     """``E_z (1/N)||Y - X V diag(z/mu) U^T||^2`` from ``M = Y^T X / N``, ``sigma = X^T X / N``,
-    ``yy = ||Y||^2 / N`` and the law's normalized covariance ``C`` (digest §2.3): the same value as
-    :func:`expected_loss`, from sufficient statistics (cheap inside a training loop).
+    ``yy = ||Y||^2 / N`` and the law's normalized covariance ``C`` ("Any mask law"): the same value
+    as :func:`expected_loss`, from sufficient statistics (cheap inside a training loop).
 
     Example:
         >>> import torch
@@ -199,7 +199,7 @@ def expected_objective_from_moments(U: Tensor, V: Tensor, M: Tensor, sigma: Tens
 
 
 def dropout_regularizer(U: Tensor, V: Tensor, p: float, sigma_x: Tensor | None = None) -> Tensor:
-    """Dropout: ``lam sum_i ||u_i||^2 v_i^T Sigma_X v_i`` (digest §2.1).
+    """Dropout: ``lam sum_i ||u_i||^2 v_i^T Sigma_X v_i`` (Cavazza et al. 2018; Mianjy et al. 2018).
 
     Example:
         >>> import torch
@@ -224,7 +224,7 @@ def _block_count(width: int, block_size: int) -> int:
 def dropblock_regularizer(U: Tensor, V: Tensor, p: float, block_size: int,
                           sigma_x: Tensor | None = None) -> Tensor:
     """DropBlock with contiguous fixed blocks: ``lam sum_g tr(U_g^T U_g V_g^T Sigma_X V_g)``,
-    i.e. ``lam sum_g ||U_g V_g^T||_F^2`` on whitened data (digest §2.2).
+    i.e. ``lam sum_g ||U_g V_g^T||_F^2`` on whitened data (Pal et al. 2020).
 
     Example:
         >>> import torch
@@ -246,8 +246,9 @@ def dropblock_regularizer(U: Tensor, V: Tensor, p: float, block_size: int,
 def factorized_objective(U: Tensor, V: Tensor, M: Tensor, p: float, block_size: int = 1
                          ) -> Tensor:
     """Deterministic DropBlock objective on whitened data, ``||M - U V^T||_F^2 +
-    lam sum_g ||U_g V_g^T||_F^2`` (digest §2.6; ``block_size=1`` is Dropout). It equals the
-    expected loss minus the constant ``c_0 = ||Y||^2/N - ||M||^2``, ``M = Y^T X / N``.
+    lam sum_g ||U_g V_g^T||_F^2`` (``docs/papers/pal2020.md``, "Closed-form minimizer";
+    ``block_size=1`` is Dropout). It equals the expected loss minus the constant
+    ``c_0 = ||Y||^2/N - ||M||^2``, ``M = Y^T X / N``.
 
     Example:
         >>> import torch
@@ -262,7 +263,8 @@ def factorized_objective(U: Tensor, V: Tensor, M: Tensor, p: float, block_size: 
 def dropconnect_regularizer(U: Tensor, V: Tensor, p: float,
                             layer: Literal["first", "second"] = "first",
                             sigma_x: Tensor | None = None) -> Tensor:
-    """DropConnect regularizer (iid Bernoulli masks on weights, scaled by ``1/(1-p)``; §2.4).
+    """DropConnect regularizer (iid Bernoulli masks on weights, scaled by ``1/(1-p)``; "DropConnect
+    equals Dropout").
 
     * ``layer="first"`` (mask on ``V^T``): ``lam sum_i ||u_i||^2 v_i^T diag(Sigma_X) v_i``.
     * ``layer="second"`` (mask on ``U``): ``lam sum_i ||u_i||^2 v_i^T Sigma_X v_i``.
@@ -270,9 +272,9 @@ def dropconnect_regularizer(U: Tensor, V: Tensor, p: float,
     The second equals Dropout with the same ``p`` for any data. The first equals Dropout for all
     weights iff ``Sigma_X`` is diagonal (uncorrelated inputs, e.g. whitened data); with
     ``diag(Sigma_X) = 1`` but correlated inputs it equals the *whitened* Dropout formula
-    ``lam sum_i ||u_i||^2 ||v_i||^2``, not Dropout on those data (the digest's "more generally
-    whenever diag(Sigma_X) = I" is to be read that way). On whitened data DropConnect at rate
-    ``p`` is Dropout at rate ``p``: same expected objective, same minimizers.
+    ``lam sum_i ||u_i||^2 ||v_i||^2``, not Dropout on those data (a statement "DropConnect equals
+    Dropout whenever diag(Sigma_X) = I" is to be read that way). On whitened data DropConnect at
+    rate ``p`` is Dropout at rate ``p``: same expected objective, same minimizers.
 
     Example:
         >>> import torch
@@ -293,7 +295,8 @@ def dropconnect_regularizer(U: Tensor, V: Tensor, p: float,
 
 def dropconnect_expected_loss(U: Tensor, V: Tensor, X: Tensor, Y: Tensor, p: float,
                               layer: Literal["first", "second"] = "first") -> Tensor:
-    """Exact expected DropConnect loss: plain loss + :func:`dropconnect_regularizer` (digest §2.4).
+    """Exact expected DropConnect loss: plain loss + :func:`dropconnect_regularizer` (Pal et al.
+    2020).
 
     Example:
         >>> import torch
@@ -309,7 +312,7 @@ def dropconnect_expected_loss(U: Tensor, V: Tensor, X: Tensor, Y: Tensor, p: flo
 def dropconnect_masked_loss(U: Tensor, V: Tensor, X: Tensor, Y: Tensor, Z: Tensor, p: float,
                             layer: Literal["first", "second"] = "first") -> Tensor:
     """Sampled DropConnect loss with weight mask ``Z`` (shape of ``V^T`` for ``"first"``, of
-    ``U`` for ``"second"``), shared by all examples, scaled by ``1/(1-p)`` (digest §1.2, §2.4).
+    ``U`` for ``"second"``), shared by all examples, scaled by ``1/(1-p)`` (Wan et al. 2013).
 
     Example:
         >>> import torch

@@ -1,6 +1,7 @@
 """Minibatch SGD on a one-hidden-layer linear net with sampled dropout-type masks.
 
-"Dropout is SGD on its expected objective" (digest ``pal2020_structured_dropout.md`` §2.1): the
+"Dropout is SGD on its expected objective" (Pal et al. 2020; ``docs/papers/pal2020.md``,
+"Expected objective of Dropout"): the
 gradient of the sampled loss is an unbiased estimate of the gradient of
 :func:`~dropreg.linear.expected_loss`. This trainer draws one mask per example from any mask law,
 takes plain SGD steps with a constant-then-``1/t`` step schedule, and records the exact expected
@@ -90,9 +91,9 @@ def train_masked_sgd(X: Tensor, Y: Tensor, width: int, law: Any, *, steps: int, 
                      init: tuple[Tensor, Tensor] | None = None) -> SGDRun:
     """SGD on ``(1/B) sum_b ||y_b - U diag(z_b / mu) V^T x_b||^2`` with fresh masks ``z_b ~ law``.
 
-    The sampled gradient is unbiased for the expected objective (digest
-    ``pal2020_structured_dropout.md`` §2.1); the RQ2 protocol of §3 (SGD reaches the closed form)
-    is run with this trainer.
+    The sampled gradient is unbiased for the expected objective (``docs/papers/pal2020.md``,
+    "Expected objective of Dropout"); the paper's experiment "SGD reaches the closed form" is run
+    with this trainer.
 
     Step size: ``lr`` for the first ``decay_start`` fraction of the steps, then
     ``lr / (1 + (t - t_0) / (decay_scale * steps))`` (a ``1/t`` decay, which the Robbins-Monro

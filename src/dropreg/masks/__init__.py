@@ -3,9 +3,9 @@
 A *mask law* is the distribution of a random keep-mask ``z`` over an event of ``size`` positions
 (``width`` units, or an ``(H, W)`` map for :class:`SlidingBlocks2d`). A dropout-type layer applies
 ``h -> h * z / E[z]``, so everything the theory needs is a function of the mean ``mu = E[z]`` and
-of the *normalized covariance* ``C_ij = Cov(z_i, z_j) / (mu_i mu_j)`` (digest
-``pal2020_structured_dropout.md`` §1.2 and §2.3), or, for exact checks on small sizes, of the whole
-support. Every law (a :class:`MaskLaw`) provides:
+of the *normalized covariance* ``C_ij = Cov(z_i, z_j) / (mu_i mu_j)`` (Pal et al. 2020;
+``docs/papers/pal2020.md``, "Mask laws" and "Any mask law"), or, for exact checks on small sizes, of
+the whole support. Every law (a :class:`MaskLaw`) provides:
 
 - :meth:`MaskLaw.sample` -- masks of shape ``(*batch_shape, *event)`` from an explicit generator;
   :meth:`MaskLaw.sample_scaled` -- ``z / E[z]`` from the same draw, what a layer multiplies by;

@@ -75,7 +75,7 @@ def aggregate(masks: torch.Tensor, probs: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 def normalized_from_moments(mu: torch.Tensor, second: torch.Tensor, name: str) -> torch.Tensor:
-    """``C = E[z z^T] / (mu mu^T) - 1`` (digest ``pal2020_structured_dropout.md`` §1.2)."""
+    """``C = E[z z^T] / (mu mu^T) - 1`` (``docs/papers/pal2020.md``, "Mask laws")."""
     if bool((mu <= 0).any()):
         raise ValueError(
             f"{name}: the normalized covariance Cov(z_i, z_j) / (mu_i mu_j) is undefined because "
@@ -193,7 +193,8 @@ class MaskLaw(abc.ABC):
 
     @abc.abstractmethod
     def normalized_covariance(self, size: int | tuple[int, ...], /) -> torch.Tensor:
-        """``Cov(z_i, z_j) / (mu_i mu_j)`` as a float64 ``(n, n)`` tensor (digest §1.2).
+        """``Cov(z_i, z_j) / (mu_i mu_j)`` as a float64 ``(n, n)`` tensor
+        (``docs/papers/pal2020.md``, "Mask laws").
 
         Raises ``ValueError`` where some ``mu_i = 0`` (e.g. ``p = 1``): it is undefined there.
 
@@ -219,7 +220,7 @@ class MaskLaw(abc.ABC):
 
     def second_moment(self, size: int | tuple[int, ...], /) -> torch.Tensor:
         """``E[z z^T]`` as a float64 ``(n, n)`` tensor, ``(C + 1) * mu mu^T`` (the definition of
-        ``C`` in digest ``pal2020_structured_dropout.md`` §1.2, solved for ``E[z z^T]``).
+        ``C`` in ``docs/papers/pal2020.md``, "Mask laws", solved for ``E[z z^T]``).
 
         Example:
             >>> from dropreg.masks import Bernoulli

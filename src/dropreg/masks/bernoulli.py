@@ -49,7 +49,7 @@ class Bernoulli(MaskLaw):
         return z.mul_(self._scalar_scale(1.0 - self.p)) if scaled else z
 
     def mean(self, width: int) -> torch.Tensor:
-        """``mu = (1 - p) 1`` (digest ``pal2020_structured_dropout.md`` §1.2, "Dropout").
+        """``mu = (1 - p) 1`` (``docs/papers/pal2020.md``, "Mask laws").
 
         Example:
             >>> Bernoulli(0.1).mean(2)
@@ -58,8 +58,8 @@ class Bernoulli(MaskLaw):
         return torch.full((self._width(width),), 1.0 - self.p, dtype=torch.float64)
 
     def normalized_covariance(self, width: int) -> torch.Tensor:
-        """``C = lam I`` with ``lam = p / (1 - p)`` (digest §2.3, special case "Dropout: C = lambda
-        I"; ``lambda`` as defined in §1.2).
+        """``C = lam I`` with ``lam = p / (1 - p)`` (``docs/papers/pal2020.md``, "Any mask
+        law").
 
         Example:
             >>> Bernoulli(0.5).normalized_covariance(1)

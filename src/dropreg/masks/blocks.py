@@ -84,8 +84,8 @@ class Blocks(MaskLaw):
         return blocks.repeat_interleave(self.block_size, dim=-1)[..., :width]
 
     def mean(self, width: int) -> torch.Tensor:
-        """``mu = (1 - p) 1``: each block, hence each unit, is kept w.p. ``theta = 1 - p`` (digest
-        ``pal2020_structured_dropout.md`` §1.2, "DropBlock, in the form the analysis uses").
+        """``mu = (1 - p) 1``: each block, hence each unit, is kept w.p. ``theta = 1 - p`` (the
+        DropBlock of Pal et al. 2020's analysis; ``docs/papers/pal2020.md``, "Mask laws").
 
         Example:
             >>> Blocks(0.25, 2).mean(3)
@@ -94,9 +94,10 @@ class Blocks(MaskLaw):
         return torch.full((self._width(width),), 1.0 - self.p, dtype=torch.float64)
 
     def normalized_covariance(self, width: int) -> torch.Tensor:
-        """``C_ij = lam`` when units ``i`` and ``j`` share a block, 0 otherwise (digest §2.3,
-        special case "DropBlock: C = lambda (I_b ⊗ 1_k 1_k^T)", which this is when ``k`` divides
-        ``width``; a shorter last block is one more diagonal block).
+        """``C_ij = lam`` when units ``i`` and ``j`` share a block, 0 otherwise (Pal et al.
+        2020, DropBlock: ``C = lam (I_b ⊗ 1_k 1_k^T)``, ``docs/papers/pal2020.md``, "Any mask law",
+        which this is when ``k`` divides ``width``; a shorter last block is one more diagonal
+        block).
 
         Example:
             >>> Blocks(0.5, 3).normalized_covariance(4)[3].tolist()  # unit 3: the remainder block

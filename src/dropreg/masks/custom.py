@@ -23,8 +23,8 @@ class Custom(MaskLaw):
 
     Masks may be real-valued (not only 0/1). Moments are exact sums over the support:
     ``mu = probs @ masks`` and ``E[z z^T] = masks^T diag(probs) masks``, and ``C`` follows from its
-    definition ``C = E[z z^T] / (mu mu^T) - 1`` (digest ``pal2020_structured_dropout.md`` §1.2,
-    "General class of dropout strategies").
+    definition ``C = E[z z^T] / (mu mu^T) - 1`` (Pal et al. 2020's general class of
+    dropout strategies; ``docs/papers/pal2020.md``, "Mask laws").
 
     Args:
         masks: ``(S, width)`` tensor (or nested sequence) of masks.
@@ -92,8 +92,8 @@ class Custom(MaskLaw):
         return self._rescale(z, width) if scaled else z
 
     def mean(self, width: int) -> torch.Tensor:
-        """``mu = sum_s probs_s masks_s``, the definition of ``mu = E[z]`` (digest
-        ``pal2020_structured_dropout.md`` §1.2, "General class of dropout strategies").
+        """``mu = sum_s probs_s masks_s``, the definition of ``mu = E[z]`` (Pal
+        et al. 2020's general class of dropout strategies; ``docs/papers/pal2020.md``, "Mask laws").
 
         Example:
             >>> Custom([[1.0, 0.0], [1.0, 1.0]], [0.5, 0.5]).mean(2)
@@ -103,8 +103,8 @@ class Custom(MaskLaw):
         return self.probs @ self.masks
 
     def second_moment(self, width: int) -> torch.Tensor:
-        """``S = masks^T diag(probs) masks``, the definition of ``S = E[z z^T]`` (digest §1.2,
-        "General class of dropout strategies").
+        """``S = masks^T diag(probs) masks``, the definition of ``S = E[z z^T]``
+        (``docs/papers/pal2020.md``, "Mask laws").
 
         Example:
             >>> Custom([[1.0, 0.0], [1.0, 1.0]], [0.5, 0.5]).second_moment(2)
@@ -115,8 +115,8 @@ class Custom(MaskLaw):
         return self.masks.T @ (self.probs[:, None] * self.masks)
 
     def normalized_covariance(self, width: int) -> torch.Tensor:
-        """``C = S ⊘ (mu mu^T) - 1 1^T`` (digest §1.2, the definition of the normalized
-        covariance); ``ValueError`` where some ``mu_i = 0``.
+        """``C = S ⊘ (mu mu^T) - 1 1^T`` (the definition of the normalized covariance,
+        ``docs/papers/pal2020.md``, "Mask laws"); ``ValueError`` where some ``mu_i = 0``.
 
         Example:
             >>> Custom([[1.0, 0.0], [1.0, 1.0]], [0.5, 0.5]).normalized_covariance(2)

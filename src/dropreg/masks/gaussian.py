@@ -62,9 +62,9 @@ class Gaussian(MaskLaw):
         return torch.ones(self._width(width), dtype=torch.float64)
 
     def normalized_covariance(self, width: int) -> torch.Tensor:
-        """``C = lam I``, the same as Dropout's (digest ``pal2020_structured_dropout.md`` §2.3,
-        "Dropout: C = lambda I", with ``lambda`` of §1.2); the variance ``sigma^2 = lam`` is the
-        choice of Srivastava et al. 2014, §10 "Multiplicative Gaussian Noise".
+        """``C = lam I``, the same as Dropout's (``docs/papers/pal2020.md``,
+        "Any mask law": Dropout has ``C = lam I``, ``lam = p / (1 - p)``); the variance ``sigma^2 =
+        lam`` is the choice of Srivastava et al. 2014, §10 "Multiplicative Gaussian Noise".
 
         Example:
             >>> Gaussian(0.2).normalized_covariance(1)

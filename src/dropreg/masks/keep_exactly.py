@@ -1,4 +1,5 @@
-"""Keep exactly ``s`` of ``r`` units, the kept subset uniform (digest §2.3).
+"""Keep exactly ``s`` of ``r`` units, the kept subset uniform (Pal et al. 2020;
+``docs/papers/pal2020.md``, "Any mask law").
 
 Example:
     >>> KeepExactly(2).sample((1,), 4, generator=torch.Generator().manual_seed(0)).sum()
@@ -55,8 +56,8 @@ class KeepExactly(MaskLaw):
         return self._rescale(z, width) if scaled else z
 
     def mean(self, width: int) -> torch.Tensor:
-        """``mu = s / r`` for every unit (``r = width``, ``s = keep``; digest §2.3, "Keep exactly s
-        of r units", whose scaling ``r / s`` is ``1 / mu``).
+        """``mu = s / r`` for every unit (``r = width``, ``s = keep``; ``docs/papers/pal2020.md``,
+        "Any mask law", whose scaling ``r / s`` is ``1 / mu``).
 
         Example:
             >>> KeepExactly(3).mean(4)
@@ -66,9 +67,9 @@ class KeepExactly(MaskLaw):
         return torch.full((width,), self.keep / width, dtype=torch.float64)
 
     def normalized_covariance(self, width: int) -> torch.Tensor:
-        """``C = [(r - s) r / (s (r - 1))] I - [(r - s) / (s (r - 1))] 1 1^T`` (digest
-        ``pal2020_structured_dropout.md`` §2.3, special case "Keep exactly s of r units,
-        uniformly"); diagonal ``(r - s) / s``, and ``C = 0`` when ``r = 1``.
+        """``C = [(r - s) r / (s (r - 1))] I - [(r - s) / (s (r - 1))] 1 1^T``
+        (``docs/papers/pal2020.md``, "Any mask law", keep exactly s of r units); diagonal ``(r - s)
+        / s``, and ``C = 0`` when ``r = 1``.
 
         Example:
             >>> KeepExactly(1).normalized_covariance(2)

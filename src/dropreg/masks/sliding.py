@@ -126,8 +126,8 @@ def sliding_seed_rate(coverage: torch.Tensor, p: float) -> float:
     Position ``i`` is dropped unless all of its ``coverage[i] = n_i >= 1`` covering seeds are off,
     so ``E[z_i] = (1 - gamma)^{n_i}`` and the mean drop fraction is
     ``mean_i (1 - (1 - gamma)^{n_i})``; this solves it ``= p`` (unique root, cached). Ghiasi et
-    al. 2018 (§3, "Setting the value of gamma"; digest ``pal2020_structured_dropout.md`` §1.2
-    "Original DropBlock") use a closed-form approximation that ignores overlaps instead.
+    al. 2018 (§3, "Setting the value of gamma"; ``docs/guide/masks.md``, "DropBlock drops
+    exactly p") use a closed-form approximation that ignores overlaps instead.
 
     Args:
         coverage: integer tensor of covering-seed counts (any shape), all >= 1.
@@ -297,8 +297,8 @@ class _SlidingSeeds(MaskLaw):
 
     def mean(self, size: int | tuple[int, int]) -> torch.Tensor:
         """``E[z_ij] = (1 - gamma)^{n_ij}``: position ``(i, j)`` is kept iff its ``n_ij`` covering
-        seeds are all off (digest ``pal2020_structured_dropout.md`` §2.3, 1-D "Ghiasi-style"
-        sliding blocks, whose seed sets are here the product of a row and a column set);
+        seeds are all off (``docs/papers/pal2020.md``, "Any mask law", sliding blocks, whose
+        seed sets are here the product of a row and a column set);
         float64 of the event's shape.
 
         Example:
@@ -324,8 +324,8 @@ class _SlidingSeeds(MaskLaw):
         return float((-torch.expm1(n * math.log1p(-gamma))).mean())
 
     def normalized_covariance(self, size: int | tuple[int, int]) -> torch.Tensor:
-        """``C = (1 - gamma)^{-|S ∩ S'|} - 1`` (digest ``pal2020_structured_dropout.md`` §2.3,
-        1-D "Ghiasi-style" sliding blocks: ``C_ij = (1 - gamma)^{-|S_i ∩ S_j|} - 1``); on a map
+        """``C = (1 - gamma)^{-|S ∩ S'|} - 1`` (``docs/papers/pal2020.md``,
+        "Any mask law", sliding blocks: ``C_ij = (1 - gamma)^{-|S_i ∩ S_j|} - 1``); on a map
         the seed sets are products of a row and a column set, so ``|S_ij ∩ S_i'j'|`` is the
         product of the row and column overlaps. Float64 ``(H*W, H*W)``, row-major.
 
@@ -343,7 +343,7 @@ class _SlidingSeeds(MaskLaw):
 
     def second_moment(self, size: int | tuple[int, int]) -> torch.Tensor:
         """``E[z z^T] = (C + 1) mu mu^T`` over the flattened positions, float64 ``(H*W, H*W)``
-        (the definition of ``C``, digest ``pal2020_structured_dropout.md`` §1.2).
+        (the definition of ``C``, ``docs/papers/pal2020.md``, "Mask laws").
 
         Example:
             >>> law = SlidingBlocks2d(0.2, 2)

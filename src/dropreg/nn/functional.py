@@ -210,8 +210,8 @@ def drop_block2d(
 ) -> torch.Tensor:
     """DropBlock on ``(N, C, H, W)`` maps that drops exactly ``p`` in expectation on every map size.
 
-    Law :class:`~dropreg.masks.SlidingBlocks2d` (Ghiasi et al. 2018; digest
-    ``pal2020_structured_dropout.md`` §1.2 "Original DropBlock"): seeds on the valid-centre grid,
+    Law :class:`~dropreg.masks.SlidingBlocks2d` (Ghiasi et al. 2018;
+    ``docs/guide/masks.md``, "DropBlock drops exactly p"): seeds on the valid-centre grid,
     each zeroing a ``kh x kw`` block (``(kh, kw) = min(block_size, (H, W))``), with the seed rate
     solved for edges and overlaps so that the mean drop fraction is exactly ``p``; position
     ``(i, j)`` is multiplied by ``z_ij / E[z_ij]`` with the fixed, exact ``E[z_ij]`` (so
@@ -261,8 +261,8 @@ def drop_block1d(
     ``block_size`` consecutive units, seed rate solved so the mean drop fraction is exactly ``p``;
     each unit scaled by its fixed ``1 / E[z_i]``). With ``fixed_blocks=True``, law
     :class:`~dropreg.masks.Blocks`: the contiguous non-overlapping blocks of Pal et al. 2020
-    (digest §1.2), each kept with probability ``1 - p`` and scaled by ``1 / (1 - p)``; a shorter
-    last block when ``block_size`` does not divide the width.
+    (``docs/papers/pal2020.md``, "Mask laws"), each kept with probability ``1 - p`` and scaled by
+    ``1 / (1 - p)``; a shorter last block when ``block_size`` does not divide the width.
 
     Args:
         input: ``(N, r)`` or ``(N, C, L)`` floating-point tensor.
@@ -306,8 +306,9 @@ def drop_connect(
 ) -> torch.Tensor:
     """DropConnect mask on a weight tensor: ``weight * Z / (1 - p)``, ``Z`` iid Bernoulli(1 - p).
 
-    Wan et al. 2013; digest §1.2 and §2.4 (same ``lam = p / (1 - p)`` as Dropout). Not the
-    EfficientNet "drop_connect", which is stochastic depth.
+    Wan et al. 2013; Pal et al. 2020 (``docs/papers/pal2020.md``, "DropConnect equals Dropout"; same
+    ``lam = p / (1 - p)`` as Dropout). Not the EfficientNet "drop_connect", which is stochastic
+    depth.
 
     Example:
         >>> w = drop_connect(torch.ones(20, 20), 0.5, generator=torch.Generator().manual_seed(0))
@@ -366,11 +367,11 @@ def drop_connect_linear(
     """``F.linear`` with a DropConnect mask on ``weight`` (the bias is not masked).
 
     By default one mask for the whole batch (AWD-LSTM style; same expected objective as per
-    example, digest §2.4). With ``per_example=True`` each row of the flattened leading dimensions
-    gets its own ``(out, in)`` mask (Wan et al.). When ``N x out x in`` exceeds
-    ``max_mask_elements``, masks are drawn in chunks of at most that many entries and each chunk
-    is checkpointed (its masks re-drawn from the chunk's seed in backward), so neither the forward
-    nor the state saved for backward holds more than one chunk of masks.
+    example, ``docs/papers/pal2020.md``, "DropConnect equals Dropout"). With ``per_example=True``
+    each row of the flattened leading dimensions gets its own ``(out, in)`` mask (Wan et al.). When
+    ``N x out x in`` exceeds ``max_mask_elements``, masks are drawn in chunks of at most that many
+    entries and each chunk is checkpointed (its masks re-drawn from the chunk's seed in backward),
+    so neither the forward nor the state saved for backward holds more than one chunk of masks.
 
     Args:
         input: ``(*, in_features)`` tensor.

@@ -1,16 +1,17 @@
 """Exact dropout criterion of small ReLU networks (Helmbold & Long 2017).
 
-Digest ``zhang2022_flatness_helmbold2017.md`` Part B. Dropout drops every input and hidden unit
+``docs/papers/helmbold2017.md``. Dropout drops every input and hidden unit
 with probability ``p`` (inverted scaling); :func:`dropout_criterion` computes ``E_R E_x (D - y)^2``
 exactly by enumerating all patterns (vectorised, memory-bounded) or by Monte Carlo with a standard
-error. Where each result of the digest lives:
+error. Where each result of the paper lives:
 
-- ``network.py``: the standard architecture (§B.1);
-- ``criterion.py``: ``J_D``, the risk, the penalty and ``J_2`` (§B.1), the closed-form fold of the
-  last hidden layer (§B.8);
-- ``rescaling.py``: the input, layer and output rescalings (Theorems 4-6, §B.3);
-- ``constructions.py``: Fig. 1 (§B.2), ``W_neg`` and Lemma 10 / Theorem 17 (§B.4), Theorem 18's
-  witness (§B.5), Theorem 20's witness (§B.6), the projected fit of check B-T9.
+- ``network.py``: the standard architecture;
+- ``criterion.py``: ``J_D`` (eq. 1), the risk, the penalty and ``J_2``, the closed-form fold of
+  the last hidden layer;
+- ``rescaling.py``: the input, layer and output rescalings (Theorems 4-6, Section 3);
+- ``constructions.py``: Fig. 1, ``W_neg`` and Lemma 10 / Theorem 17 (Section 4), Theorem 18's
+  witness (Section 5.1), Theorem 20's witness (Sections 5.2-5.3), the projected fit of non-negative
+  nets behind Theorem 17's lower bound.
 
 Example:
     >>> import torch

@@ -1,8 +1,8 @@
 """The constructions of Helmbold & Long (2017) with their closed forms.
 
-Digest ``zhang2022_flatness_helmbold2017.md`` §B.2 (negative penalty), §B.4 (first-one gadget
-``W_neg``, Lemma 10, Theorem 17), §B.5 (Theorem 18's witness), §B.6 (Theorem 20). Each witness is
-an :class:`Example` ``(net, X, Y)`` for :func:`~dropreg.relu.dropout_criterion`.
+Fig. 1 (negative penalty), Section 4 (first-one gadget ``W_neg``, Lemma 10, Theorem 17), Section
+5.1 (Theorem 18's witness), Sections 5.2-5.3 (Theorem 20); ``docs/papers/helmbold2017.md``. Each
+witness is an :class:`Example` ``(net, X, Y)`` for :func:`~dropreg.relu.dropout_criterion`.
 
 All closed forms take the DROP probability ``p`` (the paper's ``q``; its keep probability is
 ``1 - p``) and ``lam = p / (1 - p)``. Each was derived or re-derived here and is tested against
@@ -59,7 +59,7 @@ def _f64(x) -> Tensor:
 
 
 def figure1_example(y: float = 8.0) -> Example:
-    """The worked example of digest §B.2 (Fig. 1): a negative dropout penalty.
+    """The worked example of the paper's Fig. 1: a negative dropout penalty.
 
     K = 2 inputs, one hidden layer of 2 ReLUs, all weights 1, biases 0; one example
     ``x = (1, -1)`` with label ``y`` (8 in the paper). At ``p = 1/2``: ``J_D = 54``, ``R = 64``,
@@ -78,11 +78,11 @@ def figure1_example(y: float = 8.0) -> Example:
 def two_unit_penalty(p: float, y: float) -> float:
     """Closed-form dropout penalty of the two-unit all-ones net on ``x = (1, -a)``, ``a >= 1``.
 
-    This covers §B.2 (``x = (1, -1)``, ``y = 8``) and Theorem 20's witness (``x = (1, -2)``): only
+    This covers Fig. 1 (``x = (1, -1)``, ``y = 8``) and Theorem 20's witness (``x = (1, -2)``): only
     the pattern "keep x_1, drop x_2" makes the units positive, so with keep probability
     ``k = 1 - p``, ``E_R D = 2 (1 - k)`` while ``W(x) = 0``, and ``E_R D^2 = 2 (1 - k^2) / k^2``:
 
-        penalty(y) = 2 (1 - k^2) / k^2 - 4 (1 - k) y     (derived here; digest §B.6 table)
+        penalty(y) = 2 (1 - k^2) / k^2 - 4 (1 - k) y     (derived here; tabulated in the docs)
 
     The penalty is affine in the label with slope ``-4p != 0``: Theorem 20's label dependence.
 
@@ -98,7 +98,7 @@ def two_unit_penalty(p: float, y: float) -> float:
 
 
 def theorem20_witness(y: float = 0.0) -> Example:
-    """Theorem 20's witness (digest §B.6): ``x = (1, -2)``, two hidden units, all weights 1.
+    """Theorem 20's witness: ``x = (1, -2)``, two hidden units, all weights 1.
 
     The penalty at ``p = 1/2`` is ``6 - 2 y``: same input, different labels, different penalties.
 
@@ -117,7 +117,7 @@ def _check_knd(K: int, n: int, d: int) -> None:
 
 
 def theorem18_witness(K: int, n: int, d: int, y: float) -> Example:
-    """Theorem 18's witness (digest §B.5): every weight ``c = (y / (K n^{d-1}))^{1/d}``, biases 0.
+    """Theorem 18's witness: every weight ``c = (y / (K n^{d-1}))^{1/d}``, biases 0.
 
     On ``x = 1_K`` each layer-j unit computes ``c^j K n^{j-1}`` and the output is ``y``: risk 0,
     while the dropout penalty grows exponentially with the depth (:func:`theorem18_penalty`).
@@ -141,11 +141,11 @@ def theorem18_witness(K: int, n: int, d: int, y: float) -> Example:
 
 
 def theorem18_penalty(K: int, n: int, d: int, y: float, p: float = 0.5) -> float:
-    """Dropout penalty (= criterion, risk 0) of Theorem 18's witness, digest §B.5:
+    """Dropout penalty (= criterion, risk 0) of Theorem 18's witness (proof of Theorem 18):
 
         y^2 ((1 + lam / K) (1 + lam / n)^(d-1) - 1),   lam = p / (1 - p)
 
-    (the digest's ``q / (p K)`` in its keep/drop notation). At ``p = 1/2`` it is at least
+    (``q / (p K)`` in the paper's keep/drop notation). At ``p = 1/2`` it is at least
     ``y^2 / K`` (the theorem states ``y^2 / (K + 1)``) and grows like ``(1 + 1/n)^d``.
 
     Example:
@@ -178,7 +178,7 @@ def theorem18_weight_decay(K: int, n: int, d: int, y: float, lam: float) -> floa
 
 
 def theorem18_weight_decay_bound(K: int, n: int, d: int, y: float, lam: float) -> float:
-    """Theorem 18(c)'s bound ``(lam y^{2/d} / 2)(K n + n^2 (d - 2) + n)`` (digest §B.5).
+    """Theorem 18(c)'s bound ``(lam y^{2/d} / 2)(K n + n^2 (d - 2) + n)``.
 
     Example:
         >>> theorem18_weight_decay_bound(2, 2, 2, 4.0, lam=1.0)
@@ -189,7 +189,7 @@ def theorem18_weight_decay_bound(K: int, n: int, d: int, y: float, lam: float) -
 
 
 def monotone_target(K: int) -> tuple[Tensor, Tensor]:
-    """The distribution ``P_(1,1)`` of §B.4: half on ``(0_K, 0)``, half on ``(1_K, 1)``.
+    """The distribution ``P_(1,1)`` of Section 4: half on ``(0_K, 0)``, half on ``(1_K, 1)``.
 
     Example:
         >>> X, Y = monotone_target(2)
@@ -203,7 +203,7 @@ def monotone_target(K: int) -> tuple[Tensor, Tensor]:
 
 def w_neg(K: int, n: int, d: int, c: float | None = None, output_bias: float = 0.0
           ) -> nn.Sequential:
-    """The network ``W_neg`` of §B.4 (Lemma 10): ``n / K`` copies of the first-one gadget.
+    """The network ``W_neg`` of Section 4 (Lemma 10): ``n / K`` copies of the first-one gadget.
 
     Gadget unit ``i`` has weight -1 on inputs ``i' < i``, +1 on input ``i``, 0 after: it outputs 1
     iff ``x_i = 1`` is the first one of ``x``. Later hidden layers have all weights 1, the output
@@ -250,8 +250,7 @@ def best_output_scale(net: nn.Module, X: Tensor, Y: Tensor, p: float = 0.5
 
     The output is linear in the output weights, so ``J_D(t) = a t^2 + b t + c`` and three exact
     evaluations (``t = -1, 0, 1``) give ``t* = -b / (2a)``. This is how the output weight ``c`` of
-    ``W_neg`` is optimised in Theorem 17 (digest ``zhang2022_flatness_helmbold2017.md`` §B.4,
-    check B-T8); see :func:`theorem17_w_neg`.
+    ``W_neg`` is optimised in Theorem 17; see :func:`theorem17_w_neg`.
 
     Returns:
         The rescaled copy of ``net`` and ``t``.
@@ -287,7 +286,7 @@ def theorem17_w_neg(n: int, d: int = 2, output_bias: float = 0.2, p: float = 0.5
     """Theorem 17's network (K = 2): ``W_neg`` with output bias 1/5 and the best output weight.
 
     Its ``J_D`` on ``P_(1,1)`` tends to 1/10 as ``n`` grows, below the 1/8 that every network with
-    non-negative weights must pay (digest §B.4).
+    non-negative weights must pay (Theorem 17).
 
     Example:
         >>> from dropreg.relu import dropout_criterion
@@ -331,7 +330,7 @@ def fit_dropout_criterion(
     """Minimise the exact dropout criterion with Adam (projected onto non-negative weights).
 
     With ``nonnegative_weights=True`` every weight matrix is clamped at 0 after each step (biases
-    stay free), the setting of Theorem 17's lower bound (digest §B.4, check B-T9). The net is
+    stay free), the setting of Theorem 17's lower bound. The net is
     modified in place.
 
     Example:

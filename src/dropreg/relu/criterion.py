@@ -1,9 +1,10 @@
 """Exact and Monte-Carlo dropout criterion of ReLU networks (Helmbold & Long 2017).
 
-Digest ``zhang2022_flatness_helmbold2017.md`` §B.1: every non-output node, **inputs included**, is
-dropped independently with probability ``p`` (the DROP probability, as ``torch.nn.Dropout``; the
-paper's keep probability is ``1 - p`` and its drop probability ``q = p``); kept nodes are scaled by
-``1 / (1 - p)``. For a distribution of examples with probabilities ``pi_i``:
+Setting of the paper (``docs/papers/helmbold2017.md``, "Setting"): every non-output node, **inputs
+included**, is dropped independently with probability ``p`` (the DROP probability, as
+``torch.nn.Dropout``; the paper's keep probability is ``1 - p`` and its drop probability ``q = p``);
+kept nodes are scaled by ``1 / (1 - p)``. For a distribution of examples with probabilities
+``pi_i``:
 
     J_D(W) = sum_i pi_i E_R (D(W, x_i, R) - y_i)^2        (square loss without 1/2)
     R(W)   = sum_i pi_i (W(x_i) - y_i)^2
@@ -13,7 +14,7 @@ How the exact value is computed (all float64, all differentiable with autograd):
 
 * **The last hidden layer is folded in closed form.** The output is linear in its mask ``r``, so
   ``E_r (w.(r * a) / (1-p) + b - y)^2 = (w.a + b - y)^2 + lam sum_j w_j^2 a_j^2`` with
-  ``lam = p / (1 - p)`` (digest §B.8). Only the inputs and the hidden layers before the last are
+  ``lam = p / (1 - p)``. Only the inputs and the hidden layers before the last are
   enumerated: ``2^(K + n_1 + ... + n_{d-2})`` patterns instead of ``2^(K + n_1 + ... + n_{d-1})``.
 * **Patterns are enumerated as a tree, layer by layer.** The activations of layer ``j`` under every
   pattern of the layers before it are one tensor ``(N, S, w_j)``; all ``2^{w_j}`` masks of layer
@@ -162,7 +163,7 @@ def _data(
 def all_patterns(num_nodes: int, dtype: torch.dtype = torch.float64) -> Tensor:
     """Every 0/1 pattern over ``num_nodes`` nodes, shape ``(2**num_nodes, num_nodes)``.
 
-    The dropout patterns ``R`` of digest §B.1 (1 = kept), in binary counting order.
+    The dropout patterns ``R`` of the paper (1 = kept), in binary counting order.
 
     Row ``i`` is the binary expansion of ``i``, first node as the least significant bit.
 
@@ -190,8 +191,7 @@ def _pattern_probs(masks: Tensor, keep: float) -> Tensor:
 def enumerated_nodes(net: nn.Module) -> int:
     """Nodes that exact enumeration visits: inputs and every hidden layer but the last.
 
-    The last hidden layer is folded in closed form (module docstring; digest
-    ``zhang2022_flatness_helmbold2017.md`` §B.8), so it does not count.
+    The last hidden layer is folded in closed form (module docstring), so it does not count.
 
     Example:
         >>> from dropreg.relu import StandardNet
@@ -207,7 +207,7 @@ def enumerated_nodes(net: nn.Module) -> int:
 
 def dropout_output(net: nn.Module, X: Tensor, patterns: Tensor, p: float,
                    dtype: torch.dtype | None = torch.float64) -> Tensor:
-    """The network output ``D(W, x, R)`` under given dropout patterns (digest §B.1).
+    """The network output ``D(W, x, R)`` under given dropout patterns.
 
     Args:
         net: ``nn.Sequential`` of ``Linear`` and ``ReLU`` (e.g. :class:`StandardNet`).
@@ -514,7 +514,8 @@ def dropout_criterion(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     dtype: torch.dtype | None = torch.float64,
 ) -> CriterionResult:
-    """Dropout criterion ``J_D(W) = sum_i pi_i E_R (D(W, x_i, R) - y_i)^2`` (digest §B.1).
+    """Dropout criterion ``J_D(W) = sum_i pi_i E_R (D(W, x_i, R) - y_i)^2`` (Helmbold & Long 2017,
+    eq. 1).
 
     Dropout drops every input and hidden unit independently with probability ``p`` (the paper's
     ``q``; its keep probability is ``1 - p``) and scales kept nodes by ``1 / (1 - p)``. The output
@@ -550,7 +551,7 @@ def dropout_criterion(
 
     Example:
         >>> from dropreg.relu import relu_net
-        >>> net = relu_net([torch.ones(2, 2), torch.ones(1, 2)])   # digest §B.2, Fig. 1
+        >>> net = relu_net([torch.ones(2, 2), torch.ones(1, 2)])   # the paper's Fig. 1
         >>> X, Y = torch.tensor([[1.0, -1.0]]), torch.tensor([8.0])
         >>> float(dropout_criterion(net, X, Y, p=0.5))
         54.0
@@ -577,7 +578,7 @@ def dropout_criterion(
 
 def risk(net: nn.Module, X: Tensor, Y: Tensor, *, weights: Tensor | None = None,
          dtype: torch.dtype | None = torch.float64) -> Tensor:
-    """Risk ``R(W) = sum_i pi_i |W(x_i) - y_i|^2``, square loss without 1/2 (digest §B.1).
+    """Risk ``R(W) = sum_i pi_i |W(x_i) - y_i|^2``, square loss without 1/2.
 
     Example:
         >>> from dropreg.relu import relu_net
@@ -599,7 +600,7 @@ def dropout_penalty(
     method: Literal["exact", "monte_carlo"] = "exact",
     **kwargs: Any,
 ) -> CriterionResult:
-    """Dropout penalty ``J_D(W) - R(W)`` (digest §B.1); it can be negative (§B.2).
+    """Dropout penalty ``J_D(W) - R(W)``; it can be negative (the paper's Fig. 1).
 
     Takes the arguments of :func:`dropout_criterion`; the standard error is that of ``J_D``.
 
@@ -624,10 +625,11 @@ def weight_decay_criterion(
     weights: Tensor | None = None,
     dtype: torch.dtype | None = torch.float64,
 ) -> Tensor:
-    """Weight-decay criterion ``J_2(W) = R(W) + (lam / 2) ||W||^2`` (digest §B.1).
+    """Weight-decay criterion ``J_2(W) = R(W) + (lam / 2) ||W||^2`` (biases not penalised).
 
     ``||W||^2`` sums the squares of the weights only (biases are not penalised, as in the paper);
-    ``include_biases=True`` penalises them too (Torch7's ``weightDecay``, used in §B.7).
+    ``include_biases=True`` penalises them too (Torch7's ``weightDecay``, used in the paper's
+    Section 6).
 
     Example:
         >>> from dropreg.relu import relu_net
@@ -658,7 +660,7 @@ def expected_dropout_output(
     """Exact mean output under dropout ``E_R D(W, x, R)``, shape ``(N, out)``.
 
     For linear networks it equals ``W(x)``; for ReLU networks it does not, which is what makes the
-    penalty depend on the labels (Theorem 20, digest §B.6): for one output,
+    penalty depend on the labels (Theorem 20): for one output,
     ``penalty(y) = penalty(0) - 2 y (E_R D - W(x))``.
 
     Example:

@@ -1,6 +1,6 @@
 """ReLU networks of Helmbold & Long (2017): the standard architecture and its layer view.
 
-Digest ``zhang2022_flatness_helmbold2017.md`` §B.1. A network is any ``nn.Sequential`` of the form
+``docs/papers/helmbold2017.md``, "Setting". A network is any ``nn.Sequential`` of the form
 ``Linear, ReLU, Linear, ReLU, ..., Linear``: ReLU hidden units, a linear output, biases optional.
 :class:`StandardNet` is the paper's "standard architecture" (K inputs, d layers counting the output,
 n ReLU units per hidden layer, one linear output).
@@ -29,7 +29,7 @@ __all__ = [
 
 
 class StandardNet(nn.Sequential):
-    """The standard architecture of Helmbold & Long (2017), digest §B.1.
+    """The standard architecture of Helmbold & Long (2017).
 
     ``K`` inputs, ``d`` layers counting the output but not the inputs (so ``d - 1`` hidden layers of
     ``n`` ReLU units), one linear output, biases everywhere. It is an ``nn.Sequential``
@@ -111,7 +111,7 @@ def relu_net(
         dtype: parameter dtype; ``None`` keeps the weights' dtype.
 
     Example:
-        >>> net = relu_net([torch.ones(2, 2), torch.ones(1, 2)])   # digest §B.2
+        >>> net = relu_net([torch.ones(2, 2), torch.ones(1, 2)])   # the paper's Fig. 1
         >>> net(torch.tensor([[1.0, -1.0]], dtype=torch.float64))
         tensor([[0.]], dtype=torch.float64, grad_fn=<AddmmBackward0>)
     """
@@ -199,8 +199,8 @@ def linear_layers(net: nn.Module) -> list[nn.Linear]:
 def dropout_layer_widths(net: nn.Module) -> list[int]:
     """Widths of the dropped layers: the inputs, then every hidden layer (the output is kept).
 
-    Helmbold & Long drop every non-output node, inputs included (digest
-    ``zhang2022_flatness_helmbold2017.md`` §B.1).
+    Helmbold & Long drop every non-output node, inputs included
+    (``docs/papers/helmbold2017.md``, "Setting").
 
     Example:
         >>> dropout_layer_widths(StandardNet(K=2, d=3, n=4))
@@ -211,7 +211,7 @@ def dropout_layer_widths(net: nn.Module) -> list[int]:
 
 
 def num_dropout_nodes(net: nn.Module) -> int:
-    """Number of nodes that dropout can drop: inputs plus hidden units (digest §B.1).
+    """Number of nodes that dropout can drop: inputs plus hidden units.
 
     Example:
         >>> num_dropout_nodes(StandardNet(K=5, d=2, n=5))

@@ -1,7 +1,7 @@
 """Rescalings that leave the dropout criterion unchanged (Helmbold & Long 2017, Section 3).
 
-Digest ``zhang2022_flatness_helmbold2017.md`` §B.3. Each function returns a new network (the input
-is not modified):
+``docs/papers/helmbold2017.md``, "Scaling properties (Section 3)". Each function returns a new
+network (the input is not modified):
 
 * :func:`rescale_inputs` (Theorem 4): for a diagonal full-rank ``A``, ``W_1 -> W_1 A^{-1}``; then
   ``D(W', A x, R) = D(W, x, R)`` for every pattern, so ``J_D`` and ``R`` on ``A o P`` equal those of
@@ -72,7 +72,7 @@ def rescale_inputs(net: nn.Module, scales: Tensor | Sequence[float]) -> nn.Modul
 
 
 def rescale_layers(net: nn.Module, c: Sequence[float]) -> nn.Module:
-    """Layer rescaling of Theorem 5: ``W_j -> c_j W_j``, ``b_j -> (c_1 ... c_j) b_j``.
+    """Layer rescaling of Theorem 5: ``W_j -> c_j W_j``, ``b_j -> (prod_{i<=j} c_i) b_j``.
 
     The new network computes ``(c_1 ... c_d) D(W, x, R)`` under every dropout pattern ``R``; with
     ``prod(c) = 1`` the dropout criterion, the risk and the penalty are unchanged.
