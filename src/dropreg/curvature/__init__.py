@@ -1,8 +1,9 @@
-"""Curvature and dropout-noise diagnostics (digest ``zhang2022_flatness_helmbold2017.md`` Part A).
+"""Curvature and dropout-noise diagnostics (Zhang, Zhou, Xu 2022; Helmbold, Long 2017).
 
-* Hessian-vector products of a model's loss in three dropout states: clean, fixed masks, and the
-  expected loss over M masks (:class:`HessianOperator`; masks and dropout states come from
-  :mod:`dropreg.sites`: :func:`sample_masks`, :func:`dropout_state`).
+* The empirical risk of a model in three dropout states, clean, fixed masks, and the expected
+  loss over M masks (:class:`DropoutRisk`: data as tensors or batches, snapshots, masks, loss,
+  gradient) and its Hessian-vector products (:class:`HessianOperator`; sites, masks and dropout
+  states come from :mod:`dropreg.sites`).
 * :func:`top_eigenpairs` (Lanczos, full reorthogonalisation), :func:`trace` (Hutchinson, Hutch++),
   :func:`spectral_density` (stochastic Lanczos quadrature).
 * Dropout gradient noise (:func:`dropout_gradient_noise`) and its alignment with the Hessian
@@ -40,12 +41,14 @@ from dropreg.curvature.last_layer import (
     last_layer_terms,
 )
 from dropreg.curvature.noise import GradientNoise, dropout_gradient_noise, dropout_gradients
+from dropreg.curvature.risk import DropoutRisk, uncontrolled_randomness
 from dropreg.curvature.trace import TraceResult, squared_frobenius, trace
 from dropreg.sites import DropoutMasks, dropout_state, sample_masks
 
 __all__ = [
     "AlignmentResult",
     "DropoutMasks",
+    "DropoutRisk",
     "EigenResult",
     "GradientNoise",
     "HessianOperator",
@@ -78,6 +81,7 @@ __all__ = [
     "top_eigenpairs",
     "trace",
     "trajectory_pca",
+    "uncontrolled_randomness",
     "unflatten_params",
     "variance_flatness",
 ]
