@@ -181,6 +181,9 @@ def sampled_regularizer(
 
 
 def _single_calls(rec: DropoutState) -> list[tuple[DropoutSite, torch.Tensor]]:
+    for s in rec.sites:
+        if rec.values.get(s.name):
+            check_second_order_site(s)
     out = []
     for s in rec.sites:
         vals = rec.values.get(s.name, [])

@@ -123,10 +123,11 @@ class WeightDrop(nn.Module):
 
     def forward(self, *args, **kwargs):
         """The wrapped module's forward with freshly masked weights (one mask per call)."""
-        if isinstance(self.module, nn.RNNBase):
-            # RNNs read a cached list of their weights: rebuild it so the masks take effect
-            self.module._init_flat_weights()
-        return self.module(*args, **kwargs)
+        with parametrize.cached():  # one mask per weight and call, however often it is read
+            if isinstance(self.module, nn.RNNBase):
+                # RNNs read a cached list of their weights: rebuild it so the masks take effect
+                self.module._init_flat_weights()
+            return self.module(*args, **kwargs)
 
     def extra_repr(self) -> str:
         return f"weights={list(self.weights)}, p={self.p}"
