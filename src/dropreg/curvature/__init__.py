@@ -8,6 +8,8 @@
   :func:`spectral_density` (stochastic Lanczos quadrature).
 * Dropout gradient noise (:func:`dropout_gradient_noise`) and its alignment with the Hessian
   (:func:`alignment`), with the exact last-hidden-layer theory (:mod:`.last_layer`).
+* :func:`diagnose`: one call, top eigenvalues, trace, density and noise alignment in the clean
+  and expected states, with a text summary and a figure.
 * Flatness: :func:`sharpness`, :func:`interval_flatness`, :func:`loss_profile`,
   :func:`filter_normalized_direction`, :func:`variance_flatness`.
 """
@@ -20,6 +22,7 @@ from dropreg.curvature.alignment import (
     spearman,
 )
 from dropreg.curvature.density import SpectralDensity, spectral_density
+from dropreg.curvature.diagnose import Diagnosis, StateDiagnosis, diagnose
 from dropreg.curvature.flatness import (
     IntervalFlatness,
     Sharpness,
@@ -48,6 +51,7 @@ from dropreg.sites import DropoutMasks, dropout_state, sample_masks
 __all__ = [
     "AlignmentResult",
     "DropoutMasks",
+    "Diagnosis",
     "DropoutRisk",
     "EigenResult",
     "GradientNoise",
@@ -55,9 +59,11 @@ __all__ = [
     "IntervalFlatness",
     "Sharpness",
     "SpectralDensity",
+    "StateDiagnosis",
     "TraceResult",
     "VarianceFlatness",
     "alignment",
+    "diagnose",
     "dropout_eta_moments",
     "dropout_gradient_noise",
     "dropout_gradients",
