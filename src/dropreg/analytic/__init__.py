@@ -17,6 +17,7 @@ Example:
     True
 """
 
+from dropreg._params import flatten_params as flatten
 from dropreg.analytic.explicit import (
     ESTIMATORS,
     DropoutGap,
@@ -47,7 +48,6 @@ from dropreg.analytic.updates import (
     explicit_implicit,
     no_dropout,
 )
-from dropreg._params import flatten_params as flatten
 from dropreg.sites import (
     DropoutSite,
     DropoutState,

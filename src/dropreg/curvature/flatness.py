@@ -23,11 +23,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from dropreg.curvature.alignment import spearman
 from dropreg._params import flatten_params
+from dropreg.curvature.alignment import spearman
 from dropreg.curvature.hvp import HessianOperator
-from dropreg.curvature.risk import DropoutRisk
 from dropreg.curvature.lanczos import EigenResult, top_eigenpairs
+from dropreg.curvature.risk import DropoutRisk
 from dropreg.curvature.trace import TraceResult, trace
 
 __all__ = [

@@ -11,7 +11,8 @@ Masks are drawn per example (as ``nn.Dropout``) or shared by each batch (Zhang, 
 Sec. 4). The samples are kept as a ``P x S`` matrix; gradients are computed batch by batch of the
 data, ``chunk_size`` masks at a time with ``torch.func.vmap`` (a loop where vmap cannot trace
 the model), so memory is ``P x S`` plus ``chunk_size`` forward passes of one batch. The model is
-evaluated on a snapshot of its parameters and buffers (:class:`~dropreg.curvature.risk.DropoutRisk`).
+evaluated on a snapshot of its parameters and buffers
+(:class:`~dropreg.curvature.risk.DropoutRisk`).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from dropreg._checks import check_int
-from dropreg._params import flatten_params, unflatten_params
+from dropreg._params import unflatten_params
 from dropreg._random import seed_from
 from dropreg.sites import (
     DropoutMasks,
@@ -173,7 +173,8 @@ class DropoutRisk:
         >>> clean.loss() == torch.nn.functional.mse_loss(net.eval()(X), y).item()
         True
         >>> batches = [(X[:5], y[:5]), (X[5:], y[5:])]
-        >>> abs(DropoutRisk(net, torch.nn.functional.mse_loss, batches).loss() - clean.loss()) < 1e-15
+        >>> batched = DropoutRisk(net, torch.nn.functional.mse_loss, batches)
+        >>> abs(batched.loss() - clean.loss()) < 1e-15
         True
         >>> risk = DropoutRisk(net, torch.nn.functional.mse_loss, (X, y), dropout="expected",
         ...                    num_masks=4, generator=g)
@@ -466,7 +467,8 @@ class DropoutRisk:
 
         Example:
             >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.RReLU()).double()
-            >>> X, y = torch.randn(4, 2, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+            >>> X = torch.randn(4, 2, dtype=torch.float64)
+            >>> y = torch.randn(4, 2, dtype=torch.float64)
             >>> try:
             ...     DropoutRisk(net, torch.nn.functional.mse_loss, (X, y))
             ... except ValueError as e:

@@ -43,8 +43,8 @@ The channel rules are torch's own (``torch.nn.functional.dropout1d/2d/3d``). Fun
 Which analyses support which sites: every site runs in every state of
 :func:`dropreg.sites.dropout_state` and in the curvature and noise tools; the second-order formulas
 of :mod:`dropreg.analytic` (Wei, Kakade, Ma 2020, Sec. 4, eqs. 4.2-4.6) need activation or
-attention sites whose noise groups are independent with one variance (:attr:`DropoutSite.independent`)
-and refuse weight sites by name.
+attention sites whose noise groups are independent with one variance
+(:attr:`DropoutSite.independent`) and refuse weight sites by name.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import torch
+import torch  # noqa: F401  (doctests)
 from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
 
