@@ -1,4 +1,4 @@
-"""Flatness of a solution (digest A.4, A.6 item 3).
+"""Flatness of a solution (Zhang, Zhou, Xu 2022; Feng & Tu 2021; Li et al. 2018).
 
 * :func:`sharpness`: largest Hessian eigenvalue (Lanczos) and trace (Hutch++).
 * :func:`interval_flatness`: ``F_v = a_r - a_l``, the largest interval around 0 with
