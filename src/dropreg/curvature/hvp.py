@@ -231,7 +231,7 @@ class HessianOperator:
             (True, 1)
         """
         self._check_vector(v)
-        vd = unflatten_params(v.to(self.dtype), self.params)
+        vd = unflatten_params(v.to(self.dtype).contiguous(), self.params)  # e.g. a column of V
         self.num_matvecs += 1
         if self.method == "double-backward":
             return self._dbl(vd)

@@ -29,7 +29,8 @@ module                                 kind       mask law; mask shape for an in
 ``torch.nn.MultiheadAttention``        attention  Bernoulli(``dropout``) on the ``(N, heads, L, S)``
 (``dropout > 0``)                                 attention weights, element-wise
 ``dropreg.nn.DropConnectLinear``,      weight     Bernoulli on the weight, one mask per batch
-``dropreg.nn.DropConnectConv2d``
+``dropreg.nn.DropConnectConv2d``                  (also for ``per_example=True`` layers, in
+                                                  the ``fixed`` and ``fresh`` states)
 ``dropreg.nn.WeightDrop`` masks        weight     Bernoulli on each wrapped weight, per batch
 a module with ``is_dropout_site=True``  declared  a float ``p``, optional ``noise_variance``,
 and a numeric ``p``                               ``shared_mask_dims`` and ``site_kind``
