@@ -266,8 +266,7 @@ def test_determinism_guard_names_uncontrolled_modules():
     with pytest.raises(ValueError, match=r"1 \(AlphaDropout\)"):
         HessianOperator(net, ce, (X, y))
     lstm = nn.Sequential(nn.LSTM(4, 5, num_layers=2, dropout=0.5, batch_first=True),
-                         nn.Flatten(start_dim=0) if False else _First(), nn.Linear(5, 3))
-    lstm = lstm.double()
+                         _First(), nn.Linear(5, 3)).double()
     with pytest.raises(ValueError, match=r"0 \(LSTM\)"):
         DropoutRisk(lstm, ce, (X[:, None, :].expand(6, 2, 4).contiguous(), y))
     net.eval()  # in eval mode nothing is random

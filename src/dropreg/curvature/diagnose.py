@@ -1,7 +1,7 @@
 """One call that diagnoses a model: curvature and dropout noise in the clean and expected states.
 
 :func:`diagnose` computes, for the risk with dropout off (``"clean"``) and for the expected
-dropout risk over ``M`` fixed masks (``"expected"``, Zhang, Zhou, Xu 2022, Sec. 3):
+dropout risk over ``M`` fixed masks (``"expected"``; Zhang, Zhou, Xu 2022):
 
 * the top Hessian eigenvalues by Lanczos, each with its residual ``||H v - lambda v||``;
 * the Hessian trace by Hutch++ with its standard error (Meyer et al. 2021);
@@ -9,7 +9,7 @@ dropout risk over ``M`` fixed masks (``"expected"``, Zhang, Zhou, Xu 2022, Sec. 
 * the alignment of the dropout gradient-noise covariance ``Sigma`` with the Hessian,
   ``cos(H, Sigma) = Tr(H Sigma) / (||H||_F ||Sigma||_F)`` against its value for random
   eigenvectors, and the variance of the noise along the top eigenvectors (Zhang, Zhou, Xu 2022,
-  Sec. 4.2, eq. 10 and Fig. 2).
+  the noise-structure analysis).
 
 The result prints as a text summary and draws a figure (:meth:`Diagnosis.plot`).
 """

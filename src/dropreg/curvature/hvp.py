@@ -1,7 +1,7 @@
 """Hessian-vector products of a :class:`~dropreg.curvature.risk.DropoutRisk` (products only).
 
 ``H = d^2 R / d theta^2`` of the risk in its dropout state (clean, fixed masks, or expected over
-M masks: Zhang, Zhou, Xu 2022, Sec. 3). Products are forward-over-reverse (``torch.func.jvp`` of
+M masks; Zhang, Zhou, Xu 2022). Products are forward-over-reverse (``torch.func.jvp`` of
 ``torch.func.grad``) where ``torch.func`` can trace the model, double backward otherwise; both
 are exact. The fallback catches only the failures of ``torch.func`` it is meant for (missing
 forward-mode or batching rules, in-place operations inside a transform) and keeps that first

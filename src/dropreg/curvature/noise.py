@@ -1,14 +1,14 @@
 """Dropout gradient noise at fixed parameters and unbiased moments of its covariance.
 
-Zhang, Zhou, Xu 2022, Sec. 4 (the dropout noise ``xi = grad R^drop(theta, eta) - grad R``).
+Zhang, Zhou, Xu 2022 (the dropout noise ``xi = grad R^drop(theta, eta) - grad R``).
 
 ``xi_s = grad R^drop(theta, eta_s) - c`` for S independent mask draws ``eta_s``, where the centre
 ``c`` is either the sample mean of the S dropout gradients (``center="mean"``: ``Sigma`` is the
 covariance of the dropout gradient) or the clean gradient (``center="clean"``: the second moment
 about the plain GD gradient, which differs from the covariance by ``(grad R_1)(grad R_1)^T``).
 
-Masks are drawn per example (as ``nn.Dropout``) or shared by each batch (Zhang, Zhou, Xu 2022,
-Sec. 4). The samples are kept as a ``P x S`` matrix; gradients are computed batch by batch of the
+Masks are drawn per example (as ``nn.Dropout``) or shared by each batch (Zhang, Zhou, Xu
+2022). The samples are kept as a ``P x S`` matrix; gradients are computed batch by batch of the
 data, ``chunk_size`` masks at a time with ``torch.func.vmap`` (a loop where vmap cannot trace
 the model), so memory is ``P x S`` plus ``chunk_size`` forward passes of one batch. The model is
 evaluated on a snapshot of its parameters and buffers

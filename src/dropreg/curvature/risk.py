@@ -2,7 +2,7 @@
 
 ``R(theta) = sum_b n_b L_b(theta) / sum_b n_b`` over the batches ``b`` of the data (``n_b`` the
 number of targets of batch ``b``, ``L_b`` the mean loss on it), in one of three dropout states
-(Zhang, Zhou, Xu 2022, Sec. 3, the dropout loss of eq. 2 and its Hessian):
+(the dropout loss of Zhang, Zhou, Xu 2022 and its Hessian):
 
 * ``"clean"``: every dropout site off (the network without dropout);
 * ``"fixed"``: one mask per site and batch, the same at every evaluation;

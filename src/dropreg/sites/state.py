@@ -181,7 +181,7 @@ def attention_forward(mha: nn.MultiheadAttention, dropout: Callable[[Tensor], Te
                       is_causal: bool = False, *, name: str = "") -> tuple[Tensor, Tensor | None]:
     """``nn.MultiheadAttention.forward`` in plain tensor operations, with ``dropout`` applied to
     the ``(N, heads, L, S)`` attention weights where torch applies its attention dropout
-    (Vaswani et al. 2017, Sec. 3.2 and 5.4).
+    (scaled dot-product and multi-head attention of Vaswani et al. 2017, Sec. 3.2).
 
     Example:
         >>> mha = torch.nn.MultiheadAttention(4, 2, dropout=0.1, batch_first=True).eval()
