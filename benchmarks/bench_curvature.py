@@ -20,6 +20,17 @@ HVP counts are exact (products are counted by wrapping each tool's HVP). Wall ti
 median over ``--repeats`` runs, operator construction included. Output: a table and
 ``benchmarks/results/curvature.json``.
 
+3. Architectures (``--architectures-only`` runs just this part; written to
+   ``benchmarks/results/curvature_models.json``): a ResNet with BatchNorm on 3x32x32 random inputs
+   (P = 0.3M) and a 2-layer transformer encoder classifier, both in eval mode. Top eigenvalue to
+   1e-3 (dropreg Lanczos vs PyHessian power iteration, each with its own stopping rule) and a trace
+   with 30 Rademacher probes each (the same estimator, so the same standard error): wall time and
+   peak resident memory above the start, each run in a forked child, the two tools alternated,
+   medians over repeats. PyHessian runs under torch's math attention backend with the fused fast
+   path off (its double backward fails on the CPU flash kernel otherwise). Then one HVP of the
+   expected loss over 8 masks (stacked along the batch, one forward pass, its gradient graph
+   cached) against one clean HVP (likewise cached), after one warm-up product each.
+
 PyHessian 0.1 (PyPI) is used as its README says, ``hessian(model, criterion, data=(X, y),
 cuda=False)``; no shim was needed for ``eigenvalues`` and ``trace`` (only ``density`` calls the
 removed ``torch.eig``). It was installed with ``pip install --no-deps pyhessian`` (its metadata
@@ -204,13 +215,210 @@ def summary_rows(out: dict) -> list[dict]:
     return rows
 
 
+# ---- architectures: BN ResNet (CIFAR-size) and a transformer --------------------------------
+class _Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.skip = (nn.Identity() if cin == cout and stride == 1 else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+def resnet(width: int = 32) -> nn.Module:
+    """A small ResNet for 3x32x32 inputs: stem, three stages (w, 2w, 4w), Dropout2d after each
+    stage and dropout before the linear head (P = 0.3M at w = 32)."""
+    w = width
+    return nn.Sequential(
+        nn.Conv2d(3, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
+        _Block(w, w, 1), nn.Dropout2d(0.1), _Block(w, 2 * w, 2), nn.Dropout2d(0.1),
+        _Block(2 * w, 4 * w, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2),
+        nn.Linear(4 * w, 10))
+
+
+class _TokenClassifier(nn.Module):
+    def __init__(self, vocab=500, d=96, layers=2, classes=10):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        layer = nn.TransformerEncoderLayer(d, 4, 4 * d, dropout=0.1, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = nn.Linear(d, classes)
+
+    def forward(self, tokens):
+        return self.head(self.encoder(self.embed(tokens)).mean(1))
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def measured(fn):
+    """``(result, wall seconds, peak resident memory above the start in MiB)`` of ``fn()``,
+    run in a forked child so that each measurement has its own high-water mark."""
+    import multiprocessing as mp
+    import resource
+
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe()
+
+    def run():
+        r0 = _rss_mib()
+        t = time.perf_counter()
+        out = fn()
+        wall = time.perf_counter() - t
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        child.send((out, wall, peak - r0))
+
+    p = ctx.Process(target=run)
+    p.start()
+    out = parent.recv()
+    p.join()
+    return out
+
+
+def _attention_math():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    torch.backends.mha.set_fastpath_enabled(False)  # the same math path for PyHessian
+    return sdpa_kernel(SDPBackend.MATH)
+
+
+def architectures(quick: bool, repeats: int) -> dict:
+    """Clean-state top eigenvalue and trace against PyHessian on the eval-mode model, and the
+    cost of the expected-over-8-masks state against 8x the clean one."""
+    from dropreg.curvature import DropoutRisk
+
+    g = torch.Generator().manual_seed(0)
+    n = 32 if quick else 64
+    torch.manual_seed(0)  # layer initialisation of the benchmark models
+    problems = {
+        "BN ResNet, 3x32x32": (resnet(), torch.randn(n, 3, 32, 32, generator=g),
+                               torch.randint(0, 10, (n,), generator=g)),
+        "transformer, 2 layers, 32 tokens": (_TokenClassifier(),
+                                             torch.randint(0, 500, (n, 32), generator=g),
+                                             torch.randint(0, 10, (n,), generator=g)),
+    }
+    ce = nn.functional.cross_entropy
+    ph = _pyhessian_module()
+    out, rows = {}, []
+    def run_problem(name, net, X, y):
+        net.eval()
+        P = sum(p.numel() for p in net.parameters())
+        print(f"\n{name}: P = {P}, n = {n}")
+
+        def ours_eig():
+            op = HessianOperator(net, ce, (X, y))
+            r = top_eigenpairs(op, 1, TARGET, generator=torch.Generator().manual_seed(0))
+            return float(r.eigenvalues[0]), op.num_matvecs
+
+        def theirs_eig():
+            with _attention_math():
+                torch.manual_seed(0)
+                h = ph.hessian(net, ce, data=(X, y), cuda=False)
+                ev, _ = h.eigenvalues(maxIter=200, tol=TARGET, top_n=1)
+            net.zero_grad(set_to_none=True)
+            return float(ev[0]), None
+
+        probes = 30
+
+        def ours_trace():
+            r = trace(HessianOperator(net, ce, (X, y)), probes,
+                      generator=torch.Generator().manual_seed(0))
+            return r.estimate, r.stderr
+
+        def theirs_trace():
+            with _attention_math():
+                torch.manual_seed(0)
+                h = ph.hessian(net, ce, data=(X, y), cuda=False)
+                s = h.trace(maxIter=probes, tol=0.0)
+            net.zero_grad(set_to_none=True)
+            return statistics.mean(s), statistics.stdev(s) / math.sqrt(len(s))
+
+        runs = {k: [] for k in ("ours_eig", "theirs_eig", "ours_trace", "theirs_trace")}
+        for _ in range(repeats):  # alternated in one process run
+            for key, fn in (("ours_eig", ours_eig), ("theirs_eig", theirs_eig),
+                            ("ours_trace", ours_trace), ("theirs_trace", theirs_trace)):
+                runs[key].append(measured(fn))
+        med = {k: (v[0][0], statistics.median(r[1] for r in v), max(r[2] for r in v))
+               for k, v in runs.items()}
+        (lam_o, hv_o), t_o, m_o = med["ours_eig"]
+        (lam_t, _), t_t, m_t = med["theirs_eig"]
+        (tr_o, se_o), tt_o, mt_o = med["ours_trace"]
+        (tr_t, se_t), tt_t, mt_t = med["theirs_trace"]
+        print(f"  top eigenvalue: dropreg {lam_o:.5g} ({hv_o} HVPs, {t_o:.2f} s, {m_o:.0f} MiB)"
+              f" | PyHessian {lam_t:.5g} ({t_t:.2f} s, {m_t:.0f} MiB)")
+        print(f"  trace, {probes} Rademacher probes each: dropreg {tr_o:.5g} +- {se_o:.2g} "
+              f"({tt_o:.2f} s, {mt_o:.0f} MiB) | PyHessian {tr_t:.5g} +- {se_t:.2g} "
+              f"({tt_t:.2f} s, {mt_t:.0f} MiB)")
+
+        # expected over 8 masks (stacked along the batch) against 8x the clean product
+        v = torch.randn(P, generator=g)
+        clean_op = HessianOperator(net, ce, (X, y))  # one piece each: cached double backward
+        exp_op = HessianOperator(DropoutRisk(net, ce, (X, y), dropout="expected", num_masks=8,
+                                             generator=g))
+        clean_op.matvec(v), exp_op.matvec(v)  # warm up
+        tc, te = [], []
+        for _ in range(max(3, repeats)):
+            tc.append(measured(lambda: clean_op.matvec(v).shape)[1:])
+            te.append(measured(lambda: exp_op.matvec(v).shape)[1:])
+        t_clean = statistics.median(t for t, _ in tc)
+        t_exp = statistics.median(t for t, _ in te)
+        mem_c, mem_e = max(m for _, m in tc), max(m for _, m in te)
+        ratio = t_exp / t_clean
+        print(f"  one HVP: clean {t_clean:.3f} s ({mem_c:.0f} MiB), expected over 8 masks "
+              f"{t_exp:.3f} s ({mem_e:.0f} MiB) = {ratio:.2f}x clean (goal <= 4x, 8x unbatched)")
+        out[name] = {"params": P, "n": n, "eig": {"dropreg": [lam_o, hv_o, t_o, m_o],
+                                                  "pyhessian": [lam_t, t_t, m_t]},
+                     "trace": {"dropreg": [tr_o, se_o, tt_o, mt_o],
+                               "pyhessian": [tr_t, se_t, tt_t, mt_t], "probes": probes},
+                     "expected8": {"clean_s": t_clean, "expected_s": t_exp, "ratio": ratio,
+                                   "clean_mib": mem_c, "expected_mib": mem_e}}
+        short = f"{name.split(',')[0]}, P = {P / 1e3:.0f}k, eval mode"
+        rows.extend([
+            {"benchmark": f"largest Hessian eigenvalue to 1e-3 ({short})",
+             "dropreg": f"Lanczos {hv_o} HVPs, {t_o:.1f} s, {m_o:.0f} MiB",
+             "baseline": f"PyHessian power iteration {t_t:.1f} s, {m_t:.0f} MiB",
+             "ratio": f"{t_o / t_t:.2f}x time",
+             "goal": "<= 1" + ("" if t_o <= t_t else " (not met)")},
+            {"benchmark": f"Hessian trace, {probes} Hutchinson probes ({short})",
+             "dropreg": f"{tt_o:.1f} s, {mt_o:.0f} MiB",
+             "baseline": f"PyHessian {tt_t:.1f} s, {mt_t:.0f} MiB",
+             "ratio": f"{tt_o / tt_t:.2f}x time",
+             "goal": "<= 1" + ("" if tt_o <= tt_t else " (not met)")},
+            {"benchmark": f"HVP of the expected loss over 8 masks ({short})",
+             "dropreg": f"{t_exp:.2f} s, {mem_e:.0f} MiB (masks stacked on the batch)",
+             "baseline": f"8 x clean HVP {8 * t_clean:.2f} s",
+             "ratio": f"{ratio:.2f}x one clean HVP", "goal": "<= 4x clean"
+             + ("" if ratio <= 4 else " (not met)")},
+        ])
+
+    for name, (net, X, y) in problems.items():
+        run_problem(name, net, X, y)
+    return {"machine": machine(), "quick": quick, "repeats": repeats, "models": out,
+            "rows": rows, "load": os.getloadavg()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small model, 3 repeats")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "curvature.json"))
+    ap.add_argument("--architectures-only", action="store_true",
+                    help="only the BN ResNet and transformer section")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    arch_out = Path(args.out).with_name("curvature_models.json")
+    record = architectures(args.quick, args.repeats or 3)
+    arch_out.parent.mkdir(parents=True, exist_ok=True)
+    arch_out.write_text(json.dumps(record, indent=2))
+    print(f"wrote {arch_out}")
+    if args.architectures_only:
+        return
     n, width, epochs = (1000, 128, 30) if args.quick else (4000, 256, 30)
     repeats = args.repeats or 3
     net, X, y = make_problem(n, width, epochs)

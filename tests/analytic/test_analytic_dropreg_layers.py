@@ -18,15 +18,16 @@ from dropreg.analytic.losses import mean_loss
 from dropreg.nn import DropBlock2d, DropConnectLinear, Dropout, GaussianDropout
 
 
-def test_sites_include_dropreg_activation_layers_but_not_weights():
+def test_sites_include_dropreg_activation_layers_and_weight_sites():
     net = nn.Sequential(nn.Conv2d(1, 2, 3), DropBlock2d(0.1, 2), nn.Flatten(),
                         nn.Linear(8, 4), Dropout(0.3), nn.ReLU(), GaussianDropout(0.2),
                         DropConnectLinear(4, 2, p=0.5))
     sites = dropout_sites(net)
     assert [type(s.module).__name__ for s in sites] == ["DropBlock2d", "Dropout",
-                                                        "GaussianDropout"]
-    assert [s.independent for s in sites] == [False, True, True]
-    assert [round(s.noise_variance, 12) for s in sites[1:]] == [round(0.3 / 0.7, 12), 0.25]
+                                                        "GaussianDropout", "DropConnectLinear"]
+    assert [s.kind for s in sites] == ["activation"] * 3 + ["weight"]
+    assert [s.independent for s in sites] == [False, True, True, True]
+    assert [round(s.noise_variance, 12) for s in sites[1:3]] == [round(0.3 / 0.7, 12), 0.25]
 
 
 def test_second_order_formulas_refuse_correlated_sites_but_monte_carlo_works():

@@ -17,6 +17,7 @@ Example:
     True
 """
 
+from dropreg._params import flatten_params as flatten
 from dropreg.analytic.explicit import (
     ESTIMATORS,
     DropoutGap,
@@ -47,7 +48,6 @@ from dropreg.analytic.updates import (
     explicit_implicit,
     no_dropout,
 )
-from dropreg.curvature.hvp import flatten_params as flatten
 from dropreg.sites import (
     DropoutSite,
     DropoutState,
@@ -58,11 +58,8 @@ from dropreg.sites import (
     site_mode,
 )
 
-#: What ``site_mode`` yields: the recording of a forward pass (:class:`dropreg.sites.DropoutState`).
-Recording = DropoutState
-
 __all__ = [
-    "ESTIMATORS", "MLP", "DropoutGap", "DropoutSite", "DropoutState", "EpochRecord", "Recording",
+    "ESTIMATORS", "MLP", "DropoutGap", "DropoutSite", "DropoutState", "EpochRecord",
     "TrainingHistory", "UpdateRule", "WordLSTM", "ablation", "accumulate_gradient",
     "bernoulli_mask", "dropout", "dropout_gradient", "dropout_sites", "dropout_state",
     "dropout_with_noise",

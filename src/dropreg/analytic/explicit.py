@@ -51,7 +51,7 @@ from dropreg.analytic.losses import (
     per_term_loss,
     sampled_pseudo_loss,
 )
-from dropreg.sites import DropoutSite, DropoutState, dropout_state, group_sum
+from dropreg.sites import DropoutSite, DropoutState, dropout_state, frozen_statistics, group_sum
 
 ESTIMATORS = ("sampled", "gauss_newton", "full", "identity", "loss_jacobian")
 Coefficient = float | Mapping[str, float] | Callable[[DropoutSite], float] | None
@@ -69,8 +69,10 @@ def taylor_coefficient(p: float) -> float:
 
 
 def check_second_order_site(site: DropoutSite, analysis: str = "the explicit regularizer") -> None:
-    """Raise ``ValueError`` unless the second-order formulas hold for ``site``: independent noise
-    groups with one variance (Bernoulli or Gaussian law, or a declared site) and ``p < 1``.
+    """Raise ``ValueError`` unless the second-order formulas hold for ``site``: a mask on an
+    activation or on attention weights (Wei, Kakade, Ma 2020, Sec. 4 expand in the masked
+    activations; a mask on weights is not covered), independent noise groups with one variance
+    (Bernoulli or Gaussian law, or a declared site) and ``p < 1``.
 
     Example:
         >>> from dropreg.nn import DropBlock2d
@@ -82,6 +84,11 @@ def check_second_order_site(site: DropoutSite, analysis: str = "the explicit reg
         ...     print(str(e)[-54:])
         block_size=3); measure it with monte_carlo_dropout_gap
     """
+    if site.kind == "weight":
+        raise ValueError(f"{analysis} is derived for masks on activations (Wei, Kakade, Ma 2020, "
+                         f"Sec. 4), not on weights; site {site.name!r} "
+                         f"({type(site.module).__name__}) masks a weight; measure it with "
+                         f"monte_carlo_dropout_gap")
     if not site.independent:
         raise ValueError(f"{analysis} needs dropout sites with independent noise groups (Bernoulli "
                          f"or Gaussian laws); site {site.name!r} ({type(site.module).__name__}) "
@@ -157,7 +164,9 @@ def sampled_regularizer(
     check_int("n_samples", n_samples)
     items = list(recording.items())
     if not items:
-        return outputs.new_zeros(())
+        raise ValueError("the recorded forward pass called no dropout site: the regularizer "
+                         "needs sites that fire (record the forward pass with "
+                         "dropout_state(model, 'off', record=True))")
     N = num_terms(outputs, targets, loss)
     hs = [h for _, h in items]
     total = outputs.new_zeros(())
@@ -174,6 +183,9 @@ def sampled_regularizer(
 
 
 def _single_calls(rec: DropoutState) -> list[tuple[DropoutSite, torch.Tensor]]:
+    for s in rec.sites:
+        if rec.values.get(s.name):
+            check_second_order_site(s)
     out = []
     for s in rec.sites:
         vals = rec.values.get(s.name, [])
@@ -191,13 +203,14 @@ def _exact_regularizer(model, inputs, targets, loss, estimator, coefficient, red
     With one mask entry per noise group, ``d out / d z_G = sum_{e in G} J_e h_e`` and
     ``d^2 L / dz_G^2 = u_G^T (D^2_h L) u_G``, which are the Gauss-Newton and full terms of R.
     """
-    with dropout_state(model, "off", record=True) as st:
+    with frozen_statistics(model), dropout_state(model, "off", record=True) as st:
         with torch.no_grad():
             out0 = model(inputs)
         pairs = [(s, h.detach()) for s, h in _single_calls(st)]
         N = num_terms(out0, targets, loss)
         if not pairs:
-            return out0.new_zeros(N if reduction == "none" else ())
+            raise ValueError(f"no dropout site of the model was called in a forward pass (sites: "
+                             f"{[s.name for s in st.sites]}): there is no regularizer to compute")
         coefs = [site_coefficient(s, coefficient) for s, _ in pairs]
         ones = tuple(torch.ones(s.mask_shape(h.shape), dtype=h.dtype, device=h.device)
                      for s, h in pairs)
@@ -284,7 +297,7 @@ def explicit_regularizer(
     if reduction == "none":
         raise ValueError("reduction='none' is available for the 'gauss_newton' estimator only")
     kind = {"sampled": "hessian", "identity": "identity", "loss_jacobian": "loss_jacobian"}
-    with dropout_state(model, "off", record=True) as rec:
+    with frozen_statistics(model), dropout_state(model, "off", record=True) as rec:
         outputs = model(inputs)
     return sampled_regularizer(outputs, targets, rec, loss=loss, kind=kind[estimator],
                                coefficient=coefficient, n_samples=n_samples,
@@ -386,13 +399,16 @@ def monte_carlo_dropout_gap(
     check_int("n_masks", n_masks, minimum=2)
     if repeats < 1 or n_masks % repeats:
         raise ValueError(f"repeats must be >= 1 and divide n_masks={n_masks}, got {repeats}")
-    with dropout_state(model, "off"):
+    with frozen_statistics(model), dropout_state(model, "off") as st:
         clean = per_term_loss(model(inputs), targets, loss).double()
-    s1 = torch.zeros_like(clean)
-    s2 = torch.zeros_like(clean)
-    big_x = inputs.repeat(repeats, *([1] * (inputs.dim() - 1))) if repeats > 1 else inputs
-    big_y = targets.repeat(repeats, *([1] * (targets.dim() - 1))) if repeats > 1 else targets
-    with dropout_state(model, "fresh", generator=generator):
+        if st.calls == 0:
+            raise ValueError(f"no dropout site of the model was called in a forward pass (sites: "
+                             f"{[s.name for s in st.sites]}): there is no dropout gap to measure")
+        s1 = torch.zeros_like(clean)
+        s2 = torch.zeros_like(clean)
+        big_x = inputs.repeat(repeats, *([1] * (inputs.dim() - 1))) if repeats > 1 else inputs
+        big_y = targets.repeat(repeats, *([1] * (targets.dim() - 1))) if repeats > 1 else targets
+        st.state, st.generator = "fresh", generator
         for _ in range(n_masks // repeats):
             d = per_term_loss(model(big_x), big_y, loss).double().reshape(repeats, -1) - clean
             s1 += d.sum(0)

@@ -31,6 +31,7 @@ from dropreg.sites import (
     DropoutState,
     bernoulli_mask,
     dropout_state,
+    frozen_statistics,
     group_sum,
 )
 
@@ -77,7 +78,7 @@ def implicit_noise_term(
 
     Args:
         data_loss: the clean mean loss of a forward pass recorded by
-            ``dropout_state(model, "off", record=True)`` (or ``site_mode(model, "record")``).
+            ``dropout_state(model, "off", record=True)``.
         recording: that recording.
         noise: ``"rademacher"`` or ``"dropout"``.
         variance: per-coordinate noise variance (see :func:`site_variance`).
@@ -100,7 +101,9 @@ def implicit_noise_term(
         raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
     items = list(recording.items())
     if not items:
-        return data_loss.new_zeros(())
+        raise ValueError("the recorded forward pass called no dropout site: the noise term needs "
+                         "sites that fire (record it with dropout_state(model, 'off', "
+                         "record=True))")
     gs = torch.autograd.grad(data_loss, [h for _, h in items], create_graph=True)
     total = data_loss.new_zeros(())
     for (site, h), g in zip(items, gs):
@@ -147,7 +150,7 @@ def xi_approx(
     """
     check_loss(loss)
     ps = _params(model, params)
-    with dropout_state(model, "off", record=True) as rec:
+    with frozen_statistics(model), dropout_state(model, "off", record=True) as rec:
         L = mean_loss(model(inputs), targets, loss)
     term = implicit_noise_term(L, rec, noise=noise, variance=variance, generator=generator)
     return torch.autograd.grad(term, ps, allow_unused=True, materialize_grads=True)
@@ -180,8 +183,11 @@ def dropout_gradient(
     owned = {id(p) for p in model.parameters()}
     if any(id(p) not in owned for p in ps):
         raise ValueError("params must be parameters of model")
-    with dropout_state(model, "fresh", generator=generator):
+    with frozen_statistics(model), dropout_state(model, "fresh", generator=generator) as st:
         value = mean_loss(model(inputs), targets, loss)
+    if st.calls == 0:
+        raise ValueError(f"no dropout site of the model was called in a forward pass (sites: "
+                         f"{[s.name for s in st.sites]}): this is not a dropout gradient")
     return tuple(torch.autograd.grad(value, ps, allow_unused=True, materialize_grads=True))
 
 

@@ -1,13 +1,15 @@
-"""Curvature and dropout-noise diagnostics (Zhang, Zhou & Xu 2022;
-``docs/papers/zhang2022.md``).
+"""Curvature and dropout-noise diagnostics (Zhang, Zhou, Xu 2022; Helmbold, Long 2017).
 
-* Hessian-vector products of a model's loss in three dropout states: clean, fixed masks, and the
-  expected loss over M masks (:class:`HessianOperator`; masks and dropout states come from
-  :mod:`dropreg.sites`: :func:`sample_masks`, :func:`dropout_state`).
+* The empirical risk of a model in three dropout states, clean, fixed masks, and the expected
+  loss over M masks (:class:`DropoutRisk`: data as tensors or batches, snapshots, masks, loss,
+  gradient) and its Hessian-vector products (:class:`HessianOperator`; sites, masks and dropout
+  states come from :mod:`dropreg.sites`).
 * :func:`top_eigenpairs` (Lanczos, full reorthogonalisation), :func:`trace` (Hutchinson, Hutch++),
   :func:`spectral_density` (stochastic Lanczos quadrature).
 * Dropout gradient noise (:func:`dropout_gradient_noise`) and its alignment with the Hessian
   (:func:`alignment`), with the exact last-hidden-layer theory (:mod:`.last_layer`).
+* :func:`diagnose`: one call, top eigenvalues, trace, density and noise alignment in the clean
+  and expected states, with a text summary and a figure.
 * Flatness: :func:`sharpness`, :func:`interval_flatness`, :func:`loss_profile`,
   :func:`filter_normalized_direction`, :func:`variance_flatness`.
 """
@@ -20,6 +22,7 @@ from dropreg.curvature.alignment import (
     spearman,
 )
 from dropreg.curvature.density import SpectralDensity, spectral_density
+from dropreg.curvature.diagnose import Diagnosis, StateDiagnosis, diagnose
 from dropreg.curvature.flatness import (
     IntervalFlatness,
     Sharpness,
@@ -41,21 +44,26 @@ from dropreg.curvature.last_layer import (
     last_layer_terms,
 )
 from dropreg.curvature.noise import GradientNoise, dropout_gradient_noise, dropout_gradients
+from dropreg.curvature.risk import DropoutRisk, uncontrolled_randomness
 from dropreg.curvature.trace import TraceResult, squared_frobenius, trace
 from dropreg.sites import DropoutMasks, dropout_state, sample_masks
 
 __all__ = [
     "AlignmentResult",
     "DropoutMasks",
+    "Diagnosis",
+    "DropoutRisk",
     "EigenResult",
     "GradientNoise",
     "HessianOperator",
     "IntervalFlatness",
     "Sharpness",
     "SpectralDensity",
+    "StateDiagnosis",
     "TraceResult",
     "VarianceFlatness",
     "alignment",
+    "diagnose",
     "dropout_eta_moments",
     "dropout_gradient_noise",
     "dropout_gradients",
@@ -79,6 +87,7 @@ __all__ = [
     "top_eigenpairs",
     "trace",
     "trajectory_pca",
+    "uncontrolled_randomness",
     "unflatten_params",
     "variance_flatness",
 ]

@@ -88,11 +88,12 @@ def spectral_density(
         1.0
     """
     matvec, n, dtype = as_operator(op)
+    device = getattr(op, "device", None) if not isinstance(op, Tensor) else op.device
     check_int("num_probes", num_probes)
     check_int("lanczos_steps", lanczos_steps)
     nodes, weights = [], []
     for _ in range(num_probes):
-        v = rademacher((n,), generator=generator, dtype=dtype)
+        v = rademacher((n,), generator=generator, dtype=dtype, device=device)
         a, b, _ = lanczos_tridiagonal(matvec, v, min(lanczos_steps, n))
         T = torch.diag(a) + torch.diag(b, 1) + torch.diag(b, -1)
         th, S = torch.linalg.eigh(T)

@@ -1,4 +1,4 @@
-"""Flatness of a solution (``docs/papers/zhang2022.md``, "Flatness measures").
+"""Flatness of a solution (Zhang, Zhou, Xu 2022; Feng & Tu 2021; Li et al. 2018).
 
 * :func:`sharpness`: largest Hessian eigenvalue (Lanczos) and trace (Hutch++).
 * :func:`interval_flatness`: ``F_v = a_r - a_l``, the largest interval around 0 with
@@ -9,8 +9,9 @@
 * :func:`trajectory_pca` and :func:`variance_flatness`: PCA of parameter snapshots and interval
   flatness along each component (the inverse variance-flatness relation of Feng & Tu 2021).
 
-A "loss" here is a :class:`HessianOperator` (any dropout state): its ``loss(vec)`` evaluates
-the loss at flat parameters ``vec`` and ``params`` gives the current point.
+Each tool takes the risk, a :class:`~dropreg.curvature.risk.DropoutRisk` in any dropout state
+(or a :class:`HessianOperator`, which stands for its risk): ``loss(vec)`` evaluates the loss at
+flat parameters ``vec`` and ``params`` gives the current point.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from dropreg._params import flatten_params
 from dropreg.curvature.alignment import spearman
-from dropreg.curvature.hvp import HessianOperator, flatten_params
+from dropreg.curvature.hvp import HessianOperator
 from dropreg.curvature.lanczos import EigenResult, top_eigenpairs
+from dropreg.curvature.risk import DropoutRisk
 from dropreg.curvature.trace import TraceResult, trace
 
 __all__ = [
@@ -61,8 +64,11 @@ class Sharpness:
         return float(self.top.eigenvalues[0])
 
 
+Risk = DropoutRisk | HessianOperator
+
+
 def sharpness(
-    op: HessianOperator, *, tol: float = 1e-4, trace_matvecs: int = 60,
+    op: Risk, *, tol: float = 1e-4, trace_matvecs: int = 60,
     generator: torch.Generator | None = None,
 ) -> Sharpness:
     """``lambda_max(H)`` by Lanczos and ``tr(H)`` by Hutch++ (exact when P is small).
@@ -78,11 +84,13 @@ def sharpness(
         >>> s.top.converged, s.lambda_max > 0
         (True, True)
     """
+    if isinstance(op, DropoutRisk):
+        op = HessianOperator(op)
     top = top_eigenpairs(op, 1, tol, generator=generator)
     P = op.shape[0]
     if P <= trace_matvecs:  # exact: tr H = sum_i e_i^T H e_i
         d = torch.stack([op.matvec(e)[i] for i, e in
-                         enumerate(torch.eye(P, dtype=op.dtype))]).double()
+                         enumerate(torch.eye(P, dtype=op.dtype, device=op.device))]).double()
         tr = TraceResult(float(d.sum()), 0.0, P, d, "exact")
     else:
         tr = trace(op, trace_matvecs, "hutch++", generator=generator)
@@ -114,7 +122,7 @@ class IntervalFlatness:
 
 
 def interval_flatness(
-    op: HessianOperator,
+    op: Risk,
     direction: Tensor,
     *,
     center: Tensor | None = None,
@@ -222,7 +230,7 @@ def filter_normalized_direction(
 
 
 def loss_profile(
-    op: HessianOperator, direction: Tensor, alphas: Tensor, *, center: Tensor | None = None
+    op: Risk, direction: Tensor, alphas: Tensor, *, center: Tensor | None = None
 ) -> Tensor:
     """``L(theta + alpha d)`` for each ``alpha`` (``d`` used as given, not normalised).
 
@@ -281,12 +289,12 @@ class VarianceFlatness:
 
 
 def variance_flatness(
-    op: HessianOperator, snapshots: Tensor, k: int = 20, *, threshold: float = 2.0,
+    op: Risk, snapshots: Tensor, k: int = 20, *, threshold: float = 2.0,
     max_alpha: float = 1e3,
 ) -> VarianceFlatness:
     """Inverse variance-flatness relation (Feng & Tu 2021; ``docs/papers/zhang2022.md``): PCA of
-    ``snapshots`` ``(T, P)``; interval flatness of ``op``'s loss along each of the top ``k``
-    components, around the snapshot mean.
+    ``snapshots`` ``(T, P)``; interval flatness of ``op``'s loss along each of the top ``k`` components, around
+    the snapshot mean.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)

@@ -28,10 +28,32 @@ class Operator(Protocol):
 
 
 def as_operator(op: Operator | Tensor) -> tuple[Callable[[Tensor], Tensor], int, torch.dtype]:
-    """``(matvec, n, dtype)`` of an operator or a dense square tensor."""
+    """``(matvec, n, dtype)`` of an operator, a :class:`~dropreg.curvature.risk.DropoutRisk`
+    (its :class:`~dropreg.curvature.hvp.HessianOperator`) or a dense symmetric tensor.
+
+    Example:
+        >>> try:
+        ...     as_operator(torch.tensor([[1.0, 2.0], [0.0, 1.0]]))
+        ... except ValueError as e:
+        ...     print(str(e)[:33])
+        op must be a symmetric matrix, an
+    """
+    from dropreg.curvature.risk import DropoutRisk
+
+    if isinstance(op, DropoutRisk):
+        from dropreg.curvature.hvp import HessianOperator
+
+        op = HessianOperator(op)
     if isinstance(op, Tensor):
         if op.ndim != 2 or op.shape[0] != op.shape[1]:
             raise ValueError(f"op must be a square matrix, got shape {tuple(op.shape)}")
+        asym = float((op - op.T).abs().max()) if op.numel() else 0.0
+        scale = float(op.abs().max()) if op.numel() else 0.0
+        if not asym <= 1e3 * torch.finfo(op.dtype).eps * max(scale, 1e-300):
+            raise ValueError(f"op must be a symmetric matrix, and this one is not: "
+                             f"max |A - A^T| = {asym:.3e} for max |A| = {scale:.3e}; the "
+                             f"estimators here are for symmetric operators (symmetrise with "
+                             f"(A + A.T) / 2 if that is what you mean)")
         return (lambda v: op @ v), op.shape[0], op.dtype
     if not hasattr(op, "matvec") or not hasattr(op, "shape"):
         raise TypeError(f"op must be a square Tensor or have .matvec and .shape, got {type(op)}")
@@ -82,6 +104,8 @@ def lanczos_tridiagonal(
         [1.0, 2.0, 3.0, 4.0, 5.0]
     """
     n = v0.numel()
+    if not float(v0.norm()) > 0:
+        raise ValueError("v0 must be a non-zero start vector, got norm 0")
     Q = torch.zeros(steps, n, dtype=v0.dtype, device=v0.device)
     alphas, betas = [], []
     q = v0 / v0.norm()
@@ -163,9 +187,16 @@ def top_eigenpairs(
     if not isinstance(max_iter, int) or max_iter < k:
         raise ValueError(f"max_iter must be an int >= k = {k}, got {max_iter!r}")
     max_iter = min(max_iter, n)
+    device = getattr(op, "device", None)
     if v0 is None:
-        v0 = rademacher((n,), generator=generator, dtype=dtype)
-    Q = torch.zeros(min(max_iter, 32), n, dtype=dtype)  # grown by doubling
+        v0 = rademacher((n,), generator=generator, dtype=dtype, device=device)
+    if not isinstance(v0, Tensor) or v0.shape != (n,):
+        raise ValueError(f"v0 must be a tensor of shape ({n},), got "
+                         f"{tuple(v0.shape) if isinstance(v0, Tensor) else type(v0).__name__}")
+    if not float(v0.norm()) > 0 or not bool(torch.isfinite(v0).all()):
+        raise ValueError(f"v0 must be a finite non-zero start vector, got norm {float(v0.norm())}")
+    device = v0.device
+    Q = torch.zeros(min(max_iter, 32), n, dtype=dtype, device=device)  # grown by doubling
     alphas: list[float] = []
     betas: list[float] = []
     q = v0.to(dtype) / v0.norm()
@@ -174,7 +205,8 @@ def top_eigenpairs(
     converged = False
     for j in range(max_iter):
         if j == Q.shape[0]:
-            Q = torch.cat([Q, torch.zeros(min(Q.shape[0], max_iter - j), n, dtype=dtype)])
+            Q = torch.cat([Q, torch.zeros(min(Q.shape[0], max_iter - j), n, dtype=dtype,
+                                          device=device)])
         Q[j] = q
         w = matvec(q).to(dtype)
         alpha = float(w @ q)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev
 
-from dropreg.curvature.hvp import flatten_params, unflatten_params
+from dropreg._params import flatten_params, unflatten_params
 from dropreg.sites import dropout_state
 
 __all__ = [

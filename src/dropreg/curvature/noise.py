@@ -1,30 +1,35 @@
-"""Dropout gradient noise at fixed parameters (Zhang, Zhou & Xu 2022) and unbiased moments of its
-covariance.
+"""Dropout gradient noise at fixed parameters and unbiased moments of its covariance.
+
+Zhang, Zhou, Xu 2022 (the dropout noise ``xi = grad R^drop(theta, eta) - grad R``).
 
 ``xi_s = grad R^drop(theta, eta_s) - c`` for S independent mask draws ``eta_s``, where the centre
 ``c`` is either the sample mean of the S dropout gradients (``center="mean"``: ``Sigma`` is the
 covariance of the dropout gradient) or the clean gradient (``center="clean"``: the second moment
 about the plain GD gradient, which differs from the covariance by ``(grad R_1)(grad R_1)^T``).
 
-Masks are drawn per example (as ``nn.Dropout``) or shared by each batch (the "shared mask" of
-``docs/papers/zhang2022.md``, "Dropout noise and its covariance"). The samples are kept as a ``P x
-S`` matrix; gradients are computed ``chunk_size`` masks at a time with ``torch.func.vmap`` (a loop
-where vmap cannot trace the model).
+Masks are drawn per example (as ``nn.Dropout``) or shared by each batch (Zhang, Zhou, Xu
+2022). The samples are kept as a ``P x S`` matrix; gradients are computed batch by batch of the
+data, ``chunk_size`` masks at a time with ``torch.func.vmap`` (a loop where vmap cannot trace
+the model), so memory is ``P x S`` plus ``chunk_size`` forward passes of one batch. The model is
+evaluated on a snapshot of its parameters and buffers
+(:class:`~dropreg.curvature.risk.DropoutRisk`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from dropreg._checks import check_int
-from dropreg.curvature.hvp import HessianOperator, flatten_params
-from dropreg.sites import DropoutMasks, dropout_state, sample_masks
+from dropreg._params import flatten_params
+from dropreg._random import seed_from
+from dropreg.curvature.hvp import _is_func_failure
+from dropreg.curvature.risk import DropoutRisk, _piece_seed
+from dropreg.sites import DropoutMasks, DropoutState, sample_masks
 
 __all__ = [
     "GradientNoise",
@@ -103,8 +108,8 @@ class GradientNoise:
         return float((self.samples.double() ** 2).sum()) / self.dof
 
     def squared_frobenius(self) -> float:
-        """Unbiased ``||Sigma||_F^2`` from the Gram matrix (``(1/S^2) sum_st (xi_s . xi_t)^2``, bias
-        removed).
+        """Unbiased ``||Sigma||_F^2`` from the Gram matrix (``(1/S^2) sum_st (xi_s . xi_t)^2``,
+        bias removed).
 
         ``center="clean"``: ``sum_{s != t} (xi_s . xi_t)^2 / (S (S-1))``. ``center="mean"``: the
         estimator of Himeno & Yamada (2014, JMVA 130), unbiased without normality (needs S >= 4).
@@ -162,6 +167,24 @@ def _stack_masks(ms: Sequence[DropoutMasks]) -> dict[str, Tensor]:
     return {k: torch.stack([m.masks[k] for m in ms]) for k in ms[0].masks}
 
 
+def _mask_gradients(risk: DropoutRisk, st: DropoutState, x, y: Tensor,
+                    masks: Sequence[DropoutMasks], state: dict) -> Tensor:
+    """``(P, len(masks))`` gradients of one forward pass on ``(x, y)``, one per mask set."""
+
+    def grad(p: dict[str, Tensor], md: dict[str, Tensor]) -> dict[str, Tensor]:
+        return torch.func.grad(risk.function(st, x, y, md))(p)
+
+    if state["vmap"]:
+        try:
+            gd = torch.func.vmap(grad, in_dims=(None, 0))(risk.params, _stack_masks(masks))
+            return torch.cat([t.reshape(len(masks), -1) for t in gd.values()], dim=1).T
+        except Exception as exc:  # vmap cannot trace this model: loop instead
+            if not _is_func_failure(exc):
+                raise
+            state["vmap"] = False
+    return torch.stack([flatten_params(grad(risk.params, m.masks)) for m in masks], dim=1)
+
+
 def dropout_gradients(
     model: nn.Module,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
@@ -177,13 +200,13 @@ def dropout_gradients(
     The one place where per-mask dropout gradients are computed (``dropreg.analytic``'s
     ``dropout_gradient`` is one column of it): ``torch.func.grad`` of the loss with the sites in
     the ``"fixed"`` state, ``chunk_size`` masks at a time under ``torch.func.vmap`` (a loop where
-    vmap cannot trace the model).
+    vmap cannot trace the model), on a snapshot of the model's parameters and buffers.
 
     Args:
         model: the network.
         loss_fn: ``loss_fn(output, target)``, mean over the batch.
         data: ``(X, y)``.
-        masks: the mask realisations (:class:`~dropreg.sites.DropoutMasks`).
+        masks: the mask realisations (:class:`~dropreg.sites.DropoutMasks`) over all rows.
         params: parameter names (default all with ``requires_grad``), in this order in ``P``.
         chunk_size: masks per vectorised gradient call.
         is_dropout: predicate selecting dropout sites.
@@ -196,39 +219,28 @@ def dropout_gradients(
         >>> dropout_gradients(net, torch.nn.functional.mse_loss, (X, y), ms).shape
         torch.Size([13, 5])
     """
-    X, y = data
-    named = dict(model.named_parameters())
-    names = [k for k, p in named.items() if p.requires_grad] if params is None else list(params)
-    pd = {k: named[k].detach() for k in names}
-    P = sum(p.numel() for p in pd.values())
-    out = torch.empty(P, len(masks), dtype=next(iter(pd.values())).dtype)
-    with dropout_state(model, "fixed", is_dropout=is_dropout) as st:
-
-        def loss(p: dict[str, Tensor], md: dict[str, Tensor]) -> Tensor:
-            st.masks = md
-            return loss_fn(functional_call(model, p, (X,)), y)
-
-        g = torch.func.grad(loss)
-        use_vmap = True
+    check_int("chunk_size", chunk_size)
+    masks = list(masks)
+    if not masks:
+        raise ValueError("masks must hold at least one DropoutMasks, got none")
+    risk = DropoutRisk(model, loss_fn, data, params=params, is_dropout=is_dropout,
+                       check_deterministic=False)
+    if not risk.sites:
+        raise ValueError("model has no dropout site (is_dropout matched nothing)")
+    x, y = next(iter(risk.batches()))
+    out = torch.empty(risk.num_params, len(masks), dtype=risk.dtype, device=risk.device)
+    state = {"vmap": True}
+    with risk.switched() as st:
         for start in range(0, len(masks), chunk_size):
             chunk = masks[start:start + chunk_size]
-            if use_vmap:
-                try:
-                    gd = torch.func.vmap(g, in_dims=(None, 0))(pd, _stack_masks(chunk))
-                    out[:, start:start + len(chunk)] = torch.cat(
-                        [t.reshape(len(chunk), -1) for t in gd.values()], dim=1).T
-                    continue
-                except Exception:  # vmap cannot trace this model: loop instead
-                    use_vmap = False
-            for i, m in enumerate(chunk):
-                out[:, start + i] = flatten_params(g(pd, m.masks))
+            out[:, start:start + len(chunk)] = _mask_gradients(risk, st, x, y, chunk, state)
     return out
 
 
 def dropout_gradient_noise(
     model: nn.Module,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
-    data: tuple[Tensor, Tensor],
+    data: tuple[Tensor, Tensor] | Iterable[tuple[Tensor, Tensor]],
     num_samples: int,
     *,
     center: Literal["mean", "clean"] = "mean",
@@ -241,32 +253,36 @@ def dropout_gradient_noise(
 ) -> GradientNoise:
     """S samples of the dropout gradient noise of the full-data loss at the current parameters.
 
+    Sample ``s`` is ``grad R^drop(theta, eta_s)``, the gradient of the loss over all the data
+    with the mask draw ``eta_s`` (per batch: masks of batch ``b`` are drawn from a generator
+    seeded by a seed from ``generator``, ``b`` and the chunk), minus the centre.
+
     Args:
-        model: the network with dropout modules (their ``p`` is the drop probability).
+        model: the network with dropout sites.
         loss_fn: ``loss_fn(output, target)``, mean over the batch.
-        data: ``(X, y)``; the gradient is that of the mean loss over all rows.
+        data: ``(X, y)`` or an iterable of ``(inputs, targets)`` batches (a DataLoader); the
+            gradient is that of the mean loss over all targets.
         num_samples: S, the number of mask draws (>= 2).
         center: ``"mean"`` (subtract the sample mean of the dropout gradients) or ``"clean"``
             (subtract the gradient of the clean model).
         per_example: masks per example (as ``nn.Dropout``) or one mask shared by each batch.
-        batch_size: with ``per_example=False``, the batch that shares a mask (default: all
-            rows share one). Gradients are always of the mean loss over all rows.
+        batch_size: with ``(X, y)`` data, the rows per forward pass (and so the batch that
+            shares a mask when ``per_example=False``; default: all rows at once).
         chunk_size: masks per vectorised gradient call (memory ~ chunk_size forward passes).
         params: parameter names (default all with ``requires_grad``).
         generator: for the masks.
-        is_dropout: predicate selecting dropout modules.
+        is_dropout: predicate selecting dropout sites.
 
     Returns:
         :class:`GradientNoise` with ``samples`` of shape ``(P, S)``.
 
     Example:
-        >>> torch.manual_seed(0)
-        <torch._C.Generator object at ...>
+        >>> g = torch.Generator().manual_seed(0)
         >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Dropout(0.2),
         ...                           torch.nn.Linear(8, 1)).double()
-        >>> X, y = torch.randn(16, 2).double(), torch.randn(16, 1).double()
-        >>> xi = dropout_gradient_noise(net, torch.nn.functional.mse_loss, (X, y), 32,
-        ...                             generator=torch.Generator().manual_seed(0))
+        >>> X = torch.randn(16, 2, generator=g).double()
+        >>> y = torch.randn(16, 1, generator=g).double()
+        >>> xi = dropout_gradient_noise(net, torch.nn.functional.mse_loss, (X, y), 32, generator=g)
         >>> xi.samples.shape, xi.dof
         (torch.Size([33, 32]), 31)
     """
@@ -274,37 +290,31 @@ def dropout_gradient_noise(
     if center not in ("mean", "clean"):
         raise ValueError(f"center must be 'mean' or 'clean', got {center!r}")
     check_int("chunk_size", chunk_size)
-    X, y = data
-    n = X.shape[0]
-    if batch_size is not None:
-        check_int("batch_size", batch_size)
-    shared_batches = not per_example and batch_size is not None and batch_size < n
-
-    def draw(count: int) -> list[DropoutMasks]:
-        if not shared_batches:
-            return sample_masks(model, X, count, per_example=per_example,
-                                generator=generator, is_dropout=is_dropout)
-        starts = range(0, n, batch_size)
-        per_batch = [sample_masks(model, X[s:s + batch_size], count, per_example=False,
-                                  generator=generator, is_dropout=is_dropout) for s in starts]
-        sizes = [min(batch_size, n - s) for s in starts]
-        return [DropoutMasks({k: torch.cat([pb[i].masks[k].expand(sz, *pb[i].masks[k].shape[1:])
-                                            for pb, sz in zip(per_batch, sizes)])
-                              for k in per_batch[0][i].masks}, per_example=True)
-                for i in range(count)]
-
-    chunks = []
-    for start in range(0, num_samples, chunk_size):
-        count = min(chunk_size, num_samples - start)
-        chunks.append(dropout_gradients(model, loss_fn, data, draw(count), params=params,
-                                        chunk_size=chunk_size, is_dropout=is_dropout))
-    G = torch.cat(chunks, dim=1)
+    risk = DropoutRisk(model, loss_fn, data, batch_size=batch_size, params=params,
+                       is_dropout=is_dropout, per_example=per_example)
+    if not risk.sites:
+        raise ValueError("model has no dropout site (is_dropout matched nothing): there is no "
+                         "dropout noise")
+    seed = seed_from(generator)
+    G = torch.zeros(risk.num_params, num_samples, dtype=risk.dtype, device=risk.device)
+    total = 0.0
+    state = {"vmap": True}
+    with risk.switched() as st:
+        for b, (x, y) in enumerate(risk.batches()):
+            n = float(y.shape[0])
+            gb = torch.Generator(device=y.device).manual_seed(_piece_seed(seed, b, 0))
+            for start in range(0, num_samples, chunk_size):
+                count = min(chunk_size, num_samples - start)
+                ms = sample_masks(model, x, count, per_example=per_example, generator=gb,
+                                  is_dropout=is_dropout)
+                G[:, start:start + count] += n * _mask_gradients(risk, st, x, y, ms, state)
+            total += n
+    G /= total
     mean = G.mean(1)
     clean = None
     if center == "mean":
         Xi, dof = G - mean[:, None], num_samples - 1
     else:
-        clean = HessianOperator(model, loss_fn, data, params=params,
-                                is_dropout=is_dropout).gradient()
+        clean = risk.gradient()
         Xi, dof = G - clean[:, None], num_samples
     return GradientNoise(Xi, center, dof, mean, clean, per_example)

@@ -72,11 +72,12 @@ def trace(
         55.0
     """
     matvec, n, dtype = as_operator(op)
+    device = getattr(op, "device", None) if not isinstance(op, Tensor) else op.device
     if method not in ("hutchinson", "hutch++"):
         raise ValueError(f"method must be 'hutchinson' or 'hutch++', got {method!r}")
     if method == "hutchinson":
         check_int("num_matvecs", num_matvecs, minimum=2)
-        Z = rademacher((n, num_matvecs), generator=generator, dtype=dtype)
+        Z = rademacher((n, num_matvecs), generator=generator, dtype=dtype, device=device)
         s = (Z * _apply(matvec, Z)).sum(0).double()
         est, se = mean_and_stderr(s)
         return TraceResult(est, se, num_matvecs, s, method)
@@ -84,11 +85,11 @@ def trace(
         raise ValueError(f"num_matvecs must be an int >= 6 for hutch++, got {num_matvecs!r}")
     k = num_matvecs // 3
     k_h = num_matvecs - 2 * k
-    S = rademacher((n, k), generator=generator, dtype=dtype)
+    S = rademacher((n, k), generator=generator, dtype=dtype, device=device)
     Q, _ = torch.linalg.qr(_apply(matvec, S))
     AQ = _apply(matvec, Q)
     exact = float(torch.trace(Q.T @ AQ))
-    G = rademacher((n, k_h), generator=generator, dtype=dtype)
+    G = rademacher((n, k_h), generator=generator, dtype=dtype, device=device)
     G = G - Q @ (Q.T @ G)
     AG = _apply(matvec, G)
     AG = AG - Q @ (Q.T @ AG)
@@ -109,8 +110,9 @@ def squared_frobenius(
         True
     """
     matvec, n, dtype = as_operator(op)
+    device = getattr(op, "device", None) if not isinstance(op, Tensor) else op.device
     check_int("num_matvecs", num_matvecs, minimum=2)
-    Z = rademacher((n, num_matvecs), generator=generator, dtype=dtype)
+    Z = rademacher((n, num_matvecs), generator=generator, dtype=dtype, device=device)
     s = (_apply(matvec, Z) ** 2).sum(0).double()
     est, se = mean_and_stderr(s)
     return TraceResult(est, se, num_matvecs, s, "hutchinson-frobenius")

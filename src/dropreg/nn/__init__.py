@@ -33,6 +33,7 @@ from dropreg.nn.modules import (
     MaskDropout,
 )
 from dropreg.nn.schedule import DropRateWarmup
+from dropreg.nn.weight_drop import WeightDrop
 
 __all__ = [
     "functional",
@@ -53,4 +54,5 @@ __all__ = [
     "DropConnectConv2d",
     "MaskDropout",
     "DropRateWarmup",
+    "WeightDrop",
 ]
