@@ -293,8 +293,8 @@ def variance_flatness(
     max_alpha: float = 1e3,
 ) -> VarianceFlatness:
     """Inverse variance-flatness relation (Feng & Tu 2021; ``docs/papers/zhang2022.md``): PCA of
-    ``snapshots`` ``(T, P)``; interval flatness of ``op``'s loss along each of the top ``k`` components, around
-    the snapshot mean.
+    ``snapshots`` ``(T, P)``; interval flatness of ``op``'s loss along each of the top ``k``
+    components, around the snapshot mean.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
