@@ -2,39 +2,22 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from dropreg.experiments import dropreg_layers
 from dropreg.experiments.claims import get_claim
+from dropreg.experiments.runner import run_claim
 
 
-class _Progress:
-    def __init__(self) -> None:
-        self.total, self.done = None, 0.0
-
-    def set_total(self, total: float) -> None:
-        self.total = total
-
-    def advance(self, amount: float = 1.0) -> None:
-        self.done += amount
-
-    def note(self, text: str) -> None:
-        pass
-
-
-def test_claim_outcome_is_well_formed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(dropreg_layers.ELEMENTS, "quick", 200_000)
+def test_claim_outcome_is_well_formed() -> None:
     c = get_claim("dropreg.dropblock2d-drops-exactly-p")
     assert c.paper == "dropreg"
-    progress = _Progress()
-    out = c.run("quick", torch.Generator().manual_seed(0), progress)
-    assert progress.done == progress.total
-    assert out.verdict == "reproduced"
-    assert len(out.figures) == 1 and out.figures[0].png[:4] == b"\x89PNG"
-    names = [m.name for m in out.measurements]
+    res = run_claim(c, "smoke", seed=0)
+    assert res.verdict == "reproduced", res.reason
+    assert len(res.figures) == 1 and res.figures[0].png[:4] == b"\x89PNG"
+    names = [m.name for m in res.measurements]
     assert len(names) == len(set(names))
-    assert len(out.details["rows"]) == len(dropreg_layers.ANCHOR_SETTINGS)
+    assert len(res.details["rows"]) == len(dropreg_layers.ANCHOR_SETTINGS)
 
 
 def test_peer_rules_match_anchor_table_and_brute_force() -> None:

@@ -1,12 +1,14 @@
-"""The helmbold2017 claims run in the quick profile and return well-formed outcomes."""
+"""The helmbold2017 claims run through the runner and return well-formed results."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from dropreg.experiments import helmbold2017
-from dropreg.experiments.claims import NullProgress, Outcome, get_claim
+from dropreg.experiments.claims import get_claim
+from dropreg.experiments.helmbold2017.runs import sgd_batch
+from dropreg.experiments.runner import run_claim
 
 FAST = [
     "helmbold2017.negative-dropout-penalty",
@@ -21,31 +23,28 @@ SLOW = [
 ]
 
 
-def _check(outcome: Outcome) -> None:
-    assert outcome.measurements and outcome.figures
-    for fig in outcome.figures:
+def _check(res) -> None:
+    assert res.measurements and res.figures
+    for fig in res.figures:
         assert fig.png[:4] == b"\x89PNG" and fig.caption
-    assert outcome.verdict in ("reproduced", "not reproduced", "inconclusive")
+    assert res.verdict in ("reproduced", "not reproduced", "inconclusive"), res.reason
 
 
 @pytest.mark.parametrize("cid", FAST)
 def test_fast_claims_reproduce(cid):
-    out = get_claim(cid).run("quick", torch.Generator().manual_seed(0), NullProgress())
-    _check(out)
-    assert out.verdict == "reproduced"
+    res = run_claim(get_claim(cid), "quick", seed=0)
+    _check(res)
+    assert res.verdict == "reproduced", res.reason
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cid", SLOW)
 def test_slow_claims_are_well_formed(cid):
-    out = get_claim(cid).run("quick", torch.Generator().manual_seed(0), NullProgress())
-    _check(out)
+    _check(run_claim(get_claim(cid), "quick", seed=0))
 
 
 def test_sgd_batch_matches_autograd_step():
     """One manual-backprop SGD step equals torch autograd on the same net, mask and example."""
-    import numpy as np
-
     from dropreg.relu import StandardNet, linear_layers
 
     g = torch.Generator().manual_seed(0)
@@ -61,7 +60,7 @@ def test_sgd_batch_matches_autograd_step():
     U.integers(0, 1, size=(1, 1))
     u = U.random((1, 1, 7))[0, 0]
     m = torch.from_numpy((u < 0.5) / 0.5)
-    new = helmbold2017._sgd_batch(X.numpy(), Y.numpy(), params, keep, wd, 1, rng)
+    new = sgd_batch(X.numpy(), Y.numpy(), params, keep, wd, 1, rng)
     h = torch.relu(l1(X[0, 0] * m[:3])) * m[3:]
     loss = (l2(h)[0] - Y[0, 0]) ** 2 + 0.15 * sum((p**2).sum() for p in net.parameters())
     grads = torch.autograd.grad(loss, [l1.weight, l1.bias, l2.weight, l2.bias])
