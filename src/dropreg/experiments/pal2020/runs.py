@@ -8,7 +8,7 @@ convergence experiments), and a deep net with Dropout or DropBlock on its last h
 Example:
     >>> import torch
     >>> s = ProblemSettings(n=64, n_test=8, d=3, D=2, rank=2, noise=0.1)
-    >>> prob = regression_problem(s, torch.Generator().manual_seed(0))
+    >>> prob = regression_problem(s, torch.Generator())
     >>> prob.X.shape, bool(torch.allclose(prob.sigma, torch.eye(3, dtype=torch.float64)))
     (torch.Size([64, 3]), True)
 """
