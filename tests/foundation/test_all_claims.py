@@ -15,7 +15,6 @@ from dropreg.experiments.runner import run_claim
 EXPERIMENTS = Path(experiments.__file__).parent
 #: Paper modules still being moved to settings + context (TEMPORARY: must end up empty).
 NOT_YET_MIGRATED: frozenset[str] = frozenset({
-    "mianjy2018", "mianjy2019", "pal2020",
     "wei2020", "zhang2022",
 })
 

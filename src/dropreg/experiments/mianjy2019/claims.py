@@ -1,16 +1,15 @@
 """Claims of Mianjy and Arora (ICML 2019), "On Dropout and Nuclear Norm Regularization":
-the deep-linear Dropout regularizer and its convex envelope
-(``docs/papers/mianjy2019.md``)."""
+the deep-linear Dropout regularizer and its convex envelope (Sec. 3, Theorems 3.1-3.3)."""
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from dropreg.experiments._common import pyplot
-from dropreg.experiments.claims import Figure, Measurement, Outcome, Progress, claim
+from dropreg.experiments.claims import Measurement, Outcome, claim
+from dropreg.experiments.context import ClaimContext
+from dropreg.experiments.mianjy2019 import figures
 
 F64 = torch.float64
 
@@ -22,15 +21,27 @@ def _product(ws):
     return P
 
 
+@dataclass(frozen=True)
+class EnvelopeSettings:
+    """Random nets per architecture and L-BFGS random starts for the rank-one optimum."""
+
+    n_nets: int
+    starts: int
+
+
 @claim(
     "mianjy2019.deep-linear-envelope",
     "mianjy2019",
     "For deep linear nets with Dropout (whitened inputs) the induced regularizer never goes below "
     "nu ||W_{K+1}...W_1||_*^2 with nu = prod_l (1 + lam/d_l) - 1, reaches it on flat rank-one "
-    "nets, and for large dropout the global optimum is rank one with singular value s_1/(1+nu).",
+    "nets, and for large dropout the global optimum is rank one with singular value s_1/(1+nu) "
+    "(Mianjy and Arora 2019, Sec. 3). Tolerances (ours): 1e-12 relative (float64 rounding), "
+    "the L-BFGS optimum within 1e-6.",
+    settings={"smoke": EnvelopeSettings(50, 2), "quick": EnvelopeSettings(500, 10),
+              "full": EnvelopeSettings(5000, 40)},
+    figure=figures.envelope,
 )
-def deep_linear_envelope(profile: str, generator: torch.Generator,
-                         progress: Progress) -> Outcome:
+def deep_linear_envelope(ctx: ClaimContext) -> Outcome:
     from scipy.optimize import minimize
 
     from dropreg.linear import (
@@ -40,8 +51,8 @@ def deep_linear_envelope(profile: str, generator: torch.Generator,
         rank_one_optimum,
     )
 
-    p = 0.4                                                    # keep probability theta = .6
-    n_nets = 500 if profile == "quick" else 5000
+    p = 0.4                                                    # keep probability 0.6
+    n_nets, generator, progress = ctx.settings.n_nets, ctx.generator, ctx.progress
     archs = [(4, 5, 3), (4, 6, 6, 3), (5, 3, 8, 4, 2)]
     progress.set_total(len(archs) + 1)
     ms, ratios_all = [], []
@@ -61,7 +72,7 @@ def deep_linear_envelope(profile: str, generator: torch.Generator,
         flat = flat_rank_one_network(A, hidden)
         flat_ratio = float(deep_linear_regularizer(flat, p)) / float(
             torch.linalg.svdvals(A).sum()) ** 2
-        ratios_all.append((dims, nu, ratios, flat_ratio))
+        ratios_all.append({"dims": list(dims), "nu": nu, "ratios": ratios, "flat": flat_ratio})
         ms.append(Measurement(f"min R/||P||_*^2 over {n_nets} random nets, dims {dims}",
                               min(ratios), expected=nu, tolerance=1e-12 * nu, kind="at_least"))
         ms.append(Measurement(f"R/||P||_*^2 of a flat rank-one net, dims {dims}", flat_ratio,
@@ -85,7 +96,7 @@ def deep_linear_envelope(profile: str, generator: torch.Generator,
         f.backward()
         return f.item(), t.grad.numpy().copy()
 
-    starts = 10 if profile == "quick" else 40
+    starts = ctx.settings.starts
     found = min(minimize(fg, 0.5 * torch.randn(sum(sizes), generator=generator,
                                                dtype=F64).numpy(),
                          jac=True, method="L-BFGS-B",
@@ -93,34 +104,10 @@ def deep_linear_envelope(profile: str, generator: torch.Generator,
                 for _ in range(starts))
     progress.advance()
     ms.append(Measurement("predicted rank-one optimum (dims 4-5-5-3, p = 0.7, s = (4, 1, .5))",
-                          opt.value, expected=9.811983, tolerance=5e-7))
+                          opt.value, expected=9.811983, tolerance=5e-7, ours=True))
     ms.append(Measurement(f"best L-BFGS value over {starts} random starts", found,
-                          expected=opt.value, tolerance=1e-6))
+                          expected=opt.value, tolerance=1e-6, ours=True))
 
-    plt = pyplot()
-
-    fig, axes = plt.subplots(1, len(archs), figsize=(14, 4))
-    for ax, (dims, nu, ratios, flat_ratio) in zip(axes, ratios_all):
-        ax.hist(np.log10(ratios), bins=40, color="C0", alpha=0.7,
-                label=f"measured: {len(ratios)} random nets")
-        ax.axvline(math.log10(nu), color="C3", lw=2, label=f"prediction: floor nu = {nu:.5f}")
-        ax.axvline(math.log10(flat_ratio), color="k", ls="--", lw=1,
-                   label="measured: flat rank-one net")
-        ax.set_xlabel("log10( R(W) / ||P||_*^2 ) (dimensionless)")
-        ax.set_ylabel("number of nets (count)")
-        lo = min(math.log10(nu), math.log10(flat_ratio), float(np.log10(ratios).min()))
-        hi = float(np.log10(ratios).max())
-        ax.set_xlim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))  # floor line clear of the frame
-        ax.set_ylim(top=ax.get_ylim()[1] * 1.3)  # room for the legend above the histogram
-        ax.set_title(f"dims {'-'.join(map(str, dims))}, p = {p}")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    figure = Figure.from_matplotlib(
-        "envelope",
-        "Explicit Dropout regularizer of random deep linear nets divided by the squared nuclear "
-        "norm of the end-to-end map. Mianjy and Arora predict the floor nu = prod(1 + lam/d_l) "
-        "- 1 (red), reached by flat rank-one nets (dashed). Measured minima: " + ", ".join(
-            f"{min(x[2]):.4f} (nu {x[1]:.4f})" for x in ratios_all) + ".", fig)
-    return Outcome(measurements=ms, figures=[figure],
+    return Outcome(measurements=ms, details={"p": p, "archs": ratios_all},
                    notes="Tolerances: 1e-12 relative is float64 rounding; the L-BFGS optimum "
                          "within 1e-6 of the prediction (optimizer tolerance gtol 1e-10).")
