@@ -77,8 +77,8 @@ def regression_net(w: torch.Tensor, b: torch.Tensor, a: torch.Tensor, p: float) 
 @dataclass(frozen=True)
 class RegressionSettings:
     """The regression runs: ``replicates`` independent inits (one mask stream each) per drop
-    rate; ``target_loss`` is the common clean training loss at which each run is captured
-    (None: none), checked every ``check_every`` steps."""
+    rate, ``steps`` full-batch steps; the plain run's parameters are kept every ``check_every``
+    steps to find where its clean loss first reaches each dropout run's final clean loss."""
 
     replicates: int = 3
     drops: tuple[float, ...] = (0.0, 0.2)
@@ -86,23 +86,25 @@ class RegressionSettings:
     lr: float = 0.05
     width: int = 200
     n_points: int = 12
-    target_loss: float | None = None
     check_every: int = 50
 
 
 @dataclass(frozen=True)
 class RegressionRun:
-    """One trained regression net: after ``steps`` steps (``net``) and when its clean training
-    loss first reached the target (``matched``, None if it never did, at step
-    ``matched_step``)."""
+    """One trained regression net after ``steps`` steps, with its clean training ``loss``.
+
+    For a dropout run, ``matched`` is the plain-GD net of the same replicate (same init) at the
+    first checked step (``matched_step``) where its clean loss (``matched_loss``) was at most
+    this run's final clean loss (None if it never was); None for plain runs.
+    """
 
     replicate: int
     p: float
     net: nn.Module
     loss: float
-    matched: nn.Module | None
-    matched_step: int | None
-    matched_loss: float | None
+    matched: nn.Module | None = None
+    matched_step: int | None = None
+    matched_loss: float | None = None
 
 
 def train_regression(settings: RegressionSettings, generator: torch.Generator
@@ -114,7 +116,7 @@ def train_regression(settings: RegressionSettings, generator: torch.Generator
     (the gradients are autograd's, of all runs' summed losses).
 
     Example:
-        >>> s = RegressionSettings(replicates=1, steps=20, width=8, n_points=5)
+        >>> s = RegressionSettings(replicates=1, steps=20, width=8, n_points=5, check_every=5)
         >>> data, runs = train_regression(s, torch.Generator())
         >>> [(r.replicate, r.p) for r in runs], runs[0].matched is None
         ([(0, 0.0), (0, 0.2)], True)
@@ -134,7 +136,8 @@ def train_regression(settings: RegressionSettings, generator: torch.Generator
     keep = torch.tensor([1.0 - p for _, p in runs], dtype=dt)[:, None, None]
     masks = _stream(generator)
     R, n = len(runs), s.n_points
-    matched: dict[int, tuple] = {}
+    plain = [i for i, (_, p) in enumerate(runs) if p == 0.0]
+    history = []  # (step, clean losses, W, B, A) of the plain runs
 
     def clean_losses() -> torch.Tensor:
         with torch.no_grad():
@@ -142,15 +145,10 @@ def train_regression(settings: RegressionSettings, generator: torch.Generator
                    * A[:, None, :]).sum(-1)
             return 0.5 * ((out - t) ** 2).mean(1)
 
-    for step in range(s.steps + 1):
-        if s.target_loss is not None and step % s.check_every == 0:
-            losses = clean_losses()
-            for i in range(R):
-                if i not in matched and float(losses[i]) <= s.target_loss:
-                    matched[i] = (step, float(losses[i]), W[i].detach().clone(),
-                                  B[i].detach().clone(), A[i].detach().clone())
-        if step == s.steps:
-            break
+    for step in range(s.steps):
+        if plain and step % s.check_every == 0:
+            history.append((step, clean_losses()[plain],
+                            *(v.detach()[plain].clone() for v in (W, B, A))))
         h = (x[None, :, None] * W[:, None, :] + B[:, None, :]).clamp_min(0)
         m = bernoulli_keep((R, n, s.width), keep, generator=masks, dtype=dt) / keep
         out = (h * m * A[:, None, :]).sum(-1)
@@ -161,14 +159,22 @@ def train_regression(settings: RegressionSettings, generator: torch.Generator
             B -= s.lr * gB
             A -= s.lr * gA
     final = clean_losses()
+    if plain:
+        history.append((s.steps, final[plain], *(v.detach()[plain].clone() for v in (W, B, A))))
     result = []
     for i, (r, p) in enumerate(runs):
         net = regression_net(W[i].detach(), B[i].detach(), A[i].detach(), p)
-        hit = matched.get(i)
-        result.append(RegressionRun(
-            r, p, net, float(final[i]),
-            None if hit is None else regression_net(hit[2], hit[3], hit[4], p),
-            None if hit is None else hit[0], None if hit is None else hit[1]))
+        hit = None
+        if p > 0 and (r, 0.0) in runs:
+            j = plain.index(runs.index((r, 0.0)))
+            hit = next((hst for hst in history if float(hst[1][j]) <= float(final[i])), None)
+        if hit is None:
+            result.append(RegressionRun(r, p, net, float(final[i])))
+        else:
+            j = plain.index(runs.index((r, 0.0)))
+            result.append(RegressionRun(r, p, net, float(final[i]),
+                                        regression_net(hit[2][j], hit[3][j], hit[4][j], 0.0),
+                                        hit[0], float(hit[1][j])))
     return (X, y), result
 
 
