@@ -1,11 +1,13 @@
-"""The zhang2022 claims: registered, and their measurement functions well-formed at test size."""
+"""The zhang2022 claims through the runner, and their trainers at test size."""
 
 from __future__ import annotations
 
 import torch
 
-from dropreg.experiments import zhang2022
-from dropreg.experiments.claims import NullProgress, Outcome, get_claim
+from dropreg.experiments.claims import get_claim
+from dropreg.experiments.context import RunCache
+from dropreg.experiments.runner import run_claim
+from dropreg.experiments.zhang2022 import runs
 
 IDS = (
     "zhang2022.flatter-minima-1d-regression",
@@ -18,75 +20,81 @@ IDS = (
 )
 
 
-def test_claims_registered():
+def test_claims_registered_with_settings_for_every_profile():
     for cid in IDS:
         c = get_claim(cid)
-        assert c.paper == "zhang2022" and c.statement
+        assert c.paper == "zhang2022" and c.statement and not c.legacy
+        assert all(c.settings_for(p) is not None for p in ("smoke", "quick", "full"))
 
 
-def _well_formed(o: Outcome) -> None:
-    assert o.verdict in ("reproduced", "not reproduced", "inconclusive")
-    assert any(m.kind != "info" for m in o.measurements)
-    for f in o.figures:
-        assert f.png[:4] == b"\x89PNG" and f.caption
+def test_last_layer_claim_reproduces_in_smoke():
+    r = run_claim(get_claim("zhang2022.last-layer-noise-structure"), "smoke", seed=0)
+    assert r.verdict == "reproduced", r.reason  # exact identity: enumeration vs closed form
+    assert r.figures and r.figures[0].png[:4] == b"\x89PNG"
 
 
-def test_last_layer_claim_runs_and_reproduces():
-    o = get_claim("zhang2022.last-layer-noise-structure").run(
-        "quick", torch.Generator().manual_seed(0), NullProgress())
-    _well_formed(o)
-    assert o.verdict == "reproduced"  # exact identity: enumeration vs closed form
+def test_noise_claims_share_one_run_and_draw_figures():
+    cache = RunCache()
+    a = run_claim(get_claim("zhang2022.noise-hessian-alignment"), "smoke", seed=0, runs=cache)
+    b = run_claim(get_claim("zhang2022.variance-grows-with-curvature"), "smoke", seed=0,
+                  runs=cache)
+    assert len(cache) == 2  # the regression runs and their noise, built once
+    assert a.verdict != "error" and b.verdict != "error", (a.error, b.error)
+    assert b.details["runs"][0]["slope"] == b.measurements[0].value or len(b.details["runs"]) > 1
+    assert all(f.png[:4] == b"\x89PNG" for f in a.figures + b.figures)
 
 
-def test_regression_training_is_vectorised_and_deterministic():
-    a, snaps = zhang2022.train_regression((0,), (0.0, 0.2), 50, snapshot_every=5,
-                                          snapshot_steps=20)
-    b, _ = zhang2022.train_regression((0,), (0.0, 0.2), 50)
-    assert set(a) == {(0, 0.0), (0, 0.2)}
-    assert all(torch.equal(x, y) for x, y in zip(a[(0, 0.2)], b[(0, 0.2)]))
-    assert snaps.shape == (4, 3 * zhang2022.WIDTH)
-    # the vectorised manual gradient is the autograd gradient of the half-MSE
-    w, bb, aa = a[(0, 0.0)]
-    net = zhang2022.regression_net(w, bb, aa, 0.0)
-    X, y = zhang2022.regression_data()
-    loss = zhang2022.half_mse(net(X), y)
-    assert loss.item() > 0
+def test_regression_gradient_is_that_of_the_net_and_runs_are_seeded():
+    s = runs.RegressionSettings(replicates=1, steps=30, width=10, n_points=6, check_every=1)
+    (X, y), a = runs.train_regression(s, torch.Generator().manual_seed(0))
+    _, b = runs.train_regression(s, torch.Generator().manual_seed(0))
+    _, c = runs.train_regression(s, torch.Generator().manual_seed(1))
+    assert [(r.replicate, r.p) for r in a] == [(0, 0.0), (0, 0.2)]
+    for ra, rb in zip(a, b):
+        assert all(torch.equal(u, v) for u, v in zip(ra.net.parameters(), rb.net.parameters()))
+    assert not torch.equal(a[0].net[0].weight, c[0].net[0].weight)
+    # the loss a run reports is the clean half-MSE of its net
+    for r in a:
+        assert abs(r.loss - float(runs.half_mse(r.net.eval()(X), y).detach())) < 1e-12
+    # the dropout run's matched plain net is the plain run at the first step at or below its loss
+    d = a[1]
+    assert a[0].matched is None and d.matched is not None
+    assert d.matched_loss <= d.loss
+    assert abs(d.matched_loss - float(runs.half_mse(d.matched(X), y).detach())) < 1e-12
+    if d.matched_step < s.steps:  # then it is the plain run's state after matched_step steps
+        (_, _), short = runs.train_regression(
+            runs.RegressionSettings(replicates=1, steps=d.matched_step, width=10, n_points=6,
+                                    check_every=1), torch.Generator().manual_seed(0))
+        assert torch.allclose(short[0].net[0].weight, d.matched[0].weight)
 
 
-def test_regression_claims_well_formed(monkeypatch):
-    """The A-T6/A-T7 claims on a short run (few steps) produce well-formed outcomes."""
-    orig = zhang2022.train_regression
-
-    def short(seeds, drops, steps, **kw):
-        kw["snapshot_steps"] = min(kw.get("snapshot_steps", 0), 300)
-        return orig(seeds, drops, 300, **kw)
-
-    monkeypatch.setattr(zhang2022, "train_regression", short)
-    monkeypatch.setattr(zhang2022, "SEEDS", (0,))
-    zhang2022._regression_runs.cache_clear()
-    zhang2022._regression_noise.cache_clear()
-    try:
-        for cid in IDS[:4]:
-            _well_formed(get_claim(cid).run("quick", torch.Generator().manual_seed(0),
-                                            NullProgress()))
-    finally:
-        zhang2022._regression_runs.cache_clear()
-        zhang2022._regression_noise.cache_clear()
+def test_mnist1d_trainer_stops_at_the_target_and_is_seeded():
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(60, 40, generator=g), torch.randint(0, 10, (60,), generator=g)
+    net, epochs = runs.train_mnist1d(X, y, 16, 0.2, 50, torch.Generator().manual_seed(1),
+                                     target_loss=1.5)
+    assert not net.training and net(X.double()).shape == (60, 10)
+    assert epochs < 50 and runs.clean_loss(net, X.double(), y) <= 1.5
+    net2, _ = runs.train_mnist1d(X, y, 16, 0.2, epochs, torch.Generator().manual_seed(1))
+    assert torch.equal(net[0].weight, net2[0].weight)
 
 
-def test_mnist1d_training_step():
-    X = torch.randn(50, 40)
-    y = torch.randint(0, 10, (50,))
-    net = zhang2022._train_mnist1d(X, y, 16, 0.2, 1, 0)
-    assert not net.training and net(X).shape == (50, 10)
+def test_forward_with_masks_matches_dropout_law():
+    net = torch.nn.Sequential(torch.nn.Identity(), torch.nn.Dropout(0.25))
+    out = runs.forward_with_masks(net, torch.ones(20000, dtype=torch.float64),
+                                  torch.Generator().manual_seed(0))
+    kept = float((out > 0).double().mean())
+    assert abs(kept - 0.75) < 4 * (0.75 * 0.25 / 20000) ** 0.5  # 4 binomial s.e.
+    assert torch.allclose(out[out > 0], torch.tensor(1 / 0.75, dtype=torch.float64))
 
 
-def test_mnist1d_claims_well_formed(monkeypatch):
-    monkeypatch.setitem(zhang2022.MNIST1D_SETTINGS, "quick", (200, 16, 2))
-    zhang2022._mnist1d_runs.cache_clear()
-    try:
-        for cid in IDS[5:]:
-            _well_formed(get_claim(cid).run("quick", torch.Generator().manual_seed(0),
-                                            NullProgress()))
-    finally:
-        zhang2022._mnist1d_runs.cache_clear()
+def test_autocorrelation_time_of_an_ar1_series():
+    # AR(1) with coefficient phi has tau = (1 + phi) / (1 - phi) = 9 for phi = 0.8
+    g = torch.Generator().manual_seed(0)
+    e = torch.randn(200000, generator=g, dtype=torch.float64)
+    x = torch.empty_like(e)
+    x[0] = e[0]
+    for t in range(1, x.shape[0]):
+        x[t] = 0.8 * x[t - 1] + e[t]
+    tau = runs.integrated_autocorrelation_time(x)
+    assert abs(tau - 9.0) < 0.6, tau  # estimator error ~ tau sqrt(2 (2M + 1) / T) ~ 0.3
