@@ -39,6 +39,7 @@ from dropreg.masks import (
     MaskLaw,
     SlidingBlocks,
     SlidingBlocks2d,
+    SlidingBlocks3d,
 )
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "gaussian_dropout",
     "drop_block1d",
     "drop_block2d",
+    "drop_block3d",
     "drop_connect",
     "drop_connect_linear",
     "drop_connect_conv2d",
@@ -71,6 +73,25 @@ def _check_input(input: object, fn: str, ndims: Sequence[int] | None = None) -> 
             f"(shape {tuple(input.shape)})"
         )
     return input
+
+
+def _as_p(p: object) -> object:
+    """A 0-dim tensor ``p`` (as ``torch.nn.functional.dropout`` accepts) read as its number."""
+    if isinstance(p, torch.Tensor) and p.ndim == 0 and p.is_floating_point():
+        return p.item()
+    return p
+
+
+def _check_eps(eps: object) -> None:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
+        raise ValueError(f"eps must be a float >= 0, got {eps!r}")
+
+
+def _maybe_inplace(input: torch.Tensor, out: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """``out`` written into ``input`` when ``inplace`` and no gradient flows through ``input``."""
+    if not inplace or (torch.is_grad_enabled() and input.requires_grad):
+        return out
+    return input.copy_(out)
 
 
 def _iid_scaled_mask(law: Bernoulli | Gaussian, shape: Sequence[int],
@@ -201,10 +222,12 @@ def _apply_sliding_blocks(input: torch.Tensor, law: SlidingBlocks | SlidingBlock
 
 def drop_block2d(
     input: torch.Tensor,
-    p: float,
-    block_size: int | tuple[int, int],
-    *,
+    p: float = 0.1,
+    block_size: int | tuple[int, int] = 7,
+    inplace: bool = False,
+    eps: float = 1e-6,
     training: bool = True,
+    *,
     share_channels: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
@@ -220,8 +243,12 @@ def drop_block2d(
 
     Args:
         input: ``(N, C, H, W)`` floating-point tensor.
-        p: mean drop fraction in [0, 1].
-        block_size: int or ``(bh, bw)``, each >= 1.
+        p: mean drop fraction in [0, 1] (a float or a 0-dim tensor).
+        block_size: int or ``(bh, bw)``, each >= 1 (timm's default 7).
+        inplace: write the result into ``input`` when no gradient has to flow through it
+            (torchvision's argument); with autograd recording it is computed out of place.
+        eps: torchvision's guard of its empirical renormalisation; accepted (a float >= 0) and
+            unused, since dropreg rescales by the exact ``1 / E[z]`` and divides by no count.
         training: apply DropBlock (``False`` returns ``input``).
         share_channels: one mask per sample shared by all channels (timm >= 1.0.23 default);
             by default each (sample, channel) gets an independent mask (torchvision, the paper's
@@ -238,11 +265,50 @@ def drop_block2d(
         True
     """
     _check_input(input, "drop_block2d", (4,))
-    law = SlidingBlocks2d(p, block_size)
+    _check_eps(eps)
+    law = SlidingBlocks2d(_as_p(p), block_size)
     if not training or law.p == 0.0:
         return input
-    N, C, H, W = input.shape
-    return _apply_sliding_blocks(input, law, (N, 1 if share_channels else C), (H, W), generator)
+    N, C, H, W = (int(s) for s in input.shape)
+    out = _apply_sliding_blocks(input, law, (N, 1 if share_channels else C), (H, W), generator)
+    return _maybe_inplace(input, out, inplace)
+
+
+def drop_block3d(
+    input: torch.Tensor,
+    p: float = 0.1,
+    block_size: int | tuple[int, int, int] = 7,
+    inplace: bool = False,
+    eps: float = 1e-6,
+    training: bool = True,
+    *,
+    share_channels: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """DropBlock on ``(N, C, D, H, W)`` volumes that drops exactly ``p`` in expectation.
+
+    Law :class:`~dropreg.masks.SlidingBlocks3d` (Ghiasi et al. 2018, Section 3, on volumes as
+    torchvision's ``drop_block3d``): seeds on the valid-centre grid, each zeroing a
+    ``kd x kh x kw`` block, the seed rate solved so that the mean drop fraction is exactly ``p``;
+    each position multiplied by ``z / E[z]`` with its fixed, exact ``E[z]``. Arguments as
+    :func:`drop_block2d` (torchvision's positional order ``p, block_size, inplace, eps,
+    training``).
+
+    Example:
+        >>> x = torch.ones(32, 4, 5, 6, 6)
+        >>> y = drop_block3d(x, 0.2, 3, generator=torch.Generator().manual_seed(0))
+        >>> abs(float((y == 0).float().mean()) - 0.2) < 0.02
+        True
+    """
+    _check_input(input, "drop_block3d", (5,))
+    _check_eps(eps)
+    law = SlidingBlocks3d(_as_p(p), block_size)
+    if not training or law.p == 0.0:
+        return input
+    N, C, D, H, W = (int(s) for s in input.shape)
+    mask = law.sample_scaled((N, 1 if share_channels else C), (D, H, W), generator=generator,
+                             dtype=input.dtype, device=input.device)
+    return _maybe_inplace(input, input * mask, inplace)
 
 
 def drop_block1d(
