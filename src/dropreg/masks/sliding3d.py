@@ -31,14 +31,15 @@ import torch
 import torch.nn.functional as F
 
 from dropreg._checks import check_int, check_probability
-from dropreg._random import bernoulli_keep
 from dropreg.masks.base import (
     UNDEFINED,
     MaskLaw,
     aggregate,
     all_bits,
+    capturing,
     check_support_size,
     independent_probs,
+    keep_draw,
 )
 from dropreg.masks.sliding import _count_1d, _overlap_1d, sliding_seed_rate
 
@@ -67,6 +68,12 @@ def _mean_on_volume(p: float, geometry: tuple[int, ...]) -> tuple[float, torch.T
     n = n.to(torch.float64)
     mean = torch.exp(n * math.log1p(-gamma)) if gamma < 1 else torch.zeros_like(n)
     return gamma, mean
+
+
+@torch.compiler.assume_constant_result
+def _seed_rate_constant(p: float, geometry: tuple[int, ...]) -> float:
+    """``gamma`` of the volume, a constant of a captured graph (solved once, at capture)."""
+    return _mean_on_volume(p, geometry)[0]
 
 
 def _expand_seeds_3d(seeds: torch.Tensor, geometry: tuple[int, ...]) -> torch.Tensor:
@@ -194,10 +201,16 @@ class SlidingBlocks3d(MaskLaw):
         """Bernoulli(gamma) seeds on the valid grid, expanded to blocks by ``max_pool3d``."""
         geometry = self._geometry(size)
         D, H, W, kd, kh, kw = geometry
-        gamma, mean = _mean_on_volume(self.p, geometry)
+        if capturing():  # gamma a constant of the graph, E[z] from torch ops
+            gamma = _seed_rate_constant(self.p, geometry)
+            n_cov = _coverage_3d(*geometry).to(torch.float64)
+            mean = (torch.exp(n_cov * math.log1p(-gamma)) if gamma < 1
+                    else torch.zeros_like(n_cov))
+        else:
+            gamma, mean = _mean_on_volume(self.p, geometry)
         n = math.prod(batch_shape)
-        seeds = bernoulli_keep((n, (D - kd + 1) * (H - kh + 1) * (W - kw + 1)), gamma,
-                               generator=generator, dtype=torch.float64, device=device)
+        seeds = keep_draw((n, (D - kd + 1) * (H - kh + 1) * (W - kw + 1)), gamma,
+                          generator=generator, dtype=torch.float64, device=device)
         keep = (1.0 - _expand_seeds_3d(seeds, geometry)).to(dtype)
         if scaled:
             inv = torch.where(mean > 0, 1.0 / mean, torch.zeros_like(mean))

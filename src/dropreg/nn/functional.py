@@ -41,6 +41,7 @@ from dropreg.masks import (
     SlidingBlocks2d,
     SlidingBlocks3d,
 )
+from dropreg.masks.base import capturing
 
 __all__ = [
     "dropout",
@@ -98,9 +99,10 @@ def _iid_scaled_mask(law: Bernoulli | Gaussian, shape: Sequence[int],
                      generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
     """``z / E[z]`` of shape ``shape`` for a law with iid entries, in the dtype and device of
     ``like``: ``law.sample_scaled`` over the ``numel`` entries (any shape, 0-dim or empty)."""
+    shape = tuple(int(s) for s in shape)  # traced sizes (torch.jit.trace) read as ints
     z = law.sample_scaled((math.prod(shape),), 1, generator=generator, dtype=like.dtype,
                           device=like.device)
-    return z.view(tuple(shape))
+    return z.view(shape)
 
 
 # --------------------------------------------------------------------------- dropout
@@ -349,11 +351,12 @@ def drop_block1d(
     law = (Blocks if fixed_blocks else SlidingBlocks)(p, block_size)
     if not training or law.p == 0.0:
         return input
-    L = input.shape[-1]
+    shape = tuple(int(s) for s in input.shape)  # traced sizes (torch.jit.trace) read as ints
+    L = shape[-1]
     if input.ndim == 2:
-        batch_shape = (input.shape[0],)
+        batch_shape = (shape[0],)
     else:
-        batch_shape = (input.shape[0], 1 if share_channels else input.shape[1])
+        batch_shape = (shape[0], 1 if share_channels else shape[1])
     if fixed_blocks:
         return input * law.sample_scaled(batch_shape, L, generator=generator, dtype=input.dtype,
                                          device=input.device)
@@ -463,7 +466,7 @@ def drop_connect_linear(
         return F.linear(input, drop_connect(weight, law.p, generator=generator), bias)
     lead = input.shape[:-1]
     x = input.reshape(-1, input.shape[-1])
-    n = x.shape[0]
+    n = int(x.shape[0])
     out_f, in_f = weight.shape
 
     def chunk_fn(xb: torch.Tensor, w: torch.Tensor, seed: int) -> torch.Tensor:
@@ -471,11 +474,15 @@ def drop_connect_linear(
         masks = _iid_scaled_mask(law, (xb.shape[0], out_f, in_f), g, w)
         return torch.bmm(w * masks, xb.unsqueeze(-1)).squeeze(-1)
 
-    chunk = _chunk_size(n, out_f * in_f, max_mask_elements)
-    outs = _per_example_chunks(chunk_fn, x, (weight,), n, chunk, generator) if n else []
-    out = torch.cat(outs, 0) if outs else x.new_zeros((0, out_f))
+    if capturing():  # one draw of all the masks: no seeds, no checkpointed chunks
+        masks = _iid_scaled_mask(law, (n, out_f, in_f), generator, weight)
+        out = torch.bmm(weight * masks, x.unsqueeze(-1)).squeeze(-1)
+    else:
+        chunk = _chunk_size(n, out_f * in_f, max_mask_elements)
+        outs = _per_example_chunks(chunk_fn, x, (weight,), n, chunk, generator) if n else []
+        out = torch.cat(outs, 0) if outs else x.new_zeros((0, out_f))
     if bias is not None:
-        out = out + bias
+        out = out + bias.to(out.dtype)  # keeps the autocast dtype of the product, as F.linear
     return out.reshape(*lead, out_f)
 
 
@@ -527,7 +534,7 @@ def drop_connect_conv2d(
     chunk = _chunk_size(n, weight.numel(), max_mask_elements)
     out = torch.cat(_per_example_chunks(chunk_fn, input, (weight,), n, chunk, generator), 0)
     if bias is not None:
-        out = out + bias.view(1, -1, 1, 1)
+        out = out + bias.view(1, -1, 1, 1).to(out.dtype)  # keeps the autocast dtype
     return out
 
 
