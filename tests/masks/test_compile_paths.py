@@ -104,3 +104,25 @@ def test_per_example_drop_connect_keeps_the_autocast_dtype() -> None:
         layer = DropConnectLinear(5, 3, p=0.2, per_example=per_example)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert layer(x).dtype == torch.bfloat16, per_example
+
+
+@pytest.mark.parametrize("path", ["eager", "compile"])
+@pytest.mark.parametrize("share", [False, True])
+def test_channels_last_layout_is_kept_and_values_match(path: str, share: bool) -> None:
+    """channels_last in, channels_last out (as ``nn.Dropout``); the same draw as on the
+    contiguous tensor in eager mode; gradients equal the output's mask."""
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    xc = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    layer = DropBlock2d(0.3, 3, share_channels=share)
+    if path == "compile":
+        torch._dynamo.reset()
+        layer = torch.compile(layer, fullgraph=True)
+        y = layer(xc)
+    else:
+        layer.generator = torch.Generator().manual_seed(5)
+        y = layer(xc)
+        layer.generator = torch.Generator().manual_seed(5)
+        torch.testing.assert_close(y, layer(x))
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    y.sum().backward()
+    torch.testing.assert_close(xc.grad * xc.detach(), y.detach())

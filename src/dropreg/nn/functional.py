@@ -187,9 +187,7 @@ class _ScaleAndDrop(torch.autograd.Function):
 
     @staticmethod
     def forward(x: torch.Tensor, scale: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        out = (x * scale).contiguous()
-        out.view(-1).index_fill_(0, idx, 0.0)
-        return out
+        return _zero_at(x * scale, idx)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -198,9 +196,25 @@ class _ScaleAndDrop(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         scale, idx = ctx.saved_tensors
-        grad_in = (grad * scale).contiguous()
-        grad_in.view(-1).index_fill_(0, idx, 0.0)
-        return grad_in, None, None
+        return _zero_at(grad * scale, idx), None, None
+
+
+def _zero_at(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``t`` (a fresh tensor) with the entries of logical flat (row-major) indices ``idx`` set to
+    0, in place; a channels_last ``t`` keeps its layout (indices mapped to storage offsets)."""
+    if t.is_contiguous():
+        t.view(-1).index_fill_(0, idx, 0.0)
+        return t
+    if not (t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last)):
+        return _zero_at(t.contiguous(), idx)
+    N, C, H, W = t.shape
+    w = idx % W
+    h = (idx // W) % H
+    c = (idx // (W * H)) % C
+    n = idx // (W * H * C)
+    offsets = ((n * H + h) * W + w) * C + c
+    t.as_strided((t.numel(),), (1,)).index_fill_(0, offsets, 0.0)
+    return t
 
 
 def _apply_sliding_blocks(input: torch.Tensor, law: SlidingBlocks | SlidingBlocks2d,
@@ -219,7 +233,11 @@ def _apply_sliding_blocks(input: torch.Tensor, law: SlidingBlocks | SlidingBlock
         idx = draw.indices[0] if draw.indices else torch.zeros(0, dtype=torch.int64,
                                                                device=input.device)
         return _ScaleAndDrop.apply(input.reshape(draw.shape), draw.scale, idx).view(input.shape)
-    return input * draw.mask(draw.scale)
+    out = input * draw.mask(draw.scale)
+    if input.ndim == 4 and not input.is_contiguous() \
+            and input.is_contiguous(memory_format=torch.channels_last):
+        out = out.contiguous(memory_format=torch.channels_last)  # keep the input's layout
+    return out
 
 
 def drop_block2d(
