@@ -66,5 +66,5 @@ if plt.get_backend().lower() != "agg":
 model = DropBlockRegressor(width=128, p=0.5, block_size=4).fit(data.X_train, data.y_train)
 least_squares = torch.linalg.lstsq(data.X_train, data.y_train).solution
 ls_mse = ((data.X_test @ least_squares - data.y_test) ** 2).mean()
-db_mse = ((model.predict(data.X_test) - data.y_test) ** 2).mean()
+db_mse = ((torch.from_numpy(model.predict(data.X_test)) - data.y_test) ** 2).mean()  # numpy out
 print(f"test MSE: DropBlock closed form {db_mse:.4f}, least squares {ls_mse:.4f}")

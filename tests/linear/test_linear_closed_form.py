@@ -273,7 +273,7 @@ def test_estimator():
     assert est1.get_params()["block_size"] == 1
     with pytest.raises(ValueError, match="not whitened"):
         DropBlockRegressor(width=6, p=0.1, whiten=False).fit(X, Y)
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(ValueError, match="not fitted"):  # sklearn's NotFittedError
         DropBlockRegressor(width=6, p=0.1).predict(X)
     from sklearn.base import clone
 

@@ -21,6 +21,7 @@ use the keep probability ``theta`` are converted with ``p = 1 - theta``. ``lam =
 
 One module per law: :mod:`~dropreg.masks.bernoulli`, :mod:`~dropreg.masks.blocks`,
 :mod:`~dropreg.masks.sliding` (``SlidingBlocks2d`` and its ``H = 1`` case ``SlidingBlocks``),
+:mod:`~dropreg.masks.sliding3d` (``SlidingBlocks3d`` on volumes),
 :mod:`~dropreg.masks.keep_exactly`, :mod:`~dropreg.masks.gaussian`, :mod:`~dropreg.masks.custom`;
 the interface in :mod:`~dropreg.masks.base`.
 
@@ -50,6 +51,7 @@ from dropreg.masks.sliding import (
     SlidingBlocksDraw,
     sliding_seed_rate,
 )
+from dropreg.masks.sliding3d import SlidingBlocks3d
 
 __all__ = [
     "SUPPORT_LIMIT",
@@ -61,6 +63,7 @@ __all__ = [
     "Gaussian",
     "Custom",
     "SlidingBlocks2d",
+    "SlidingBlocks3d",
     "SlidingBlocksDraw",
     "sliding_seed_rate",
 ]

@@ -21,6 +21,7 @@ from typing import ClassVar
 import torch
 
 from dropreg._checks import check_float_dtype, check_int
+from dropreg._random import bernoulli_keep
 
 __all__ = ["SUPPORT_LIMIT", "MaskLaw"]
 
@@ -40,6 +41,31 @@ def check_batch_shape(batch_shape: object) -> tuple[int, ...]:
     if not isinstance(batch_shape, (tuple, list, torch.Size)):
         raise TypeError(f"batch_shape must be a tuple of ints >= 0, got {batch_shape!r}")
     return tuple(check_int("batch_shape entry", s, minimum=0) for s in batch_shape)
+
+
+def capturing() -> bool:
+    """Whether the caller is being captured (``torch.jit.trace``, ``torch.compile``,
+    ``torch.export``) or transformed by ``torch.func`` (``vmap``, ``grad``): where the sparse
+    sampler's data-dependent hit count cannot be captured, samplers use the dense one.
+
+    Example:
+        >>> capturing()
+        False
+    """
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return True
+    return bool(torch._C._functorch.peek_interpreter_stack() is not None)
+
+
+def keep_draw(shape: tuple[int, ...], keep: float, generator: torch.Generator | None,
+              dtype: torch.dtype, device: torch.device | str | None) -> torch.Tensor:
+    """0/1 entries iid Bernoulli(``keep``) of ``shape``: ``bernoulli_`` in place when eager, and
+    under capture (:func:`capturing`) the out-of-place ``float64 uniform < keep`` (the same law to
+    float64 rounding, and batched by ``torch.func.vmap(randomness="different")``)."""
+    if not capturing():
+        return bernoulli_keep(shape, keep, generator=generator, dtype=dtype, device=device)
+    u = torch.rand(tuple(shape), generator=generator, dtype=torch.float64, device=device)
+    return (u < keep).to(dtype)
 
 
 def check_support_size(name: str, count: int) -> None:

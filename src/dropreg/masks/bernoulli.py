@@ -12,13 +12,13 @@ from dataclasses import dataclass
 import torch
 
 from dropreg._checks import check_probability
-from dropreg._random import bernoulli_keep
 from dropreg.masks.base import (
     UNDEFINED,
     MaskLaw,
     all_bits,
     check_support_size,
     independent_probs,
+    keep_draw,
 )
 
 __all__ = ["Bernoulli"]
@@ -44,7 +44,7 @@ class Bernoulli(MaskLaw):
 
     def _sample(self, batch_shape, width, generator, dtype, device, *, scaled) -> torch.Tensor:
         """Entries iid Bernoulli(1 - p); scaled by the scalar ``1 / (1 - p)`` in place."""
-        z = bernoulli_keep((*batch_shape, self._width(width)), 1.0 - self.p, generator=generator,
+        z = keep_draw((*batch_shape, self._width(width)), 1.0 - self.p, generator=generator,
                            dtype=dtype, device=device)
         return z.mul_(self._scalar_scale(1.0 - self.p)) if scaled else z
 

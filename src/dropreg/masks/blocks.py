@@ -12,13 +12,13 @@ from dataclasses import dataclass
 import torch
 
 from dropreg._checks import check_int, check_probability
-from dropreg._random import bernoulli_keep
 from dropreg.masks.base import (
     UNDEFINED,
     MaskLaw,
     all_bits,
     check_support_size,
     independent_probs,
+    keep_draw,
 )
 
 __all__ = ["Blocks"]
@@ -77,7 +77,7 @@ class Blocks(MaskLaw):
         """One keep variable per block (scaled by ``1 / (1 - p)`` before the expansion when
         ``scaled``), repeated over the block's units."""
         width = self._width(width)
-        blocks = bernoulli_keep((*batch_shape, self.n_blocks(width)), 1.0 - self.p,
+        blocks = keep_draw((*batch_shape, self.n_blocks(width)), 1.0 - self.p,
                                 generator=generator, dtype=dtype, device=device)
         if scaled:
             blocks.mul_(self._scalar_scale(1.0 - self.p))

@@ -34,12 +34,12 @@ import torch
 import torch.nn.functional as F
 
 from dropreg._checks import check_float_dtype, check_int, check_probability
-from dropreg._random import bernoulli_keep
 from dropreg.masks.base import (
     UNDEFINED,
     MaskLaw,
     aggregate,
     all_bits,
+    capturing,
     check_batch_shape,
     check_support_size,
     independent_probs,
@@ -241,10 +241,27 @@ def _draw_dense(n: int, H: int, W: int, kh: int, kw: int, gamma: float,
                 generator: torch.Generator | None, dtype: torch.dtype,
                 device: torch.device) -> torch.Tensor:
     """0/1 indicator ``(n, H, W)`` of the dropped positions: Bernoulli(gamma) seeds on the valid
-    grid (drawn in ``dtype``), each expanded to its block."""
-    seeds = bernoulli_keep((n, 1, H - kh + 1, W - kw + 1), gamma, generator=generator,
-                           dtype=dtype, device=device)
-    return _expand_seeds(seeds, H, W, kh, kw)
+    grid, each expanded to its block. A seed is on when a float64 uniform is below ``gamma``
+    (so its rate is ``gamma`` to float64 rounding in every ``dtype``); the draw is out of place,
+    so ``torch.func.vmap(randomness="different")`` gives each batch entry its own seeds."""
+    u = torch.rand((n, 1, H - kh + 1, W - kw + 1), generator=generator, dtype=torch.float64,
+                   device=device)
+    return _expand_seeds((u < gamma).to(dtype), H, W, kh, kw)
+
+
+@torch.compiler.assume_constant_result
+def _seed_rate_constant(p: float, kh: int, kw: int, H: int, W: int) -> float:
+    """``gamma`` of the map, a constant of the captured graph (solved once, at capture)."""
+    return _mean_on_map(p, kh, kw, H, W)[0]
+
+
+def _scale_in_graph(gamma: float, kh: int, kw: int, H: int, W: int) -> torch.Tensor:
+    """``1 / E[z] = (1 - gamma)^{-n}`` (0 where ``gamma = 1``) built from torch ops, float64
+    ``(H, W)``: the same numbers as the cached ``_mean_on_map``, capturable."""
+    n = (_count_1d(H, kh)[:, None] * _count_1d(W, kw)[None, :]).to(torch.float64)
+    if gamma >= 1.0:
+        return torch.zeros_like(n)
+    return torch.exp(-n * math.log1p(-gamma))
 
 
 # --------------------------------------------------------------------------- the laws
@@ -372,7 +389,6 @@ class _SlidingSeeds(MaskLaw):
         dropped = _expand_seeds(seeds, H, W, kh, kw)
         return aggregate((1.0 - dropped).reshape(-1, *self._event(H, W)), probs)
 
-    @torch.compiler.disable
     def draw(
         self,
         batch_shape: tuple[int, ...],
@@ -388,8 +404,10 @@ class _SlidingSeeds(MaskLaw):
         ``method="sparse"`` (the CPU default) lists the dropped positions (Poisson splitting, cost
         proportional to the dropped blocks, one host synchronisation); ``"dense"`` (the default
         elsewhere) draws Bernoulli(gamma) seeds in ``dtype`` and expands them with ``max_pool2d``.
-        Both draw exactly this law. Under ``torch.compile`` it runs eagerly (its output size is
-        data-dependent).
+        Both draw exactly this law. ``"auto"`` takes the dense sampler wherever the call is
+        captured or transformed (:func:`capturing`: ``torch.jit.trace``, ``torch.compile``,
+        ``torch.export``, ``torch.func.vmap``), since the sparse one's hit count is
+        data-dependent.
 
         Example:
             >>> law = SlidingBlocks2d(0.3, 2)
@@ -402,14 +420,19 @@ class _SlidingSeeds(MaskLaw):
         check_float_dtype(dtype)
         out_shape = (*batch_shape, *self._event(H, W))
         device = torch.device(device) if device is not None else torch.get_default_device()
-        gamma, _, scale = _mean_on_map(self.p, kh, kw, H, W)
+        captured = capturing()
+        if captured:
+            gamma = _seed_rate_constant(self.p, kh, kw, H, W)
+            scale = _scale_in_graph(gamma, kh, kw, H, W)
+        else:
+            gamma, _, scale = _mean_on_map(self.p, kh, kw, H, W)
         scale = scale.reshape(self._event(H, W)).to(dtype=dtype, device=device)
         if gamma >= 1.0:
             return SlidingBlocksDraw(out_shape, scale,
                                      dropped=torch.ones(out_shape, dtype=dtype, device=device))
         n = math.prod(batch_shape)
         if method == "auto":
-            method = "sparse" if device.type == "cpu" else "dense"
+            method = "sparse" if device.type == "cpu" and not captured else "dense"
         if method == "sparse":
             chunks = _draw_sparse(n, H, W, kh, kw, gamma, generator, device)
             return SlidingBlocksDraw(out_shape, scale, indices=tuple(chunks))

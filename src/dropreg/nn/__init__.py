@@ -15,6 +15,7 @@ from dropreg.nn import functional
 from dropreg.nn.functional import (
     drop_block1d,
     drop_block2d,
+    drop_block3d,
     drop_connect,
     drop_connect_conv2d,
     drop_connect_linear,
@@ -25,6 +26,7 @@ from dropreg.nn.functional import (
 from dropreg.nn.modules import (
     DropBlock1d,
     DropBlock2d,
+    DropBlock3d,
     DropConnectConv2d,
     DropConnectLinear,
     DropLayer,
@@ -41,6 +43,7 @@ __all__ = [
     "gaussian_dropout",
     "drop_block1d",
     "drop_block2d",
+    "drop_block3d",
     "drop_connect",
     "drop_connect_linear",
     "drop_connect_conv2d",
@@ -50,6 +53,7 @@ __all__ = [
     "GaussianDropout",
     "DropBlock1d",
     "DropBlock2d",
+    "DropBlock3d",
     "DropConnectLinear",
     "DropConnectConv2d",
     "MaskDropout",

@@ -39,13 +39,16 @@ from dropreg.masks import (
     MaskLaw,
     SlidingBlocks,
     SlidingBlocks2d,
+    SlidingBlocks3d,
 )
+from dropreg.masks.base import capturing
 
 __all__ = [
     "dropout",
     "gaussian_dropout",
     "drop_block1d",
     "drop_block2d",
+    "drop_block3d",
     "drop_connect",
     "drop_connect_linear",
     "drop_connect_conv2d",
@@ -73,13 +76,33 @@ def _check_input(input: object, fn: str, ndims: Sequence[int] | None = None) -> 
     return input
 
 
+def _as_p(p: object) -> object:
+    """A 0-dim tensor ``p`` (as ``torch.nn.functional.dropout`` accepts) read as its number."""
+    if isinstance(p, torch.Tensor) and p.ndim == 0 and p.is_floating_point():
+        return p.item()
+    return p
+
+
+def _check_eps(eps: object) -> None:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
+        raise ValueError(f"eps must be a float >= 0, got {eps!r}")
+
+
+def _maybe_inplace(input: torch.Tensor, out: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """``out`` written into ``input`` when ``inplace`` and no gradient flows through ``input``."""
+    if not inplace or (torch.is_grad_enabled() and input.requires_grad):
+        return out
+    return input.copy_(out)
+
+
 def _iid_scaled_mask(law: Bernoulli | Gaussian, shape: Sequence[int],
                      generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
     """``z / E[z]`` of shape ``shape`` for a law with iid entries, in the dtype and device of
     ``like``: ``law.sample_scaled`` over the ``numel`` entries (any shape, 0-dim or empty)."""
+    shape = tuple(int(s) for s in shape)  # traced sizes (torch.jit.trace) read as ints
     z = law.sample_scaled((math.prod(shape),), 1, generator=generator, dtype=like.dtype,
                           device=like.device)
-    return z.view(tuple(shape))
+    return z.view(shape)
 
 
 # --------------------------------------------------------------------------- dropout
@@ -164,9 +187,7 @@ class _ScaleAndDrop(torch.autograd.Function):
 
     @staticmethod
     def forward(x: torch.Tensor, scale: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        out = (x * scale).contiguous()
-        out.view(-1).index_fill_(0, idx, 0.0)
-        return out
+        return _zero_at(x * scale, idx)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -175,9 +196,25 @@ class _ScaleAndDrop(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         scale, idx = ctx.saved_tensors
-        grad_in = (grad * scale).contiguous()
-        grad_in.view(-1).index_fill_(0, idx, 0.0)
-        return grad_in, None, None
+        return _zero_at(grad * scale, idx), None, None
+
+
+def _zero_at(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``t`` (a fresh tensor) with the entries of logical flat (row-major) indices ``idx`` set to
+    0, in place; a channels_last ``t`` keeps its layout (indices mapped to storage offsets)."""
+    if t.is_contiguous():
+        t.view(-1).index_fill_(0, idx, 0.0)
+        return t
+    if not (t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last)):
+        return _zero_at(t.contiguous(), idx)
+    N, C, H, W = t.shape
+    w = idx % W
+    h = (idx // W) % H
+    c = (idx // (W * H)) % C
+    n = idx // (W * H * C)
+    offsets = ((n * H + h) * W + w) * C + c
+    t.as_strided((t.numel(),), (1,)).index_fill_(0, offsets, 0.0)
+    return t
 
 
 def _apply_sliding_blocks(input: torch.Tensor, law: SlidingBlocks | SlidingBlocks2d,
@@ -196,15 +233,21 @@ def _apply_sliding_blocks(input: torch.Tensor, law: SlidingBlocks | SlidingBlock
         idx = draw.indices[0] if draw.indices else torch.zeros(0, dtype=torch.int64,
                                                                device=input.device)
         return _ScaleAndDrop.apply(input.reshape(draw.shape), draw.scale, idx).view(input.shape)
-    return input * draw.mask(draw.scale)
+    out = input * draw.mask(draw.scale)
+    if input.ndim == 4 and not input.is_contiguous() \
+            and input.is_contiguous(memory_format=torch.channels_last):
+        out = out.contiguous(memory_format=torch.channels_last)  # keep the input's layout
+    return out
 
 
 def drop_block2d(
     input: torch.Tensor,
-    p: float,
-    block_size: int | tuple[int, int],
-    *,
+    p: float = 0.1,
+    block_size: int | tuple[int, int] = 7,
+    inplace: bool = False,
+    eps: float = 1e-6,
     training: bool = True,
+    *,
     share_channels: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
@@ -220,8 +263,12 @@ def drop_block2d(
 
     Args:
         input: ``(N, C, H, W)`` floating-point tensor.
-        p: mean drop fraction in [0, 1].
-        block_size: int or ``(bh, bw)``, each >= 1.
+        p: mean drop fraction in [0, 1] (a float or a 0-dim tensor).
+        block_size: int or ``(bh, bw)``, each >= 1 (timm's default 7).
+        inplace: write the result into ``input`` when no gradient has to flow through it
+            (torchvision's argument); with autograd recording it is computed out of place.
+        eps: torchvision's guard of its empirical renormalisation; accepted (a float >= 0) and
+            unused, since dropreg rescales by the exact ``1 / E[z]`` and divides by no count.
         training: apply DropBlock (``False`` returns ``input``).
         share_channels: one mask per sample shared by all channels (timm >= 1.0.23 default);
             by default each (sample, channel) gets an independent mask (torchvision, the paper's
@@ -238,11 +285,50 @@ def drop_block2d(
         True
     """
     _check_input(input, "drop_block2d", (4,))
-    law = SlidingBlocks2d(p, block_size)
+    _check_eps(eps)
+    law = SlidingBlocks2d(_as_p(p), block_size)
     if not training or law.p == 0.0:
         return input
-    N, C, H, W = input.shape
-    return _apply_sliding_blocks(input, law, (N, 1 if share_channels else C), (H, W), generator)
+    N, C, H, W = (int(s) for s in input.shape)
+    out = _apply_sliding_blocks(input, law, (N, 1 if share_channels else C), (H, W), generator)
+    return _maybe_inplace(input, out, inplace)
+
+
+def drop_block3d(
+    input: torch.Tensor,
+    p: float = 0.1,
+    block_size: int | tuple[int, int, int] = 7,
+    inplace: bool = False,
+    eps: float = 1e-6,
+    training: bool = True,
+    *,
+    share_channels: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """DropBlock on ``(N, C, D, H, W)`` volumes that drops exactly ``p`` in expectation.
+
+    Law :class:`~dropreg.masks.SlidingBlocks3d` (Ghiasi et al. 2018, Section 3, on volumes as
+    torchvision's ``drop_block3d``): seeds on the valid-centre grid, each zeroing a
+    ``kd x kh x kw`` block, the seed rate solved so that the mean drop fraction is exactly ``p``;
+    each position multiplied by ``z / E[z]`` with its fixed, exact ``E[z]``. Arguments as
+    :func:`drop_block2d` (torchvision's positional order ``p, block_size, inplace, eps,
+    training``).
+
+    Example:
+        >>> x = torch.ones(32, 4, 5, 6, 6)
+        >>> y = drop_block3d(x, 0.2, 3, generator=torch.Generator().manual_seed(0))
+        >>> abs(float((y == 0).float().mean()) - 0.2) < 0.02
+        True
+    """
+    _check_input(input, "drop_block3d", (5,))
+    _check_eps(eps)
+    law = SlidingBlocks3d(_as_p(p), block_size)
+    if not training or law.p == 0.0:
+        return input
+    N, C, D, H, W = (int(s) for s in input.shape)
+    mask = law.sample_scaled((N, 1 if share_channels else C), (D, H, W), generator=generator,
+                             dtype=input.dtype, device=input.device)
+    return _maybe_inplace(input, input * mask, inplace)
 
 
 def drop_block1d(
@@ -283,11 +369,12 @@ def drop_block1d(
     law = (Blocks if fixed_blocks else SlidingBlocks)(p, block_size)
     if not training or law.p == 0.0:
         return input
-    L = input.shape[-1]
+    shape = tuple(int(s) for s in input.shape)  # traced sizes (torch.jit.trace) read as ints
+    L = shape[-1]
     if input.ndim == 2:
-        batch_shape = (input.shape[0],)
+        batch_shape = (shape[0],)
     else:
-        batch_shape = (input.shape[0], 1 if share_channels else input.shape[1])
+        batch_shape = (shape[0], 1 if share_channels else shape[1])
     if fixed_blocks:
         return input * law.sample_scaled(batch_shape, L, generator=generator, dtype=input.dtype,
                                          device=input.device)
@@ -398,7 +485,7 @@ def drop_connect_linear(
         return F.linear(input, drop_connect(weight, law.p, generator=generator), bias)
     lead = input.shape[:-1]
     x = input.reshape(-1, input.shape[-1])
-    n = x.shape[0]
+    n = int(x.shape[0])
     out_f, in_f = weight.shape
 
     def chunk_fn(xb: torch.Tensor, w: torch.Tensor, seed: int) -> torch.Tensor:
@@ -406,11 +493,15 @@ def drop_connect_linear(
         masks = _iid_scaled_mask(law, (xb.shape[0], out_f, in_f), g, w)
         return torch.bmm(w * masks, xb.unsqueeze(-1)).squeeze(-1)
 
-    chunk = _chunk_size(n, out_f * in_f, max_mask_elements)
-    outs = _per_example_chunks(chunk_fn, x, (weight,), n, chunk, generator) if n else []
-    out = torch.cat(outs, 0) if outs else x.new_zeros((0, out_f))
+    if capturing():  # one draw of all the masks: no seeds, no checkpointed chunks
+        masks = _iid_scaled_mask(law, (n, out_f, in_f), generator, weight)
+        out = torch.bmm(weight * masks, x.unsqueeze(-1)).squeeze(-1)
+    else:
+        chunk = _chunk_size(n, out_f * in_f, max_mask_elements)
+        outs = _per_example_chunks(chunk_fn, x, (weight,), n, chunk, generator) if n else []
+        out = torch.cat(outs, 0) if outs else x.new_zeros((0, out_f))
     if bias is not None:
-        out = out + bias
+        out = out + bias.to(out.dtype)  # keeps the autocast dtype of the product, as F.linear
     return out.reshape(*lead, out_f)
 
 
@@ -462,7 +553,7 @@ def drop_connect_conv2d(
     chunk = _chunk_size(n, weight.numel(), max_mask_elements)
     out = torch.cat(_per_example_chunks(chunk_fn, input, (weight,), n, chunk, generator), 0)
     if bias is not None:
-        out = out + bias.view(1, -1, 1, 1)
+        out = out + bias.view(1, -1, 1, 1).to(out.dtype)  # keeps the autocast dtype
     return out
 
 

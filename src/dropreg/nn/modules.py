@@ -23,7 +23,15 @@ import torch
 from torch import nn
 
 from dropreg._checks import check_int, check_probability
-from dropreg.masks import Bernoulli, Blocks, Gaussian, MaskLaw, SlidingBlocks, SlidingBlocks2d
+from dropreg.masks import (
+    Bernoulli,
+    Blocks,
+    Gaussian,
+    MaskLaw,
+    SlidingBlocks,
+    SlidingBlocks2d,
+    SlidingBlocks3d,
+)
 from dropreg.nn import functional as DF
 
 __all__ = [
@@ -32,38 +40,82 @@ __all__ = [
     "GaussianDropout",
     "DropBlock1d",
     "DropBlock2d",
+    "DropBlock3d",
     "DropConnectLinear",
     "DropConnectConv2d",
     "MaskDropout",
 ]
 
 
+_RATE_LIKE = frozenset({
+    "drop_rate", "dropout", "dropout_rate", "drop_p", "rate", "prob", "keep_prob", "keep_rate",
+    "dropout_p", "drop_probability", "p_drop",
+})
+
+
+def _as_probability(name: str, value: object, allow_one: bool) -> float:
+    """``value`` checked as a probability; a 0-dim tensor (as ``nn.Dropout`` accepts) is read as
+    its number."""
+    if isinstance(value, torch.Tensor):
+        if value.ndim != 0 or value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name} must be a real number or a 0-dim real tensor in [0, 1], "
+                            f"got a tensor of shape {tuple(value.shape)} and dtype {value.dtype}")
+        value = value.item()
+    return check_probability(name, value, allow_one=allow_one)
+
+
 class DropLayer:
     """Mixin of every dropreg layer: a validated drop probability ``p`` and a ``generator``.
 
+    ``drop_prob`` (timm's name) is the same attribute as ``p``, readable and writable, so timm-era
+    schedulers that assign ``layer.drop_prob`` drive the layer. Assigning an attribute whose name
+    looks like another drop rate (``drop_rate``, ``keep_prob``, ...) raises ``AttributeError``
+    instead of creating an attribute the layer would never read.
     :class:`~dropreg.nn.DropRateWarmup` finds layers by this type.
 
     Example:
         >>> layer = DropBlock2d(0.1, 3)
-        >>> isinstance(layer, DropLayer), layer.law
+        >>> isinstance(layer, DropLayer), layer.law  # doctest: +ELLIPSIS
         (True, SlidingBlocks2d(p=0.1, block_size=3))
+        >>> layer.drop_prob = 0.3
+        >>> layer.p
+        0.3
         >>> layer.p = 1.5
         Traceback (most recent call last):
         ...
         ValueError: p must be in [0, 1], got 1.5
+        >>> layer.drop_rate = 0.2
+        Traceback (most recent call last):
+        ...
+        AttributeError: DropBlock2d has no attribute 'drop_rate': ... 'p' (alias 'drop_prob')
     """
 
     _p_allows_one: bool = True
-    generator: torch.Generator | None
 
     @property
     def p(self) -> float:
-        """Drop probability; assigning validates it."""
+        """Drop probability; assigning validates it (a float or a 0-dim tensor)."""
         return self._p
 
     @p.setter
     def p(self, value: float) -> None:
-        self._p = check_probability("p", value, allow_one=self._p_allows_one)
+        self._p = _as_probability("p", value, self._p_allows_one)
+
+    @property
+    def drop_prob(self) -> float:
+        """timm's name of :attr:`p` (the same attribute: reading and assigning it is ``p``)."""
+        return self.p
+
+    @drop_prob.setter
+    def drop_prob(self, value: float) -> None:
+        self.p = value
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _RATE_LIKE and name not in type(self).__dict__ and not hasattr(self, name):
+            raise AttributeError(
+                f"{type(self).__name__} has no attribute {name!r}: its drop probability is 'p' "
+                "(alias 'drop_prob')")
+        super().__setattr__(name, value)
 
     def extra_repr(self) -> str:
         """``p=...``; layers with more parameters extend it."""
@@ -153,45 +205,92 @@ class GaussianDropout(_EntrywiseLayer):
         return DF.gaussian_dropout(input, self.p, training=self.training, generator=self.generator)
 
 
-class DropBlock2d(DropLayer, nn.Module):
-    """DropBlock on ``(N, C, H, W)`` that drops exactly ``p`` in expectation on every map size.
+def _compat_block_args(layer: str, p: object, drop_prob: object, share_channels: bool,
+                       couple_channels: bool | None, batchwise: object, fast: object,
+                       scale_by_keep: bool, gamma_scale: float, with_noise: bool) -> tuple:
+    """The ``(p, share_channels)`` a timm/torchvision-style call means; refuses what dropreg does
+    not copy and warns on timm's removed arguments, as timm's own deprecation does."""
+    import warnings
 
-    See :func:`dropreg.nn.functional.drop_block2d`; :attr:`law` is its
-    :class:`~dropreg.masks.SlidingBlocks2d` law, whose methods give the exact moments for a map
-    shape ``(H, W)``.
+    if drop_prob is not None:
+        if p is not None:
+            raise TypeError(f"{layer}: give p or drop_prob (its timm alias), not both")
+        p = drop_prob
+    for name, value in (("batchwise", batchwise), ("fast", fast)):
+        if value is not None:
+            warnings.warn(f"{layer}: '{name}' was removed in timm 1.0.23 and has no effect "
+                          "(dropreg draws one independent mask per sample and channel, or per "
+                          "sample with share_channels=True)", DeprecationWarning, stacklevel=3)
+    if scale_by_keep is not True:
+        raise ValueError(
+            f"{layer}: scale_by_keep={scale_by_keep!r} is not supported: dropreg always rescales "
+            "each position by its exact 1 / E[z] (E[output] = input); to drop without rescaling "
+            "multiply by the mask of law.sample(...) instead")
+    if gamma_scale != 1.0:
+        raise ValueError(
+            f"{layer}: gamma_scale={gamma_scale!r} is not supported: dropreg solves the seed "
+            "rate so that the mean drop fraction is exactly p; to drop more or less, set p")
+    if with_noise:
+        raise ValueError(
+            f"{layer}: with_noise=True is not supported (it is not DropBlock's law); for "
+            "multiplicative Gaussian noise use dropreg.nn.GaussianDropout")
+    if couple_channels is not None:
+        share_channels = bool(couple_channels)
+    return (0.1 if p is None else p), bool(share_channels)
 
-    Args:
-        p: mean drop fraction in [0, 1].
-        block_size: int or ``(bh, bw)``.
-        share_channels: one mask per sample for all channels (default: one per channel).
-        generator: optional source of randomness.
 
-    Example:
-        >>> DropBlock2d(0.1, (3, 5), share_channels=True)
-        DropBlock2d(p=0.1, block_size=(3, 5), share_channels=True)
-    """
+class _DropBlockNd(DropLayer, nn.Module):
+    """What :class:`DropBlock2d` and :class:`DropBlock3d` share: torchvision's positional
+    ``(p, block_size, inplace, eps)``, timm's keywords, the law and the repr."""
+
+    _law_type: type
+    _fn = staticmethod(DF.drop_block2d)
 
     def __init__(
         self,
-        p: float,
-        block_size: int | tuple[int, int],
+        p: float | None = None,
+        block_size: int | tuple[int, ...] = 7,
+        inplace: bool = False,
+        eps: float = 1e-6,
         *,
         share_channels: bool = False,
         generator: torch.Generator | None = None,
+        drop_prob: float | None = None,
+        couple_channels: bool | None = None,
+        scale_by_keep: bool = True,
+        gamma_scale: float = 1.0,
+        with_noise: bool = False,
+        batchwise: bool | None = None,
+        fast: bool | None = None,
     ) -> None:
         super().__init__()
+        p, share_channels = _compat_block_args(
+            type(self).__name__, p, drop_prob, share_channels, couple_channels, batchwise, fast,
+            scale_by_keep, gamma_scale, with_noise)
         self.p = p
-        self.block_size = SlidingBlocks2d(p, block_size).block_size  # validated: int or a pair
-        self.share_channels = bool(share_channels)
+        self.block_size = self._law_type(self.p, block_size).block_size  # validated
+        self.inplace = bool(inplace)
+        DF._check_eps(eps)
+        self.eps = float(eps)
+        self.share_channels = share_channels
         self.generator = generator
 
     @property
-    def law(self) -> SlidingBlocks2d:
+    def couple_channels(self) -> bool:
+        """timm's name of :attr:`share_channels`."""
+        return self.share_channels
+
+    @couple_channels.setter
+    def couple_channels(self, value: bool) -> None:
+        self.share_channels = bool(value)
+
+    @property
+    def law(self) -> MaskLaw:
         """The mask law of :mod:`dropreg.masks` that this layer samples."""
-        return SlidingBlocks2d(self.p, self.block_size)
+        return self._law_type(self.p, self.block_size)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        """Zero sliding blocks of each ``(H, W)`` map, rescaled per position (identity in eval).
+        """Zero sliding blocks of each map, rescaled per position (identity in eval).
 
         Example:
             >>> g = torch.Generator().manual_seed(0)
@@ -199,11 +298,59 @@ class DropBlock2d(DropLayer, nn.Module):
             >>> layer(x).shape, torch.equal(layer.eval()(x), x)
             (torch.Size([2, 3, 8, 8]), True)
         """
-        return DF.drop_block2d(input, self.p, self.block_size, training=self.training,
-                               share_channels=self.share_channels, generator=self.generator)
+        return type(self)._fn(input, self.p, self.block_size, self.inplace, self.eps,
+                              self.training, share_channels=self.share_channels,
+                              generator=self.generator)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, block_size={self.block_size}, share_channels={self.share_channels}"
+
+
+class DropBlock2d(_DropBlockNd):
+    """DropBlock on ``(N, C, H, W)`` that drops exactly ``p`` in expectation on every map size.
+
+    See :func:`dropreg.nn.functional.drop_block2d`; :attr:`law` is its
+    :class:`~dropreg.masks.SlidingBlocks2d` law, whose methods give the exact moments for a map
+    shape ``(H, W)``. Takes torchvision's positional ``(p, block_size, inplace, eps)`` and timm's
+    keywords (``drop_prob``, ``couple_channels``; ``batchwise`` and ``fast`` with timm's
+    deprecation); defaults are timm's (``p = 0.1``, ``block_size = 7``).
+
+    Args:
+        p: mean drop fraction in [0, 1] (alias ``drop_prob``).
+        block_size: int or ``(bh, bw)``.
+        inplace: write into the input when no gradient flows through it.
+        eps: accepted for torchvision, unused (no empirical renormalisation).
+        share_channels: one mask per sample for all channels (alias ``couple_channels``).
+        generator: optional source of randomness.
+
+    Example:
+        >>> DropBlock2d(0.1, (3, 5), share_channels=True)
+        DropBlock2d(p=0.1, block_size=(3, 5), share_channels=True)
+        >>> DropBlock2d(drop_prob=0.2, couple_channels=True)
+        DropBlock2d(p=0.2, block_size=7, share_channels=True)
+    """
+
+    _law_type = SlidingBlocks2d
+    _fn = staticmethod(DF.drop_block2d)
+
+
+class DropBlock3d(_DropBlockNd):
+    """DropBlock on ``(N, C, D, H, W)`` volumes that drops exactly ``p`` in expectation.
+
+    See :func:`dropreg.nn.functional.drop_block3d`; :attr:`law` is its
+    :class:`~dropreg.masks.SlidingBlocks3d` law. Arguments as :class:`DropBlock2d`.
+
+    Example:
+        >>> DropBlock3d(0.1, 3)
+        DropBlock3d(p=0.1, block_size=3, share_channels=False)
+        >>> layer = DropBlock3d(0.2, 2, generator=torch.Generator().manual_seed(0))
+        >>> y = layer(torch.ones(2, 3, 4, 4, 4))
+        >>> y.shape
+        torch.Size([2, 3, 4, 4, 4])
+    """
+
+    _law_type = SlidingBlocks3d
+    _fn = staticmethod(DF.drop_block3d)
 
 
 class DropBlock1d(DropLayer, nn.Module):
