@@ -39,6 +39,7 @@ from dropreg.analytic import (
     site_mode,
     train,
 )
+from dropreg.analytic.small_q import small_q_noise_trace
 from dropreg.curvature import dropout_gradients
 from dropreg.experiments.claims import Measurement, Outcome, Progress
 from dropreg.sites import sample_masks
@@ -169,7 +170,8 @@ def xi_covariance_comparison(qs: Sequence[float], *, n_examples: int = 3, n_mask
                              hidden: int = 50, epochs: int = 5,
                              generator: torch.Generator, progress: Progress | None = None
                              ) -> list[dict]:
-    """Per example and q: trace ratio and cosine of Cov(xi_approx) against Cov(xi_drop).
+    """Per example and q: trace ratio and cosine of Cov(xi_approx) against Cov(xi_drop), and
+    the exact q -> 0 limit of the trace ratio (``small_q_noise_trace``).
 
     ``Cov(xi_approx)`` is exact (``A^T A``); ``Cov(xi_drop)`` is the sample covariance of
     ``n_masks`` dropout gradients. The cosine uses two independent halves of the samples for
@@ -182,6 +184,10 @@ def xi_covariance_comparison(qs: Sequence[float], *, n_examples: int = 3, n_mask
     train(net, dropout(1), X, y, X[:2], y[:2], epochs=epochs, batch_size=32, lr=0.05, momentum=0.9,
           generator=generator)
     params = list(net.parameters())
+
+    def ce(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return mean_loss(output, target, "cross_entropy")
+
     out = []
     for q in qs:
         set_drop_probability(net, q)
@@ -189,8 +195,7 @@ def xi_covariance_comparison(qs: Sequence[float], *, n_examples: int = 3, n_mask
             x1, y1 = X[i: i + 1], y[i: i + 1]
             A = _approx_noise_factor(net, x1, y1, params)
             masks = sample_masks(net, x1, n_masks, generator=generator)
-            S = dropout_gradients(net, lambda out, t: mean_loss(out, t, "cross_entropy"),
-                                  (x1, y1), masks).T
+            S = dropout_gradients(net, ce, (x1, y1), masks).T
             Sc = S - S.mean(0)
             tr_drop, tr_drop_se = trace_cov(S)
             tr_app = float((A**2).sum())
@@ -200,7 +205,8 @@ def xi_covariance_comparison(qs: Sequence[float], *, n_examples: int = 3, n_mask
             drop_sq = float(((Ha @ Hb.T) ** 2).sum()) / ((h - 1) * (n_masks - h - 1))
             app_sq = float(((A @ A.T) ** 2).sum())
             cos = inner / math.sqrt(app_sq * max(drop_sq, 1e-300))
-            out.append(dict(q=q, example=i, trace_ratio=tr_app / tr_drop,
+            limit = tr_app * (1 - q) / q / small_q_noise_trace(net, ce, x1, y1)
+            out.append(dict(q=q, example=i, trace_ratio=tr_app / tr_drop, limit_ratio=limit,
                             trace_ratio_se=tr_app / tr_drop * tr_drop_se / tr_drop, cosine=cos))
             if progress is not None:
                 progress.advance()
