@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
-from dropreg.experiments.claims import NullProgress, get_claim, registered_claims
+from dropreg.experiments.claims import get_claim, registered_claims
+from dropreg.experiments.runner import run_claim
 
 WEI = [
     "wei2020.explicit-regularizer-matches-dropout-gap",
@@ -26,7 +26,7 @@ def test_claims_registered():
 @pytest.mark.slow
 @pytest.mark.parametrize("cid", WEI)
 def test_claim_smoke(cid):
-    out = get_claim(cid).run("smoke", torch.Generator().manual_seed(0), NullProgress())
+    out = run_claim(get_claim(cid), "smoke", seed=0)
     assert out.measurements and out.figures
     assert out.verdict in ("reproduced", "not reproduced", "inconclusive")
     for m in out.measurements:
@@ -39,9 +39,9 @@ def _synthetic_training(best_of, offsets=None):
     """Results of the T10 comparison where each rule's best loss is given (3 paired seeds)."""
     from types import SimpleNamespace
 
-    from dropreg.experiments.wei2020 import _training_outcome, training_rules
+    from dropreg.experiments.wei2020.runs import TrainingSettings, training_outcome, training_rules
 
-    rules = training_rules("quick")
+    rules = training_rules(TrainingSettings(n_train=1, n_test=1, hidden=1, epochs=1, seeds=3))
     offsets = offsets or {}
     results = {}
     for r in rules:
@@ -51,7 +51,7 @@ def _synthetic_training(best_of, offsets=None):
                                 curve=[3.0, best_of[r.name]], cpu_s_per_step=1e-3)
                            for s in range(3)]
     bed = SimpleNamespace(name="synthetic", epochs=1, metric="loss (nats)")
-    return _training_outcome(bed, results, rules, [0, 1, 2], "full")
+    return training_outcome(bed, results, rules)
 
 
 PREDICTED = {"none": 2.0, "Dropout_1": 1.0, "Dropout_8": 1.5, "Dropout_8 + xi_tilde": 1.0,
@@ -67,4 +67,14 @@ def test_training_verdict_follows_the_resolved_sign_of_each_ordering():
     # R_approx - Dropout_1 = 0 +- 0.012: the sign is not resolved by three seeds
     out = _synthetic_training({**PREDICTED, "R_approx": 1.0}, {"R_approx": (0.0, 0.02, -0.02)})
     assert out.verdict == "inconclusive"
-    assert "(e)" in out.inconclusive_reason
+    undecided = [m.name for m in out.measurements if m.status == "undecided"]
+    assert len(undecided) == 1 and undecided[0].startswith("(e) R_approx - Dropout_1")
+
+
+def test_identity_ablation_is_reported_not_judged():
+    # R_id far below R_approx would contradict (g); it is untestable here, so it is not judged
+    out = _synthetic_training({**PREDICTED, "R_id + xi_approx": 0.5},
+                              {"R_id + xi_approx": (0.0, 0.01, -0.01)})
+    assert out.verdict == "reproduced"
+    (g,) = [m for m in out.measurements if m.name.startswith("(g)")]
+    assert g.kind == "info" and "not testable" in g.name

@@ -13,10 +13,6 @@ from dropreg.experiments.context import RunCache
 from dropreg.experiments.runner import run_claim
 
 EXPERIMENTS = Path(experiments.__file__).parent
-#: Paper modules still being moved to settings + context (TEMPORARY: must end up empty).
-NOT_YET_MIGRATED: frozenset[str] = frozenset({
-    "wei2020",
-})
 
 FORBIDDEN = {
     "torch.manual_seed": re.compile(r"torch\.manual_seed\("),
@@ -32,8 +28,6 @@ FORBIDDEN = {
 def _paper_files() -> list[Path]:
     files = []
     for name in experiments.paper_modules():
-        if name in NOT_YET_MIGRATED:
-            continue
         path = EXPERIMENTS / name
         files += sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
     for extra in ("testbeds.py", "_references.py"):
@@ -50,16 +44,12 @@ def test_claim_code_neither_seeds_nor_caches(path):
     assert not hits, f"{path.name}: {hits}"
 
 
-def test_only_modules_being_migrated_have_legacy_claims():
-    legacy = {c.module.split(".")[2] for c in registered_claims() if c.legacy}
-    assert legacy <= NOT_YET_MIGRATED, f"legacy claims outside the migration list: {legacy}"
-    assert all(m in experiments.paper_modules() for m in NOT_YET_MIGRATED)
+def test_every_claim_declares_every_profile():
+    for c in registered_claims():
+        assert set(c.settings) == {"smoke", "quick", "full"}, c.id
 
 
-MIGRATED = [c for c in registered_claims() if not c.legacy]
-
-
-@pytest.mark.parametrize("claim", MIGRATED, ids=lambda c: c.id)
+@pytest.mark.parametrize("claim", registered_claims(), ids=lambda c: c.id)
 def test_smoke_profile_runs_and_the_seed_matters(claim):
     runs = RunCache()
     a = run_claim(claim, "smoke", seed=0, runs=runs)

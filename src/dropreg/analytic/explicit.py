@@ -23,13 +23,15 @@ sites (``DropoutSite.independent``, :mod:`dropreg.sites`); a site with a correla
 (DropBlock, ``MaskDropout`` of a block law) raises ``ValueError`` (its true gap is still measured
 by :func:`monte_carlo_dropout_gap`).
 
-Coefficient (``docs/papers/wei2020.md``, "The coefficient of R_approx"; settled by the claim
-``wei2020.explicit-regularizer-matches-dropout-gap``): the default is the Taylor constant
-``p / (2 (1 - p))``. It is exact for squared loss with dropout before a linear readout
-(:func:`last_layer_regularizer`), and on MLPs trained with dropout at the same ``p`` the measured
-Monte-Carlo gap is 0.87-1.17 times R_approx with it (p = 0.02 ... 0.5), not about 2 times as
-``p / (1 - p)`` would need. On over-confident nets trained without dropout the true gap is many
-times the second-order term (higher-order terms, the paper's footnote 4) and no constant fits.
+Coefficient (``docs/papers/wei2020.md``, "The coefficient of R_approx"; claim
+``wei2020.explicit-regularizer-matches-dropout-gap``): the default is the
+Taylor constant ``p / (2 (1 - p))`` of the derivation (Wei et al. 2020, eqs. 4.2-4.4). It is exact
+for squared loss with dropout before a linear readout (:func:`last_layer_regularizer`), and on
+MLPs trained with dropout at the same ``p`` the measured Monte-Carlo gap is 0.87-1.17 times
+R_approx with it (p = 0.02 ... 0.5), not about 2 times as ``p / (1 - p)`` would need: the
+measurement supports the derivation's constant; it does not settle which constant the authors
+ran. On over-confident nets trained without dropout the true gap is many times the second-order
+term (higher-order terms, the paper's footnote 4) and no constant fits.
 Pass ``coefficient=`` to choose another value.
 """
 

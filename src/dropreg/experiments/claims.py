@@ -384,7 +384,6 @@ class Claim:
     settings: Mapping[str, Any] = field(default_factory=dict)
     figure: DrawFn | None = None
     deterministic: bool = False
-    legacy: bool = False
 
     def settings_for(self, profile: str) -> Any:
         """The settings of this claim in ``profile``.
@@ -394,10 +393,6 @@ class Claim:
         """
         if profile not in PROFILES:
             raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
-        if self.legacy:
-            if profile == "smoke":
-                raise ValueError(f"claim {self.id!r} has no smoke profile yet (not migrated)")
-            return profile
         try:
             return self.settings[profile]
         except KeyError:
@@ -417,7 +412,7 @@ def claim(
     paper: str,
     statement: str,
     *,
-    settings: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any],
     figure: DrawFn | None = None,
     deterministic: bool = False,
 ) -> Callable[[RunFn], RunFn]:
@@ -455,11 +450,9 @@ def claim(
                          f"{sorted(PAPERS)}), got {paper!r}")
     if not id.startswith(paper + "."):
         raise ValueError(f"claim id {id!r} must start with its paper key {paper + '.'!r}")
-    legacy = settings is None  # TEMPORARY during the migration: run(profile, generator, progress)
-    settings = {} if legacy else settings
     unknown = sorted(set(settings) - set(PROFILES))
     missing = [p for p in PROFILES if p not in settings]
-    if not legacy and (unknown or missing):
+    if unknown or missing:
         raise ValueError(f"settings of claim {id!r} must have exactly the profiles "
                          f"{', '.join(PROFILES)} (missing: {missing}, unknown: {unknown})")
     for prof, value in settings.items():
@@ -474,7 +467,7 @@ def claim(
             raise ValueError(f"claim id {id!r} is registered twice")
         _REGISTRY[id] = Claim(id=id, paper=paper, statement=statement, run=fn,
                               module=fn.__module__, settings=dict(settings), figure=figure,
-                              deterministic=deterministic, legacy=legacy)
+                              deterministic=deterministic)
         return fn
 
     return register

@@ -184,10 +184,7 @@ def run_claim(claim: Claim, profile: str, seed: int, progress: Progress | None =
         env = environment()
         t0 = time.perf_counter()
         try:
-            if claim.legacy:  # TEMPORARY: claims not yet migrated to the context
-                outcome = claim.run(profile, ctx.generator, ctx.progress)
-            else:
-                outcome = claim.run(ctx)
+            outcome = claim.run(ctx)
             figures = list(outcome.figures)
             if claim.figure is not None:
                 figures += list(claim.figure(outcome.details))
@@ -223,7 +220,7 @@ def stored_result(out_dir: str | os.PathLike, claim: Claim, profile: str,
         return None
     if result.profile != profile or result.seed != int(seed) or result.verdict == "error":
         return None
-    if not claim.legacy and result.settings != settings_record(claim.settings_for(profile)):
+    if result.settings != settings_record(claim.settings_for(profile)):
         return None  # the claim's settings changed since: rerun it
     return result
 
