@@ -23,7 +23,7 @@ IDS = (
 def test_claims_registered_with_settings_for_every_profile():
     for cid in IDS:
         c = get_claim(cid)
-        assert c.paper == "zhang2022" and c.statement and not c.legacy
+        assert c.paper == "zhang2022" and c.statement
         assert all(c.settings_for(p) is not None for p in ("smoke", "quick", "full"))
 
 
