@@ -38,7 +38,11 @@ suppress_warnings = ["myst.header", "ref.python"]
 
 autosummary_generate = True
 autosummary_imported_members = False
-autodoc_default_options = {"members": True, "show-inheritance": True, "ignore-module-all": True}
+autodoc_default_options = {
+    "members": True, "show-inheritance": True, "ignore-module-all": True,
+    # scikit-learn's generated metadata-routing setters cite scikit-learn's own glossary
+    "exclude-members": "set_fit_request,set_score_request,set_predict_request",
+}
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_mock_imports: list[str] = []

@@ -1,4 +1,8 @@
-"""Diagnose two models people train: a small ResNet with BatchNorm and a transformer encoder.
+"""
+Diagnose a BatchNorm ResNet and a transformer
+=============================================
+
+Diagnose two models people train: a small ResNet with BatchNorm and a transformer encoder.
 
 Run: python examples/diagnose_models.py   (a few seconds on a laptop CPU)
 

@@ -9,34 +9,39 @@ There are three kinds, by the tensor the mask multiplies:
 * ``"weight"``: a weight matrix (``dropreg.nn.DropConnectLinear`` / ``DropConnectConv2d``, and the
   masks of ``dropreg.nn.WeightDrop``, e.g. an LSTM's ``weight_hh_l0``).
 
-=====================================  =========  ==============================================
-module                                 kind       mask law; mask shape for an input shape
-=====================================  =========  ==============================================
-``torch.nn.Dropout``                   activation Bernoulli, element-wise
-``torch.nn.Dropout1d``                 activation Bernoulli per channel: ``(N, C, L) -> (N, C, 1)``;
-                                                  unbatched ``(C, L) -> (C, 1)``
-``torch.nn.Dropout2d``                 activation Bernoulli per ``(dim 0, dim 1)``:
-                                                  ``(N, C, H, W) -> (N, C, 1, 1)``; a 3-D input
-                                                  is ``(N, C, L) -> (N, C, 1)``, as torch reads it
-``torch.nn.Dropout3d``                 activation ``(N, C, D, H, W) -> (N, C, 1, 1, 1)``; unbatched
-                                                  ``(C, D, H, W) -> (C, 1, 1, 1)``
-``torch.nn.AlphaDropout``,             not a site affine (dropped units go to a negative
-``torch.nn.FeatureAlphaDropout``                  saturation value): not a mask
-``dropreg.nn.Dropout``                 activation Bernoulli, element-wise
-``dropreg.nn.GaussianDropout``         activation Gaussian ``N(1, p / (1 - p))``, element-wise
-``dropreg.nn.DropBlock1d/2d``          activation ``Blocks`` / ``SlidingBlocks(2d)``: correlated
-``dropreg.nn.MaskDropout``             activation its ``law``
-``torch.nn.MultiheadAttention``        attention  Bernoulli(``dropout``) on the ``(N, heads, L, S)``
-(``dropout > 0``)                                 attention weights, element-wise
-``dropreg.nn.DropConnectLinear``,      weight     Bernoulli on the weight, one mask per batch
-``dropreg.nn.DropConnectConv2d``                  (also for ``per_example=True`` layers, in
-                                                  the ``fixed`` and ``fresh`` states)
-``dropreg.nn.WeightDrop`` masks        weight     Bernoulli on each wrapped weight, per batch
-a module with ``is_dropout_site=True``  declared  a float ``p``, optional ``noise_variance``,
-and a numeric ``p``                               ``shared_mask_dims`` and ``site_kind``
-``is_dropout_site = False``            not a site opt-out (also for a subclass of torch's dropout)
-anything else                          not a site
-=====================================  =========  ==============================================
+=======================================  ==========  ==============================================
+module                                   kind        mask law; mask shape for an input shape
+=======================================  ==========  ==============================================
+``torch.nn.Dropout``                     activation  Bernoulli, element-wise
+``torch.nn.Dropout1d``                   activation  Bernoulli per channel:
+                                                     ``(N, C, L) -> (N, C, 1)``;
+                                                     unbatched ``(C, L) -> (C, 1)``
+``torch.nn.Dropout2d``                   activation  Bernoulli per ``(dim 0, dim 1)``:
+                                                     ``(N, C, H, W) -> (N, C, 1, 1)``; a 3-D input
+                                                     is ``(N, C, L) -> (N, C, 1)``, as torch
+                                                     reads it
+``torch.nn.Dropout3d``                   activation  ``(N, C, D, H, W) -> (N, C, 1, 1, 1)``;
+                                                     unbatched
+                                                     ``(C, D, H, W) -> (C, 1, 1, 1)``
+``torch.nn.AlphaDropout``,               not a site  affine (dropped units go to a negative
+``torch.nn.FeatureAlphaDropout``                     saturation value): not a mask
+``dropreg.nn.Dropout``                   activation  Bernoulli, element-wise
+``dropreg.nn.GaussianDropout``           activation  Gaussian ``N(1, p / (1 - p))``, element-wise
+``dropreg.nn.DropBlock1d/2d``            activation  ``Blocks`` / ``SlidingBlocks(2d)``: correlated
+``dropreg.nn.MaskDropout``               activation  its ``law``
+``torch.nn.MultiheadAttention``          attention   Bernoulli(``dropout``) on the
+                                                     ``(N, heads, L, S)``
+(``dropout > 0``)                                    attention weights, element-wise
+``dropreg.nn.DropConnectLinear``,        weight      Bernoulli on the weight, one mask per batch
+``dropreg.nn.DropConnectConv2d``                     (also for ``per_example=True`` layers, in
+                                                     the ``fixed`` and ``fresh`` states)
+``dropreg.nn.WeightDrop`` masks          weight      Bernoulli on each wrapped weight, per batch
+a module with ``is_dropout_site=True``   declared    a float ``p``, optional ``noise_variance``,
+and a numeric ``p``                                  ``shared_mask_dims`` and ``site_kind``
+``is_dropout_site = False``              not a site  opt-out (also for a subclass of torch's
+                                                     dropout)
+anything else                            not a site
+=======================================  ==========  ==============================================
 
 The channel rules are torch's own (``torch.nn.functional.dropout1d/2d/3d``). Functions that take an
 ``is_dropout`` predicate use it instead of :func:`is_dropout_site` (for layers of other libraries).
