@@ -16,23 +16,24 @@ import pytest
 FAKE_CLAIMS = textwrap.dedent('''
     import time
     from dropreg.experiments.claims import Measurement, Outcome, claim
+    ALL = dict.fromkeys(("smoke", "quick", "full"))
 
-    @claim("dropreg.fake-pass", "dropreg", "a claim that holds")
-    def fake_pass(profile, generator, progress):
-        progress.set_total(2); progress.advance(); progress.advance()
+    @claim("dropreg.fake-pass", "dropreg", "a claim that holds", settings=ALL)
+    def fake_pass(ctx):
+        ctx.progress.set_total(2); ctx.progress.advance(); ctx.progress.advance()
         return Outcome([Measurement("x", 1.0, expected=1.0, tolerance=0.0)],
                        details={"blob": "y" * 200000})
 
-    @claim("dropreg.fake-fail", "dropreg", "a claim that does not hold")
-    def fake_fail(profile, generator, progress):
+    @claim("dropreg.fake-fail", "dropreg", "a claim that does not hold", settings=ALL)
+    def fake_fail(ctx):
         return Outcome([Measurement("x", 2.0, expected=1.0, tolerance=0.5)])
 
-    @claim("dropreg.fake-error", "dropreg", "a claim whose code raises")
-    def fake_error(profile, generator, progress):
+    @claim("dropreg.fake-error", "dropreg", "a claim whose code raises", settings=ALL)
+    def fake_error(ctx):
         raise RuntimeError("boom inside the claim")
 
-    @claim("dropreg.fake-slow", "dropreg", "a claim that never ends")
-    def fake_slow(profile, generator, progress):
+    @claim("dropreg.fake-slow", "dropreg", "a claim that never ends", settings=ALL)
+    def fake_slow(ctx):
         time.sleep(600)
 ''')
 

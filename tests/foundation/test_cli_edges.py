@@ -57,10 +57,12 @@ def test_bad_claim_module_is_a_one_line_usage_error(tmp_path, source, needle, co
 
 MARKUP_CLAIM = '''
 from dropreg.experiments.claims import Measurement, Outcome, claim
+ALL = dict.fromkeys(("smoke", "quick", "full"))
 
-@claim("dropreg.markup-test", "dropreg", "a [bold]statement[/bold] with brackets")
-def markup(profile, generator, progress):
-    progress.note("note with [red]markup[/red]")
+@claim("dropreg.markup-test", "dropreg", "a [bold]statement[/bold] with brackets",
+       settings=ALL)
+def markup(ctx):
+    ctx.progress.note("note with [red]markup[/red]")
     return Outcome([Measurement("mean of z / E[z]", 1.0, expected=1.0, tolerance=0.1)])
 '''
 
@@ -75,9 +77,11 @@ def test_summary_table_prints_measurement_text_verbatim(tmp_path):
 
 OWN_PAPER = '''
 from dropreg.experiments.claims import Measurement, Outcome, claim
+ALL = dict.fromkeys(("smoke", "quick", "full"))
 
-@claim("mylab.mean-is-one", "mylab", "our own claim under our own paper key")
-def mine(profile, generator, progress):
+@claim("mylab.mean-is-one", "mylab", "our own claim under our own paper key",
+       settings=ALL)
+def mine(ctx):
     return Outcome([Measurement("one", 1.0, expected=1.0, tolerance=0.0)])
 '''
 
@@ -100,4 +104,4 @@ def test_a_bad_paper_key_is_still_refused():
     from dropreg.experiments.claims import claim
 
     with pytest.raises(ValueError, match="paper must be a key"):
-        claim("1x.y", "1x", "bad key")
+        claim("1x.y", "1x", "bad key", settings=dict.fromkeys(("smoke", "quick", "full")))
