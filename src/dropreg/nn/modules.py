@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dropreg._checks import check_int, check_probability
@@ -32,6 +33,7 @@ from dropreg.masks import (
     SlidingBlocks2d,
     SlidingBlocks3d,
 )
+from dropreg.nn import _torchscript as TS
 from dropreg.nn import functional as DF
 
 __all__ = [
@@ -91,6 +93,9 @@ class DropLayer:
     """
 
     _p_allows_one: bool = True
+    # Python-only properties that torch.jit.script must not compile (the scripted forward reads
+    # the validated ``_p`` the ``p`` property stores)
+    __jit_unused_properties__ = ["p", "drop_prob", "law", "couple_channels"]
 
     @property
     def p(self) -> float:
@@ -168,6 +173,8 @@ class Dropout(_EntrywiseLayer):
             >>> set(layer(x).flatten().tolist()) <= {0.0, 2.0}, torch.equal(layer.eval()(x), x)
             (True, True)
         """
+        if torch.jit.is_scripting():
+            return TS.dropout(input, self._p, self.training, self.generator)
         return DF.dropout(input, self.p, training=self.training, generator=self.generator)
 
 
@@ -202,6 +209,8 @@ class GaussianDropout(_EntrywiseLayer):
             >>> layer(x).shape, torch.equal(layer.eval()(x), x)
             (torch.Size([4, 6]), True)
         """
+        if torch.jit.is_scripting():
+            return TS.gaussian_dropout(input, self._p, self.training, self.generator)
         return DF.gaussian_dropout(input, self.p, training=self.training, generator=self.generator)
 
 
@@ -245,6 +254,7 @@ class _DropBlockNd(DropLayer, nn.Module):
 
     _law_type: type
     _fn = staticmethod(DF.drop_block2d)
+    __constants__ = ["_ndim", "_name"]  # read by the scripted forward
 
     def __init__(
         self,
@@ -298,9 +308,24 @@ class _DropBlockNd(DropLayer, nn.Module):
             >>> layer(x).shape, torch.equal(layer.eval()(x), x)
             (torch.Size([2, 3, 8, 8]), True)
         """
+        if torch.jit.is_scripting():
+            return self._scripted_forward(input)
         return type(self)._fn(input, self.p, self.block_size, self.inplace, self.eps,
                               self.training, share_channels=self.share_channels,
                               generator=self.generator)
+
+    def _scripted_forward(self, input: torch.Tensor) -> torch.Tensor:
+        """The forward under ``torch.jit.script`` (:mod:`dropreg.nn._torchscript`)."""
+        d = self._ndim
+        if input.ndim != d + 2:
+            raise ValueError(f"{self._name}: input must have ndim {d + 2}, got ndim {input.ndim}")
+        if isinstance(self.block_size, int):
+            block = [self.block_size] * d
+        else:
+            block = list(self.block_size)
+        out = TS.sliding_blocks(input, self._p, block, self.training, self.share_channels,
+                                self.generator)
+        return TS.maybe_inplace(input, out, self.inplace) if out is not input else input
 
     def extra_repr(self) -> str:
         return f"p={self.p}, block_size={self.block_size}, share_channels={self.share_channels}"
@@ -332,6 +357,8 @@ class DropBlock2d(_DropBlockNd):
 
     _law_type = SlidingBlocks2d
     _fn = staticmethod(DF.drop_block2d)
+    _ndim = 2
+    _name = "drop_block2d"
 
 
 class DropBlock3d(_DropBlockNd):
@@ -351,6 +378,8 @@ class DropBlock3d(_DropBlockNd):
 
     _law_type = SlidingBlocks3d
     _fn = staticmethod(DF.drop_block3d)
+    _ndim = 3
+    _name = "drop_block3d"
 
 
 class DropBlock1d(DropLayer, nn.Module):
@@ -396,6 +425,15 @@ class DropBlock1d(DropLayer, nn.Module):
             >>> torch.equal(y[:, 0::2], y[:, 1::2]), set(y.flatten().tolist()) <= {0.0, 2.0}
             (True, True)
         """
+        if torch.jit.is_scripting():
+            if input.ndim != 2 and input.ndim != 3:
+                raise ValueError(f"drop_block1d: input must have ndim 2 or 3, got ndim "
+                                 f"{input.ndim}")
+            if self.fixed_blocks:
+                return TS.fixed_blocks(input, self._p, self.block_size, self.training,
+                                       self.share_channels, self.generator)
+            return TS.sliding_blocks(input, self._p, [self.block_size], self.training,
+                                     self.share_channels, self.generator)
         return DF.drop_block1d(input, self.p, self.block_size, training=self.training,
                                share_channels=self.share_channels,
                                fixed_blocks=self.fixed_blocks, generator=self.generator)
@@ -466,6 +504,9 @@ class DropConnectLinear(_DropConnectLayer, nn.Linear):
             >>> torch.equal(layer.eval()(x), F.linear(x, layer.weight, layer.bias))
             True
         """
+        if torch.jit.is_scripting():
+            return TS.drop_connect_linear(input, self.weight, self.bias, self._p, self.training,
+                                          self.per_example, self.generator)
         return DF.drop_connect_linear(
             input, self.weight, self.bias, self.p, training=self.training,
             per_example=self.per_example, generator=self.generator,
@@ -519,11 +560,35 @@ class DropConnectConv2d(_DropConnectLayer, nn.Conv2d):
             >>> torch.equal(layer.eval()(x), F.conv2d(x, layer.weight, layer.bias))
             True
         """
+        if torch.jit.is_scripting():
+            return self._scripted_forward(input)
         return DF.drop_connect_conv2d(
             input, self.weight, self.bias, self.p, self.stride, self.padding, self.dilation,
             self.groups, training=self.training, per_example=self.per_example,
             generator=self.generator, max_mask_elements=self.max_mask_elements,
         )
+
+    def _scripted_forward(self, input: torch.Tensor) -> torch.Tensor:
+        """The forward under ``torch.jit.script``: the kernel masked by one draw per call, or per
+        example one draw of all the call's kernels (a grouped convolution, as eager mode)."""
+        if input.ndim != 4:
+            raise ValueError(f"drop_connect_conv2d: input must have ndim 4, got ndim {input.ndim}")
+        p = self._p
+        if not self.training or p == 0.0:
+            return self._conv_forward(input, self.weight, self.bias)
+        if not self.per_example or p == 1.0 or input.shape[0] == 0:
+            return self._conv_forward(input, TS.drop_connect(self.weight, p, True, self.generator),
+                                      self.bias)
+        m, c_in, c_out = input.shape[0], input.shape[1], self.weight.shape[0]
+        kernels = self.weight.unsqueeze(0).expand([m] + list(self.weight.shape))
+        wb = TS.drop_connect(kernels, p, True, self.generator)
+        yb = F.conv2d(input.reshape([1, m * c_in] + list(input.shape[2:])),
+                      wb.reshape([m * c_out] + list(self.weight.shape[1:])), None, self.stride,
+                      self.padding, self.dilation, self.groups * m)
+        out = yb.reshape([m, c_out] + list(yb.shape[2:]))
+        if self.bias is not None:
+            out = out + self.bias.view(1, -1, 1, 1).to(out.dtype)
+        return out
 
 
 class MaskDropout(DropLayer, nn.Module):
@@ -574,6 +639,14 @@ class MaskDropout(DropLayer, nn.Module):
             >>> y.sum(1).tolist()  # two of four units kept, each scaled by 1 / E[z] = 2
             [4.0, 4.0, 4.0]
         """
+        if torch.jit.is_scripting():
+            if self.training:
+                raise RuntimeError(
+                    "MaskDropout cannot draw under torch.jit.script: its law is a Python object "
+                    "(dropreg.masks) that TorchScript cannot compile; a scripted MaskDropout is "
+                    "the identity in eval mode only. Train with the eager or torch.compile'd "
+                    "module, or use a scriptable layer (Dropout, DropBlock1d/2d/3d)")
+            return input
         return DF.mask_dropout(input, self._law, training=self.training, generator=self.generator)
 
     def extra_repr(self) -> str:

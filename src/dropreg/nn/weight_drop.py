@@ -19,6 +19,7 @@ from torch.nn.utils import parametrize
 
 from dropreg._checks import check_probability
 from dropreg.masks import Bernoulli
+from dropreg.nn import _torchscript
 from dropreg.nn.functional import drop_connect
 
 __all__ = ["WeightDrop", "WeightMask"]
@@ -36,6 +37,7 @@ class WeightMask(nn.Module):
 
     is_dropout_site = True
     site_kind = "weight"
+    __jit_unused_properties__ = ["law"]  # Python only; torch.jit.script compiles forward
 
     def __init__(self, p: float = 0.5, *, generator: torch.Generator | None = None) -> None:
         super().__init__()
@@ -49,6 +51,8 @@ class WeightMask(nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         """The masked weight (the weight itself in eval mode)."""
+        if torch.jit.is_scripting():
+            return _torchscript.drop_connect(weight, self.p, self.training, self.generator)
         return drop_connect(weight, self.p, training=self.training, generator=self.generator)
 
     def extra_repr(self) -> str:
@@ -100,6 +104,17 @@ class WeightDrop(nn.Module):
         for name in names:
             parametrize.register_parametrization(module, name, WeightMask(p, generator=generator),
                                                  unsafe=True)
+
+    def __prepare_scriptable__(self) -> WeightDrop:
+        """Refuse ``torch.jit.script`` with the reason (torch calls this hook on every module
+        it scripts, submodules included)."""
+        raise TypeError(
+            "WeightDrop cannot be compiled by torch.jit.script: it masks the wrapped module's "
+            "weights through torch.nn.utils.parametrize (Python properties, which TorchScript "
+            "does not compile) and passes any arguments (*args, **kwargs) to it. In eval mode it "
+            "is the wrapped module with its own weights: to script that, call m.eval(), then "
+            "torch.nn.utils.parametrize.remove_parametrizations(m.module, name) for each name in "
+            "m.weights, and script m.module")
 
     def masks(self) -> list[WeightMask]:
         """The :class:`WeightMask` of each masked weight, in the order of :attr:`weights`."""
