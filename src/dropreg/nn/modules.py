@@ -3,6 +3,8 @@
 Every layer has a drop probability ``p`` (validated on assignment, so a schedule can change it),
 an optional ``generator`` and a ``law`` property giving the :mod:`dropreg.masks` law it samples
 from, whose exact moments feed the theory modules. ``eval()`` and ``p = 0`` are the identity.
+Under ``torch.jit.script`` each forward calls its TorchScript twin in
+:mod:`dropreg.nn._torchscript` (the same law, drawn with tensor ops only).
 
 Example:
     >>> import torch
@@ -596,7 +598,8 @@ class MaskDropout(DropLayer, nn.Module):
     :func:`dropreg.nn.functional.mask_dropout`).
 
     ``p`` reads and replaces the law's ``p`` field where it has one (so schedules work); laws
-    without one (``KeepExactly``, ``Custom``) have no ``p``.
+    without one (``KeepExactly``, ``Custom``) have no ``p``. Under ``torch.jit.script`` it is
+    the identity in eval mode and raises in training: the law is a Python object.
 
     Example:
         >>> from dropreg.masks import KeepExactly

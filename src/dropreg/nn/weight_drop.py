@@ -62,6 +62,10 @@ class WeightMask(nn.Module):
 class WeightDrop(nn.Module):
     """Wrap ``module`` and drop the entries of its weights ``weights`` with probability ``p``.
 
+    ``torch.jit.script`` refuses it with a ``TypeError`` (parametrizations are Python
+    properties, and the forward passes any arguments); the message says how to script the
+    eval-mode wrapped module.
+
     Args:
         module: any module, e.g. ``nn.LSTM``; it is changed in place (its weights become
             parametrized) and called by this wrapper's forward.
