@@ -52,13 +52,8 @@ def _setup(model_name: str):
 def child(model_name: str, rule_name: str, steps: int) -> dict:
     import torch
 
-    from dropreg.analytic import (
-        accumulate_gradient,
-        dropout,
-        explicit,
-        explicit_implicit,
-        explicit_regularizer,
-    )
+    from dropreg.analytic import accumulate_gradient, explicit_regularizer
+    from dropreg.analytic.rules import dropout, explicit, explicit_implicit
 
     torch.set_num_threads(1)
     net, x, y = _setup(model_name)

@@ -56,7 +56,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from dropreg.curvature import HessianOperator, top_eigenpairs, trace  # noqa: E402
+from dropreg.curvature import HessianOperator, stochastic_trace, top_eigenpairs  # noqa: E402
 from dropreg.data import load_mnist1d  # noqa: E402
 from dropreg.experiments.runner import cpu_model  # noqa: E402
 from dropreg.experiments.zhang2022.runs import train_mnist1d  # noqa: E402
@@ -330,8 +330,8 @@ def architectures(quick: bool, repeats: int) -> dict:
         probes = 30
 
         def ours_trace():
-            r = trace(HessianOperator(net, ce, (X, y)), probes,
-                      generator=torch.Generator().manual_seed(0))
+            r = stochastic_trace(HessianOperator(net, ce, (X, y)), probes,
+                                 generator=torch.Generator().manual_seed(0))
             return r.estimate, r.stderr
 
         def theirs_trace():
@@ -482,8 +482,9 @@ def main() -> None:
     hpp, walls = [], []
     for sd_ in range(seeds):
         t0 = time.perf_counter()
-        hpp.append(trace(HessianOperator(net, nn.functional.cross_entropy, (X, y)), budget,
-                         "hutch++", generator=torch.Generator().manual_seed(sd_)))
+        hpp.append(stochastic_trace(HessianOperator(net, nn.functional.cross_entropy, (X, y)),
+                                    budget, "hutch++",
+                                    generator=torch.Generator().manual_seed(sd_)))
         walls.append(time.perf_counter() - t0)
     wall_dr = statistics.median(walls)
     target_se = statistics.stdev([r.estimate for r in hpp])
@@ -526,8 +527,8 @@ def main() -> None:
         return he.trace(op, num_matvecs=budget, method="hutch++", seed=0)
 
     def dr_hutch(m):
-        return trace(HessianOperator(net, nn.functional.cross_entropy, (X, y)), m,
-                     generator=torch.Generator().manual_seed(0))
+        return stochastic_trace(HessianOperator(net, nn.functional.cross_entropy, (X, y)), m,
+                                generator=torch.Generator().manual_seed(0))
 
     r_dh, wall_dh = timed(lambda: dr_hutch(runs), 1 if runs > 300 else repeats)
     if need > cap:

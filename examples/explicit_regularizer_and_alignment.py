@@ -25,7 +25,12 @@ import torch
 from torch import nn
 
 from dropreg.analytic import explicit_regularizer, monte_carlo_dropout_gap
-from dropreg.curvature import HessianOperator, alignment, dropout_gradient_noise, top_eigenpairs
+from dropreg.curvature import (
+    HessianOperator,
+    dropout_gradient_noise,
+    noise_alignment,
+    top_eigenpairs,
+)
 from dropreg.data import load_mnist1d
 
 torch.manual_seed(0)
@@ -63,6 +68,6 @@ top = top_eigenpairs(H, k=5, tol=1e-4, generator=g)
 print("top Hessian eigenvalues", [round(v, 4) for v in top.eigenvalues.tolist()],
       "converged:", top.converged)
 noise = dropout_gradient_noise(model, loss_fn, (X, y), 128, generator=g)
-al = alignment(H, noise, k=5, eigen=top, generator=g)
+al = noise_alignment(H, noise, k=5, eigen=top, generator=g)
 print(f"cos(H, Sigma) = {al.cosine:.3f} +- {al.cosine_stderr:.3f}; "
       f"random eigenvectors would give {al.null_cosine:.3f}")

@@ -12,10 +12,9 @@ from torch.func import functional_call
 
 from dropreg.analytic import (
     accumulate_gradient,
-    dropout,
     dropout_gradient,
-    dropout_with_noise,
     flatten,
+    rules,
     xi_approx,
     xi_drop_tilde,
 )
@@ -79,7 +78,7 @@ def test_dropout_k_covariance_scales_as_one_over_k(k, generator):
     samples = []
     for _ in range(S):
         net.zero_grad(set_to_none=True)
-        accumulate_gradient(net, dropout(k), x, y, generator=generator)
+        accumulate_gradient(net, rules.dropout(k), x, y, generator=generator)
         samples.append(flatten([p.grad for p in net.parameters()]))
     _trace_check(torch.stack(samples), mean, float(torch.trace(cov)) / k)
 
@@ -92,7 +91,7 @@ def test_dropout_k_with_xi_tilde_restores_covariance(generator):
     samples = []
     for _ in range(1200):
         net.zero_grad(set_to_none=True)
-        accumulate_gradient(net, dropout_with_noise(4, "xi_tilde"), x, y, generator=generator)
+        accumulate_gradient(net, rules.dropout_with_noise(4, "xi_tilde"), x, y, generator=generator)
         samples.append(flatten([p.grad for p in net.parameters()]))
     _trace_check(torch.stack(samples), mean, float(torch.trace(cov)))
 

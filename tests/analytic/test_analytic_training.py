@@ -12,16 +12,11 @@ from dropreg.analytic import (
     MLP,
     UpdateRule,
     WordLSTM,
-    ablation,
     accumulate_gradient,
-    dropout,
-    dropout_with_noise,
-    explicit,
-    explicit_implicit,
     explicit_regularizer,
     language_model_windows,
-    no_dropout,
     pydoc_corpus,
+    rules,
     sampled_regularizer,
     site_mode,
     train,
@@ -46,7 +41,8 @@ def grads_of(net):
 def test_algorithm2_gradient_is_loss_plus_regularizer_plus_noise():
     net, x, y = net_and_data()
     net.zero_grad()
-    accumulate_gradient(net, explicit_implicit(), x, y, generator=torch.Generator().manual_seed(5))
+    accumulate_gradient(net, rules.explicit_implicit(), x, y,
+                        generator=torch.Generator().manual_seed(5))
     got = grads_of(net)
     g = torch.Generator().manual_seed(5)
     with site_mode(net) as rec:
@@ -62,7 +58,7 @@ def test_algorithm2_gradient_is_loss_plus_regularizer_plus_noise():
 def test_explicit_rule_matches_explicit_regularizer():
     net, x, y = net_and_data()
     net.zero_grad()
-    accumulate_gradient(net, explicit(coefficient=0.7), x, y,
+    accumulate_gradient(net, rules.explicit(coefficient=0.7), x, y,
                         generator=torch.Generator().manual_seed(6))
     got = grads_of(net)
     with site_mode(net) as rec:
@@ -76,7 +72,7 @@ def test_explicit_rule_matches_explicit_regularizer():
 def test_no_dropout_is_clean_gradient():
     net, x, y = net_and_data()
     net.zero_grad()
-    loss = accumulate_gradient(net, no_dropout(), x, y)
+    loss = accumulate_gradient(net, rules.no_dropout(), x, y)
     with site_mode(net) as rec:
         rec.clear()
         L = mean_loss(net(x), y, "cross_entropy")
@@ -84,10 +80,11 @@ def test_no_dropout_is_clean_gradient():
     assert torch.allclose(grads_of(net), want) and loss == pytest.approx(float(L))
 
 
-@pytest.mark.parametrize("rule", [dropout(1), dropout(3), dropout_with_noise(3, "xi_tilde"),
-                                  dropout_with_noise(3, "xi_approx"), explicit(),
-                                  explicit_implicit(), ablation("identity"),
-                                  ablation("loss_jacobian", implicit=False)])
+@pytest.mark.parametrize("rule", [rules.dropout(1), rules.dropout(3),
+                                  rules.dropout_with_noise(3, "xi_tilde"),
+                                  rules.dropout_with_noise(3, "xi_approx"), rules.explicit(),
+                                  rules.explicit_implicit(), rules.ablation("identity"),
+                                  rules.ablation("loss_jacobian", implicit=False)])
 def test_every_rule_runs_on_mlp_and_lstm(rule):
     net, x, y = net_and_data()
     net.zero_grad()
@@ -105,11 +102,11 @@ def test_rule_validation():
     with pytest.raises(ValueError, match="k=0"):
         UpdateRule("x", k=2, explicit="hessian")
     with pytest.raises(ValueError, match="k must be"):
-        dropout(0)
+        rules.dropout(0)
     with pytest.raises(ValueError, match="noise"):
-        dropout_with_noise(2, "gaussian")
+        rules.dropout_with_noise(2, "gaussian")
     with pytest.raises(ValueError, match="kind"):
-        ablation("diagonal")
+        rules.ablation("diagonal")
 
 
 def test_trainer_records_clean_metrics():
@@ -117,18 +114,18 @@ def test_trainer_records_clean_metrics():
     g = torch.Generator().manual_seed(2)
     X, y = torch.randn(40, 5, generator=g), torch.randint(0, 3, (40,), generator=g)
     net = MLP(5, 16, 3, p=0.2)
-    hist = train(net, explicit_implicit(), X, y, X[:10], y[:10], epochs=3, batch_size=16, lr=0.1,
-                 clip_grad_norm=1.0, generator=g, progress=True)
+    hist = train(net, rules.explicit_implicit(), X, y, X[:10], y[:10], epochs=3, batch_size=16,
+                 lr=0.1, clip_grad_norm=1.0, generator=g, progress=True)
     assert [e.epoch for e in hist.epochs] == [0, 1, 2, 3]
     assert hist.steps == 9 and hist.seconds_per_step > 0 and hist.cpu_seconds_per_step >= 0
     assert hist.final.train_loss < hist.epochs[0].train_loss
     assert 0 <= hist.final.test_accuracy <= 1 and hist.best_test_loss <= hist.final.test_loss
     reg = MLP(5, 8, 2, p=0.2)
     Y = torch.randn(40, 2, generator=g)
-    h2 = train(reg, dropout(1), X, Y, X, Y, epochs=1, loss="mse", generator=g)
+    h2 = train(reg, rules.dropout(1), X, Y, X, Y, epochs=1, loss="mse", generator=g)
     assert math.isnan(h2.final.test_accuracy)
     with pytest.raises(ValueError, match="epochs"):
-        train(net, dropout(1), X, y, X, y, epochs=0)
+        train(net, rules.dropout(1), X, y, X, y, epochs=0)
 
 
 def test_pydoc_corpus_windows():

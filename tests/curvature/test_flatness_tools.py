@@ -96,10 +96,10 @@ def test_interval_flatness_refuses_zero_loss(half_mse):
 
 
 def test_alignment_refuses_zero_noise(interp_net, half_mse, generator):
-    from dropreg.curvature import alignment, dropout_gradient_noise
+    from dropreg.curvature import dropout_gradient_noise, noise_alignment
 
     net, X, y = interp_net(0.0)  # p = 0: the dropout noise is exactly zero
     op = HessianOperator(net, half_mse, (X, y))
     noise = dropout_gradient_noise(net, half_mse, (X, y), 8, generator=generator)
     with pytest.raises(ValueError, match="noise samples"):
-        alignment(op, noise, k=3)
+        noise_alignment(op, noise, k=3)

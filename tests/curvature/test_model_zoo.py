@@ -27,14 +27,14 @@ from dropreg.analytic import (
 from dropreg.curvature import (
     DropoutRisk,
     HessianOperator,
-    alignment,
     dropout_gradient_noise,
     interval_flatness,
+    noise_alignment,
     sample_masks,
     sharpness,
     spectral_density,
+    stochastic_trace,
     top_eigenpairs,
-    trace,
 )
 from dropreg.sites import attention_forward, dropout_sites
 
@@ -146,7 +146,7 @@ def test_every_curvature_tool_runs_in_every_state(zoo, name, mode):
         H = HessianOperator(risk)
         top = top_eigenpairs(H, 2, 1e-4, generator=_gen(9))
         assert top.converged and float(top.eigenvalues[0]) > 0
-        tr = trace(risk, 8, generator=_gen(10))
+        tr = stochastic_trace(risk, 8, generator=_gen(10))
         assert tr.stderr >= 0 and tr.num_matvecs == 8
         spectral_density(H, 1, 6, generator=_gen(11))
         s = sharpness(risk, trace_matvecs=6, generator=_gen(12))
@@ -154,7 +154,7 @@ def test_every_curvature_tool_runs_in_every_state(zoo, name, mode):
         d = torch.randn(risk.num_params, generator=_gen(13), dtype=torch.float64)
         assert interval_flatness(risk, d, max_alpha=10.0).width > 0
     noise = dropout_gradient_noise(model, ce, (X, y), 6, generator=_gen(14))
-    res = alignment(HessianOperator(model, ce, (X, y)), noise, k=2, generator=_gen(15))
+    res = noise_alignment(HessianOperator(model, ce, (X, y)), noise, k=2, generator=_gen(15))
     assert -1.0 <= res.cosine <= 1.0
 
 

@@ -13,7 +13,6 @@ from dropreg.curvature import (
     DropoutMasks,
     GradientNoise,
     HessianOperator,
-    alignment,
     dropout_eta_moments,
     dropout_gradient_noise,
     dropout_gradients,
@@ -22,6 +21,7 @@ from dropreg.curvature import (
     last_layer_noise_covariance_linear,
     last_layer_terms,
     matrix_alignment,
+    noise_alignment,
     null_alignment,
 )
 
@@ -163,11 +163,11 @@ def test_a_t5_alignment_at_interpolation(interp_net, half_mse, generator):
     noise = dropout_gradient_noise(net, half_mse, (X, y), 2000, generator=generator,
                                    chunk_size=500)
     op = HessianOperator(net, half_mse, (X, y))
-    r = alignment(op, noise, k=5, exact_hessian=False, num_matvecs=30, max_noise_hvps=200,
+    r = noise_alignment(op, noise, k=5, exact_hessian=False, num_matvecs=30, max_noise_hvps=200,
                   generator=generator)
     exact_ths = float((H * Sigma).sum())
     assert abs(r.trace_h_sigma - exact_ths) <= 5 * r.trace_h_sigma_stderr
-    r_dense = alignment(H, noise, k=5)
+    r_dense = noise_alignment(H, noise, k=5)
     assert r_dense.cosine > 0.6 and r_dense.null_cosine < 0.1
     assert r_dense.hessian_fro == pytest.approx(float(H.norm()), rel=1e-12)
     # the null value is the mean cosine over Haar-random eigenvectors
@@ -230,7 +230,7 @@ def test_alignment_cosine_stderr_matches_spread(interp_net, half_mse, generator)
     for _ in range(R):
         noise = dropout_gradient_noise(net, half_mse, (X, y), 200, generator=generator,
                                        chunk_size=200)
-        r = alignment(H, noise, k=3)
+        r = noise_alignment(H, noise, k=3)
         cos.append(r.cosine)
         ses.append(r.cosine_stderr)
     sd = float(torch.tensor(cos).std())

@@ -14,8 +14,8 @@ from dropreg.curvature import (
     sample_masks,
     spectral_density,
     squared_frobenius,
+    stochastic_trace,
     top_eigenpairs,
-    trace,
 )
 
 
@@ -67,32 +67,34 @@ def test_lanczos_whole_space_and_errors(generator):
 def test_hutchinson_unbiased_within_stderr(hessian, generator):
     op, H = hessian
     exact = float(torch.trace(H))
-    r = trace(H, 4000, generator=generator)
+    r = stochastic_trace(H, 4000, generator=generator)
     assert abs(r.estimate - exact) <= 5 * r.stderr
     # standard error is honest: over 200 repeats, mean of z-scores ~ N(0, 1/200)
-    z = torch.tensor([(trace(H, 30, generator=generator).estimate - exact) for _ in range(200)])
-    se = float(trace(H, 30, generator=generator).stderr)
+    z = torch.tensor([(stochastic_trace(H, 30, generator=generator).estimate - exact)
+                      for _ in range(200)])
+    se = float(stochastic_trace(H, 30, generator=generator).stderr)
     assert abs(float(z.mean())) <= 5 * se / math.sqrt(200)
     # on the operator itself
-    r_op = trace(op, 40, generator=generator)
+    r_op = stochastic_trace(op, 40, generator=generator)
     assert abs(r_op.estimate - exact) <= 5 * r_op.stderr and r_op.num_matvecs == 40
 
 
 def test_hutchpp_unbiased_and_better(hessian, generator):
     op, H = hessian
     exact = float(torch.trace(H))
-    ests = torch.tensor([trace(H, 30, "hutch++", generator=generator).estimate
+    ests = torch.tensor([stochastic_trace(H, 30, "hutch++", generator=generator).estimate
                          for _ in range(300)], dtype=torch.float64)
     se = float(ests.std()) / math.sqrt(300)
     assert abs(float(ests.mean()) - exact) <= 5 * se
     # on a fast-decaying spectrum Hutch++ has the smaller spread (Meyer et al. 2021)
     Q, _ = torch.linalg.qr(torch.randn(60, 60, dtype=torch.float64, generator=generator))
     A = Q @ torch.diag(0.5 ** torch.arange(60, dtype=torch.float64)) @ Q.T
-    pp = torch.tensor([trace(A, 30, "hutch++", generator=generator).estimate
+    pp = torch.tensor([stochastic_trace(A, 30, "hutch++", generator=generator).estimate
                        for _ in range(100)])
-    plain = torch.tensor([trace(A, 30, generator=generator).estimate for _ in range(100)])
+    plain = torch.tensor([stochastic_trace(A, 30, generator=generator).estimate
+                          for _ in range(100)])
     assert float(pp.std()) < 0.1 * float(plain.std())
-    r = trace(H, 30, "hutch++", generator=generator)
+    r = stochastic_trace(H, 30, "hutch++", generator=generator)
     assert r.num_matvecs == 30 and r.stderr >= 0
 
 

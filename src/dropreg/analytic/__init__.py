@@ -18,6 +18,7 @@ Example:
 """
 
 from dropreg._params import flatten_params as flatten
+from dropreg.analytic import rules
 from dropreg.analytic.explicit import (
     ESTIMATORS,
     DropoutGap,
@@ -38,16 +39,7 @@ from dropreg.analytic.implicit import (
 from dropreg.analytic.losses import mean_loss, per_term_loss
 from dropreg.analytic.models import MLP, WordLSTM, language_model_windows, pydoc_corpus
 from dropreg.analytic.trainer import EpochRecord, TrainingHistory, evaluate, train
-from dropreg.analytic.updates import (
-    UpdateRule,
-    ablation,
-    accumulate_gradient,
-    dropout,
-    dropout_with_noise,
-    explicit,
-    explicit_implicit,
-    no_dropout,
-)
+from dropreg.analytic.updates import UpdateRule, accumulate_gradient
 from dropreg.sites import (
     DropoutSite,
     DropoutState,
@@ -60,12 +52,28 @@ from dropreg.sites import (
 
 __all__ = [
     "ESTIMATORS", "MLP", "DropoutGap", "DropoutSite", "DropoutState", "EpochRecord",
-    "TrainingHistory", "UpdateRule", "WordLSTM", "ablation", "accumulate_gradient",
-    "bernoulli_mask", "dropout", "dropout_gradient", "dropout_sites", "dropout_state",
-    "dropout_with_noise",
-    "evaluate", "explicit", "explicit_implicit", "explicit_regularizer", "flatten",
+    "TrainingHistory", "UpdateRule", "WordLSTM", "accumulate_gradient",
+    "bernoulli_mask", "dropout_gradient", "dropout_sites", "dropout_state",
+    "evaluate", "explicit_regularizer", "flatten",
     "implicit_noise_term", "is_dropout_site", "language_model_windows", "last_layer_regularizer",
-    "mean_loss", "monte_carlo_dropout_gap", "no_dropout", "per_term_loss", "pydoc_corpus",
+    "mean_loss", "monte_carlo_dropout_gap", "per_term_loss", "pydoc_corpus", "rules",
     "sampled_regularizer", "site_coefficient", "site_mode", "site_variance", "taylor_coefficient",
     "train", "xi_approx", "xi_drop_tilde",
 ]
+
+#: Names this package exported before :mod:`dropreg.analytic.rules`, kept for one release.
+DEPRECATED_RULES = ("ablation", "dropout", "dropout_with_noise", "explicit_implicit",
+                    "no_dropout")
+
+
+def __getattr__(name: str) -> object:
+    """``dropreg.analytic.<rule>`` (deprecated): ``dropreg.analytic.rules.<rule>``, with a
+    ``DeprecationWarning``."""
+    if name in DEPRECATED_RULES:
+        import warnings
+
+        warnings.warn(f"dropreg.analytic.{name} is deprecated and will be removed in the next "
+                      f"release; use dropreg.analytic.rules.{name}", DeprecationWarning,
+                      stacklevel=2)
+        return getattr(rules, name)
+    raise AttributeError(f"module 'dropreg.analytic' has no attribute {name!r}")

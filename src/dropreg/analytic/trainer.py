@@ -19,10 +19,10 @@ class EpochRecord:
     """Clean (no-dropout) metrics after one epoch; ``accuracy`` is NaN for ``"mse"``.
 
     Example:
-        >>> from dropreg.analytic import MLP, dropout
+        >>> from dropreg.analytic import MLP, rules
         >>> g = torch.Generator().manual_seed(0)
         >>> X, y = torch.randn(16, 3, generator=g), torch.randint(0, 2, (16,), generator=g)
-        >>> first = train(MLP(3, 8, 2, p=0.2), dropout(), X, y, X, y, epochs=1,
+        >>> first = train(MLP(3, 8, 2, p=0.2), rules.dropout(), X, y, X, y, epochs=1,
         ...               generator=g).epochs[0]
         >>> first.epoch, 0.0 <= first.train_accuracy <= 1.0
         (0, True)
@@ -117,10 +117,11 @@ def train(
         progress: show a rich progress bar.
 
     Example:
-        >>> from dropreg.analytic import MLP, dropout
+        >>> from dropreg.analytic import MLP, rules
         >>> g = torch.Generator().manual_seed(0)
         >>> X, y = torch.randn(32, 5, generator=g), torch.randint(0, 3, (32,), generator=g)
-        >>> hist = train(MLP(5, 16, 3, p=0.2), dropout(2), X, y, X, y, epochs=2, generator=g)
+        >>> hist = train(MLP(5, 16, 3, p=0.2), rules.dropout(2), X, y, X, y, epochs=2,
+        ...              generator=g)
         >>> len(hist.epochs), hist.steps
         (3, 2)
     """

@@ -4,25 +4,30 @@
   loss over M masks (:class:`DropoutRisk`: data as tensors or batches, snapshots, masks, loss,
   gradient) and its Hessian-vector products (:class:`HessianOperator`; sites, masks and dropout
   states come from :mod:`dropreg.sites`).
-* :func:`top_eigenpairs` (Lanczos, full reorthogonalisation), :func:`trace` (Hutchinson, Hutch++),
-  :func:`spectral_density` (stochastic Lanczos quadrature).
+* :func:`top_eigenpairs` (Lanczos, full reorthogonalisation), :func:`stochastic_trace`
+  (Hutchinson, Hutch++), :func:`spectral_density` (stochastic Lanczos quadrature).
 * Dropout gradient noise (:func:`dropout_gradient_noise`) and its alignment with the Hessian
-  (:func:`alignment`), with the exact last-hidden-layer theory (:mod:`.last_layer`).
+  (:func:`noise_alignment`), with the exact last-hidden-layer theory (:mod:`.last_layer`).
 * :func:`diagnose`: one call, top eigenvalues, trace, density and noise alignment in the clean
   and expected states, with a text summary and a figure.
 * Flatness: :func:`sharpness`, :func:`interval_flatness`, :func:`loss_profile`,
   :func:`filter_normalized_direction`, :func:`variance_flatness`.
+
+Every attribute named like a submodule is that submodule: ``dropreg.curvature.trace``,
+``.alignment`` and ``.diagnosis`` are the modules; the functions are :func:`stochastic_trace`
+(``trace`` in 0.1.0), :func:`noise_alignment` (``alignment`` in 0.1.0) and :func:`diagnose`
+(its module was ``diagnose`` in 0.1.0).
 """
 
 from dropreg.curvature.alignment import (
     AlignmentResult,
-    alignment,
     matrix_alignment,
+    noise_alignment,
     null_alignment,
     spearman,
 )
 from dropreg.curvature.density import SpectralDensity, spectral_density
-from dropreg.curvature.diagnose import Diagnosis, StateDiagnosis, diagnose
+from dropreg.curvature.diagnosis import Diagnosis, StateDiagnosis, diagnose
 from dropreg.curvature.flatness import (
     IntervalFlatness,
     Sharpness,
@@ -45,7 +50,7 @@ from dropreg.curvature.last_layer import (
 )
 from dropreg.curvature.noise import GradientNoise, dropout_gradient_noise, dropout_gradients
 from dropreg.curvature.risk import DropoutRisk, uncontrolled_randomness
-from dropreg.curvature.trace import TraceResult, squared_frobenius, trace
+from dropreg.curvature.trace import TraceResult, squared_frobenius, stochastic_trace
 from dropreg.sites import DropoutMasks, dropout_state, sample_masks
 
 __all__ = [
@@ -62,7 +67,6 @@ __all__ = [
     "StateDiagnosis",
     "TraceResult",
     "VarianceFlatness",
-    "alignment",
     "diagnose",
     "dropout_eta_moments",
     "dropout_gradient_noise",
@@ -78,14 +82,15 @@ __all__ = [
     "last_layer_terms",
     "loss_profile",
     "matrix_alignment",
+    "noise_alignment",
     "null_alignment",
     "sample_masks",
     "sharpness",
     "spearman",
     "spectral_density",
     "squared_frobenius",
+    "stochastic_trace",
     "top_eigenpairs",
-    "trace",
     "trajectory_pca",
     "uncontrolled_randomness",
     "unflatten_params",

@@ -24,9 +24,9 @@ from torch import Tensor
 from dropreg._random import mean_and_stderr
 from dropreg.curvature.lanczos import EigenResult, Operator, as_operator, top_eigenpairs
 from dropreg.curvature.noise import GradientNoise, squared_frobenius_from_gram
-from dropreg.curvature.trace import squared_frobenius, trace
+from dropreg.curvature.trace import squared_frobenius, stochastic_trace
 
-__all__ = ["AlignmentResult", "alignment", "matrix_alignment", "null_alignment", "spearman"]
+__all__ = ["AlignmentResult", "matrix_alignment", "noise_alignment", "null_alignment", "spearman"]
 
 
 def spearman(x: Tensor, y: Tensor) -> float:
@@ -83,7 +83,7 @@ class AlignmentResult:
         >>> H = torch.diag(torch.tensor([4.0, 1.0, 0.0], dtype=torch.float64))
         >>> xi = torch.tensor([[2.0, -2.0, 2.0, -2.0], [1.0, 1.0, -1.0, -1.0],
         ...                    [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
-        >>> r = alignment(H, GradientNoise(xi, "clean", 4, xi.mean(1), None, True), k=2)
+        >>> r = noise_alignment(H, GradientNoise(xi, "clean", 4, xi.mean(1), None, True), k=2)
         >>> r.trace_h_sigma, r.exact_hessian, r.eigenvalues.tolist()  # Tr(H Sigma) = 16 + 1
         (17.0, True, [4.0, 1.0])
     """
@@ -104,7 +104,7 @@ class AlignmentResult:
     cosine_stderr: float = float("nan")
 
 
-def alignment(
+def noise_alignment(
     op: Operator | Tensor,
     noise: GradientNoise,
     *,
@@ -135,7 +135,7 @@ def alignment(
         >>> xi = torch.tensor([[2.0, -2.0, 2.0, -2.0], [1.0, 1.0, -1.0, -1.0],
         ...                    [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
         >>> noise = GradientNoise(xi, "clean", 4, xi.mean(1), None, True)
-        >>> r = alignment(H, noise, k=2)
+        >>> r = noise_alignment(H, noise, k=2)
         >>> r.trace_h_sigma, r.projected_variances.tolist()  # Sigma = diag(4, 1, 0) exactly here
         (17.0, [4.0, 1.0])
     """
@@ -178,7 +178,7 @@ def alignment(
         quad = quad.double() / c
         used += m
         fro = squared_frobenius(op, num_matvecs, generator=generator)
-        trh = trace(op, max(num_matvecs, 6), "hutch++", generator=generator)
+        trh = stochastic_trace(op, max(num_matvecs, 6), "hutch++", generator=generator)
         used += fro.num_matvecs + trh.num_matvecs
         h_fro = math.sqrt(max(fro.estimate, 0.0))
         h_tr = trh.estimate

@@ -28,7 +28,7 @@ from dropreg.curvature.alignment import spearman
 from dropreg.curvature.hvp import HessianOperator
 from dropreg.curvature.lanczos import EigenResult, top_eigenpairs
 from dropreg.curvature.risk import DropoutRisk
-from dropreg.curvature.trace import TraceResult, trace
+from dropreg.curvature.trace import TraceResult, stochastic_trace
 
 __all__ = [
     "IntervalFlatness",
@@ -50,7 +50,7 @@ class Sharpness:
     Example:
         >>> A = torch.diag(torch.tensor([1.0, 3.0], dtype=torch.float64))
         >>> s = Sharpness(top_eigenpairs(A, generator=torch.Generator().manual_seed(0)),
-        ...               trace(A, 4, generator=torch.Generator().manual_seed(0)))
+        ...               stochastic_trace(A, 4, generator=torch.Generator().manual_seed(0)))
         >>> round(s.lambda_max, 10), s.trace.estimate
         (3.0, 4.0)
     """
@@ -93,7 +93,7 @@ def sharpness(
                          enumerate(torch.eye(P, dtype=op.dtype, device=op.device))]).double()
         tr = TraceResult(float(d.sum()), 0.0, P, d, "exact")
     else:
-        tr = trace(op, trace_matvecs, "hutch++", generator=generator)
+        tr = stochastic_trace(op, trace_matvecs, "hutch++", generator=generator)
     return Sharpness(top, tr)
 
 

@@ -22,7 +22,7 @@ from dropreg._checks import check_int
 from dropreg._random import mean_and_stderr, rademacher
 from dropreg.curvature.lanczos import Operator, as_operator
 
-__all__ = ["TraceResult", "squared_frobenius", "trace"]
+__all__ = ["TraceResult", "squared_frobenius", "stochastic_trace"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class TraceResult:
 
     Example:
         >>> A = torch.diag(torch.arange(1.0, 11.0, dtype=torch.float64))
-        >>> r = trace(A, 30, generator=torch.Generator().manual_seed(0))
+        >>> r = stochastic_trace(A, 30, generator=torch.Generator().manual_seed(0))
         >>> r.method, r.num_matvecs, r.samples.shape, r.estimate
         ('hutchinson', 30, torch.Size([30]), 55.0)
     """
@@ -48,7 +48,7 @@ def _apply(matvec, Z: Tensor) -> Tensor:
     return torch.stack([matvec(c) for c in Z.T], dim=1)
 
 
-def trace(
+def stochastic_trace(
     op: Operator | Tensor,
     num_matvecs: int = 100,
     method: Literal["hutchinson", "hutch++"] = "hutchinson",
@@ -65,10 +65,11 @@ def trace(
 
     Example:
         >>> A = torch.diag(torch.arange(1.0, 11.0, dtype=torch.float64))
-        >>> r = trace(A, 30, generator=torch.Generator().manual_seed(0))
+        >>> r = stochastic_trace(A, 30, generator=torch.Generator().manual_seed(0))
         >>> r.estimate, r.stderr  # Rademacher probes are exact for a diagonal matrix
         (55.0, 0.0)
-        >>> round(trace(A, 30, "hutch++", generator=torch.Generator().manual_seed(0)).estimate, 6)
+        >>> g = torch.Generator().manual_seed(0)
+        >>> round(stochastic_trace(A, 30, "hutch++", generator=g).estimate, 6)
         55.0
     """
     matvec, n, dtype = as_operator(op)

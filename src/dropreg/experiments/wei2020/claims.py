@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch
 
 from dropreg._random import mean_and_stderr
-from dropreg.analytic import MLP, dropout, dropout_with_noise, flatten, xi_drop_tilde
+from dropreg.analytic import MLP, flatten, xi_drop_tilde
+from dropreg.analytic.rules import dropout, dropout_with_noise
 from dropreg.experiments.claims import Measurement, Outcome, claim
 from dropreg.experiments.context import ClaimContext
 from dropreg.experiments.wei2020 import figures

@@ -23,21 +23,23 @@ from dropreg.analytic import (
     MLP,
     UpdateRule,
     WordLSTM,
-    ablation,
     accumulate_gradient,
-    dropout,
-    dropout_with_noise,
-    explicit,
-    explicit_implicit,
     explicit_regularizer,
     flatten,
     language_model_windows,
     mean_loss,
     monte_carlo_dropout_gap,
-    no_dropout,
     pydoc_corpus,
     site_mode,
     train,
+)
+from dropreg.analytic.rules import (
+    ablation,
+    dropout,
+    dropout_with_noise,
+    explicit,
+    explicit_implicit,
+    no_dropout,
 )
 from dropreg.analytic.small_q import small_q_noise_trace
 from dropreg.curvature import dropout_gradients

@@ -18,7 +18,6 @@ from torch import nn
 
 from dropreg.curvature import (
     HessianOperator,
-    alignment,
     dropout_gradient_noise,
     filter_normalized_direction,
     interval_flatness,
@@ -27,10 +26,11 @@ from dropreg.curvature import (
     last_layer_terms,
     loss_profile,
     matrix_alignment,
+    noise_alignment,
     null_alignment,
     spearman,
+    stochastic_trace,
     top_eigenpairs,
-    trace,
     trajectory_pca,
 )
 from dropreg.experiments import measures
@@ -124,7 +124,7 @@ def _regression_noise(ctx: ClaimContext, settings: NoiseSettings) -> list[dict]:
             lam, V = lam.flip(0), V.flip(1)
             noise = dropout_gradient_noise(run.net, half_mse, data, s.draws, generator=g,
                                            chunk_size=250)
-            al = alignment(H, noise, k=s.top)
+            al = noise_alignment(H, noise, k=s.top)
             pv = ((V.T @ noise.samples) ** 2).sum(1) / noise.dof
             keep = lam >= s.relative * lam[0]
             rows.append({"replicate": run.replicate, "p": run.p, "cos": al.cosine,
@@ -146,7 +146,7 @@ def _loglog_slope(x: torch.Tensor, y: torch.Tensor) -> float:
 
 def _sharpness(op: HessianOperator, s: SharpnessSettings, g: torch.Generator) -> dict:
     top = top_eigenpairs(op, 1, s.lanczos_tol, generator=g)
-    tr = trace(op, s.trace_matvecs, "hutch++", generator=g)
+    tr = stochastic_trace(op, s.trace_matvecs, "hutch++", generator=g)
     return {"lambda_max": float(top.eigenvalues[0]), "trace": tr.estimate,
             "trace_se": tr.stderr, "loss": op.loss()}
 

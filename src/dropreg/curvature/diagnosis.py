@@ -25,13 +25,13 @@ import torch
 from torch import Tensor, nn
 
 from dropreg._checks import check_int
-from dropreg.curvature.alignment import AlignmentResult, alignment
+from dropreg.curvature.alignment import AlignmentResult, noise_alignment
 from dropreg.curvature.density import SpectralDensity, spectral_density
 from dropreg.curvature.hvp import HessianOperator
 from dropreg.curvature.lanczos import EigenResult, top_eigenpairs
 from dropreg.curvature.noise import GradientNoise, dropout_gradient_noise
 from dropreg.curvature.risk import DropoutRisk
-from dropreg.curvature.trace import TraceResult, trace
+from dropreg.curvature.trace import TraceResult, stochastic_trace
 
 __all__ = ["Diagnosis", "StateDiagnosis", "diagnose"]
 
@@ -144,9 +144,9 @@ def _state(risk: DropoutRisk, noise: GradientNoise, k: int, tol: float, trace_ma
            probes: int, steps: int, g: torch.Generator | None) -> StateDiagnosis:
     H = HessianOperator(risk)
     top = top_eigenpairs(H, k, tol, generator=g)
-    tr = trace(H, trace_matvecs, "hutch++", generator=g)
+    tr = stochastic_trace(H, trace_matvecs, "hutch++", generator=g)
     dens = spectral_density(H, probes, steps, generator=g)
-    al = alignment(H, noise, k=k, exact_hessian=False, num_matvecs=trace_matvecs, eigen=top,
+    al = noise_alignment(H, noise, k=k, exact_hessian=False, num_matvecs=trace_matvecs, eigen=top,
                    generator=g)
     return StateDiagnosis(risk.state, risk.loss(), top, tr, dens, al, H.num_matvecs)
 
