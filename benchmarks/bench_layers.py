@@ -6,6 +6,14 @@
 2. Forward + backward time of DropBlock2d on a (32, 64, 56, 56) float32 tensor, as a ratio to
    ``torch.nn.functional.dropout`` on the same tensor and to the peers.
 3. Forward + backward time of DropConnectLinear against ``nn.Linear`` + dropout.
+4. Forward + backward time of DropBlock3d on a (8, 32, 16, 28, 28) float32 volume against
+   torchvision's ``drop_block3d`` and ``F.dropout`` on the same tensor.
+5. Forward + backward time of the ``torch.compile``d DropBlock2d of dropreg, torchvision and
+   timm against compiled ``F.dropout`` on the same (32, 64, 56, 56) tensor (goal: dropreg
+   <= 1.5x compiled dropout and no slower than any compiled peer).
+
+Sections 4 and 5 time every contender in turn within each repeat (alternated), so a change of
+machine load hits all of them alike; the figures are medians over the repeats.
 
 Peers: on a CPU-only machine torchvision cannot be imported against a different torch build, so
 the pure-Python module files (``torchvision/ops/drop_block.py``, ``timm/layers/drop.py``) are read
@@ -84,10 +92,12 @@ def load_peers(wheel_dir: Path, reimplement: bool) -> dict[str, dict]:
                 if name == "torchvision":
                     mod = importlib.import_module("torchvision.ops")
                     fn = mod.drop_block2d
+                    extra = {"fn3d": mod.drop_block3d}
                 else:
                     fn = importlib.import_module("timm.layers").drop_block_2d
+                    extra = {}
                 peers[name] = {"fn": fn, "how": "imported",
-                               "version": importlib.import_module(name).__version__}
+                               "version": importlib.import_module(name).__version__, **extra}
             except Exception:  # noqa: BLE001 - any import failure falls back to the wheel
                 pass
         wheel_dir.mkdir(parents=True, exist_ok=True)
@@ -106,7 +116,8 @@ def load_peers(wheel_dir: Path, reimplement: bool) -> dict[str, dict]:
                 sys.modules.setdefault("torchvision.utils", utils)
                 mod = _load_file("torchvision.ops.drop_block",
                                  extract / "torchvision/ops/drop_block.py")
-                peers["torchvision"] = {"fn": mod.drop_block2d, "how": f"file from {wheel.name}",
+                peers["torchvision"] = {"fn": mod.drop_block2d, "fn3d": mod.drop_block3d,
+                                        "how": f"file from {wheel.name}",
                                         "version": wheel.name.split("-")[1]}
         if "timm" not in peers:
             wheel = _download(wheel_dir, "timm")
@@ -120,6 +131,7 @@ def load_peers(wheel_dir: Path, reimplement: bool) -> dict[str, dict]:
         if name not in peers:
             peers[name] = {"fn": fn, "how": "reimplemented seeding rule (loading failed)",
                            "version": None}
+    peers["torchvision"].setdefault("fn3d", _tv3d_reimplemented)
     return peers
 
 
@@ -132,6 +144,17 @@ def _tv_reimplemented(x, p, block_size, inplace=False, eps=1e-6, training=True):
     noise = F.pad(noise, [k // 2] * 4, value=0)
     noise = F.max_pool2d(noise, stride=(1, 1), kernel_size=(k, k), padding=k // 2)
     noise = 1 - noise
+    return x * noise * (noise.numel() / (eps + noise.sum()))
+
+
+def _tv3d_reimplemented(x, p, block_size, inplace=False, eps=1e-6, training=True):
+    """torchvision's published 3-d rule: valid-centre seeds per channel, global empirical scale."""
+    N, C, D, H, W = x.shape
+    k = min(block_size, D, H, W)
+    gamma = p * D * H * W / (k**3 * (D - k + 1) * (H - k + 1) * (W - k + 1))
+    noise = torch.empty((N, C, D - k + 1, H - k + 1, W - k + 1), dtype=x.dtype).bernoulli_(gamma)
+    noise = F.pad(noise, [k // 2] * 6, value=0)
+    noise = 1 - F.max_pool3d(noise, stride=(1, 1, 1), kernel_size=(k, k, k), padding=k // 2)
     return x * noise * (noise.numel() / (eps + noise.sum()))
 
 
@@ -183,9 +206,108 @@ def time_fwd_bwd(fn, x: torch.Tensor, repeats: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
-def machine() -> dict:
+def time_alternated(fns: dict, x: torch.Tensor, repeats: int, warmup: int = 2) -> dict:
+    """Median seconds of forward + backward of each of ``fns`` on ``x``, the contenders timed in
+    turn within each repeat (so load changes hit all of them alike)."""
+    grad = torch.ones_like(x)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for i in range(warmup + repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn(x).backward(grad)
+            dt = time.perf_counter() - t0
+            x.grad = None
+            if i >= warmup:
+                times[name].append(dt)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def dropblock3d_time(tv3d, repeats: int) -> dict:
+    """Section 4: DropBlock3d fwd+bwd against torchvision's drop_block3d and F.dropout."""
+    shape, p, bs = (8, 32, 16, 28, 28), 0.1, 5
+    x = torch.randn(shape, requires_grad=True)
+    fns = {
+        "F.dropout": lambda t: F.dropout(t, p, training=True),
+        "dropreg drop_block3d": lambda t: DF.drop_block3d(t, p, bs),
+        "dropreg drop_block3d share_channels": lambda t: DF.drop_block3d(
+            t, p, bs, share_channels=True),
+        "torchvision drop_block3d": lambda t: tv3d(t, p, bs),
+    }
+    times = time_alternated(fns, x, repeats)
+    base = times["F.dropout"]
+    print(f"\nDropBlock3d fwd+bwd on {shape} float32, p={p}, block={bs}, median of {repeats}")
+    for name, t in times.items():
+        print(f"  {name:<48} {1e3 * t:8.1f} ms   x{t / base:5.2f} dropout")
+    return {"shape": list(shape), "dtype": "float32", "p": p, "block_size": bs,
+            "repeats": repeats, "seconds": times,
+            "ratio_to_dropout": {k: v / base for k, v in times.items()},
+            "dropreg_over_torchvision": times["dropreg drop_block3d"]
+            / times["torchvision drop_block3d"]}
+
+
+def compiled_dropblock2d_time(tv, timm, repeats: int) -> dict:
+    """Section 5: ``torch.compile`` (default mode, inductor) of each DropBlock2d and of
+    F.dropout, fwd+bwd on the same tensor; compilation happens in the warm-up calls."""
+    shape, p, bs = (32, 64, 56, 56), 0.1, 7
+
+    def dropout(t):
+        return F.dropout(t, p, training=True)
+
+    def dropreg(t):
+        return DF.drop_block2d(t, p, bs)
+
+    def dropreg_shared(t):
+        return DF.drop_block2d(t, p, bs, share_channels=True)
+
+    def torchvision(t):
+        return tv(t, p, bs)
+
+    def timm_per_channel(t):
+        return timm(t, drop_prob=p, block_size=bs, couple_channels=False)
+
+    def timm_coupled(t):
+        return timm(t, drop_prob=p, block_size=bs)
+
+    torch._dynamo.reset()
+    x = torch.randn(shape, requires_grad=True)
+    names = {"F.dropout": dropout, "dropreg drop_block2d": dropreg,
+             "dropreg drop_block2d share_channels": dropreg_shared,
+             "torchvision drop_block2d": torchvision,
+             "timm drop_block_2d couple_channels=False": timm_per_channel,
+             "timm drop_block_2d (default couple_channels=True)": timm_coupled}
+    fns, compile_s = {}, {}
+    for name, f in names.items():
+        fns[name] = torch.compile(f)
+        t0 = time.perf_counter()
+        fns[name](x).backward(torch.ones_like(x))  # compiles forward and backward
+        compile_s[name] = time.perf_counter() - t0
+        x.grad = None
+    times = time_alternated(fns, x, repeats)
+    base = times["F.dropout"]
+    print(f"\ntorch.compile'd DropBlock2d fwd+bwd on {shape} float32, p={p}, block={bs}, "
+          f"median of {repeats}")
+    for name, t in times.items():
+        print(f"  {name:<48} {1e3 * t:8.1f} ms   x{t / base:5.2f} compiled dropout")
+    ours = times["dropreg drop_block2d"]
+    per_channel_peer = min(times["torchvision drop_block2d"],
+                           times["timm drop_block_2d couple_channels=False"])
+    fastest_peer = min(per_channel_peer,
+                       times["timm drop_block_2d (default couple_channels=True)"])
+    return {"shape": list(shape), "dtype": "float32", "p": p, "block_size": bs,
+            "repeats": repeats, "seconds": times, "first_call_seconds": compile_s,
+            "ratio_to_dropout": {k: v / base for k, v in times.items()},
+            "dropreg_per_channel_over_fastest_per_channel_peer": ours / per_channel_peer,
+            "dropreg_shared_over_timm_coupled":
+                times["dropreg drop_block2d share_channels"]
+                / times["timm drop_block_2d (default couple_channels=True)"],
+            "dropreg_per_channel_over_fastest_peer_any_mode": ours / fastest_peer}
+
+
+def machine(load_before: float) -> dict:
+    """The machine, and its load: the 1-minute load average before and after the run."""
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "python": platform.python_version()}
+            "threads": torch.get_num_threads(), "python": platform.python_version(),
+            "load": f"{load_before:.1f}-{os.getloadavg()[0]:.1f}"}
 
 
 def summary_rows(result: dict) -> list[dict]:
@@ -228,6 +350,35 @@ def summary_rows(result: dict) -> list[dict]:
         "ratio": f"{dc['ratio_to_linear_plus_dropout']['DropConnectLinear (mask per batch)']:.2f}"
                  "x time",
         "goal": "<= 2x"})
+    if "dropblock3d_time" in result:
+        t3 = result["dropblock3d_time"]
+        r3 = t3["ratio_to_dropout"]
+        rows.append({
+            "benchmark": "DropBlock3d fwd+bwd (" + "x".join(map(str, t3["shape"]))
+                         + f", p {t3['p']}, block {t3['block_size']}), per-channel masks",
+            "dropreg": f"{r3['dropreg drop_block3d']:.2f}x F.dropout",
+            "baseline": f"torchvision drop_block3d {r3['torchvision drop_block3d']:.2f}x "
+                        "F.dropout",
+            "ratio": f"{t3['dropreg_over_torchvision']:.2f}x time",
+            "goal": "<= torchvision"})
+    if "compiled_dropblock2d_time" in result:
+        tc = result["compiled_dropblock2d_time"]
+        rc = tc["ratio_to_dropout"]
+        rows.append({
+            "benchmark": "torch.compile'd DropBlock2d fwd+bwd (" + "x".join(map(str, tc["shape"]))
+                         + f", p {tc['p']}, block {tc['block_size']}), per-channel masks",
+            "dropreg": f"{rc['dropreg drop_block2d']:.2f}x compiled F.dropout",
+            "baseline": f"compiled torchvision {rc['torchvision drop_block2d']:.2f}x, timm "
+                        f"per-channel {rc['timm drop_block_2d couple_channels=False']:.2f}x",
+            "ratio": f"{tc['dropreg_per_channel_over_fastest_per_channel_peer']:.2f}x time",
+            "goal": "<= 1.5x compiled dropout, <= fastest compiled peer"})
+        rows.append({
+            "benchmark": "torch.compile'd DropBlock2d fwd+bwd, one mask shared across channels",
+            "dropreg": f"{rc['dropreg drop_block2d share_channels']:.2f}x compiled F.dropout",
+            "baseline": "compiled timm default "
+                        f"{rc['timm drop_block_2d (default couple_channels=True)']:.2f}x",
+            "ratio": f"{tc['dropreg_shared_over_timm_coupled']:.2f}x time",
+            "goal": "<= fastest compiled peer"})
     return rows
 
 
@@ -242,6 +393,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    load_before = os.getloadavg()[0]
     peers = load_peers(args.wheel_dir, args.reimplement)
     elements = 4_000_000 if args.quick else 40_000_000
     repeats = 5 if args.quick else 15
@@ -334,8 +486,12 @@ def main(argv: list[str] | None = None) -> dict:
     for name, t in pe_small.items():
         print(f"  {name:<48} {1e3 * t:8.1f} ms   x{t / pe_base:5.2f} Linear+dropout")
 
+    # 4. DropBlock3d time, 5. compiled DropBlock2d time (contenders alternated)
+    dropblock3d = dropblock3d_time(peers["torchvision"]["fn3d"], repeats)
+    compiled = compiled_dropblock2d_time(tv, timm, repeats)
+
     result = {
-        "machine": machine(),
+        "machine": machine(load_before),
         "quick": args.quick,
         "peers": {k: {"how": v["how"], "version": v["version"]} for k, v in peers.items()},
         "drop_fraction": {
@@ -360,6 +516,8 @@ def main(argv: list[str] | None = None) -> dict:
             "per_example_N32_seconds": pe_small,
             "per_example_N32_ratio": {k: v / pe_base for k, v in pe_small.items()},
         },
+        "dropblock3d_time": dropblock3d,
+        "compiled_dropblock2d_time": compiled,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result["rows"] = summary_rows(result)

@@ -230,11 +230,28 @@ def _draw_sparse(n: int, H: int, W: int, kh: int, kw: int, gamma: float,
     return chunks
 
 
+def _dilate(grid: torch.Tensor, block: Sequence[int]) -> torch.Tensor:
+    """Each on seed of the 0/1 ``grid`` ``(S, 1, *seed_grid)`` expanded to the block it starts,
+    ``block`` its size per axis: the max over the block's seeds, taken one axis at a time (a
+    block is the product of its per-axis intervals, so the max over it is the max over each axis
+    in turn). That costs ``sum(block)`` comparisons per position instead of ``prod(block)`` and
+    keeps each pooling window small enough for ``torch.compile`` to fuse it."""
+    d = len(block)
+    pool = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[d - 1]
+    for axis, k in enumerate(block):
+        if k > 1:
+            pad = [0] * (2 * d)
+            pad[2 * (d - 1 - axis)] = pad[2 * (d - 1 - axis) + 1] = k - 1  # F.pad: last axis first
+            window = [1] * d
+            window[axis] = k
+            grid = pool(F.pad(grid, pad), window, stride=1)
+    return grid
+
+
 def _expand_seeds(seeds: torch.Tensor, H: int, W: int, kh: int, kw: int) -> torch.Tensor:
     """0/1 indicator ``(S, H, W)`` of the positions dropped by each 0/1 seed pattern of ``seeds``
-    (``S`` patterns of ``(H - kh + 1) * (W - kw + 1)`` seeds), by ``max_pool2d``."""
-    grid = seeds.reshape(-1, 1, H - kh + 1, W - kw + 1)
-    return F.max_pool2d(F.pad(grid, (kw - 1, kw - 1, kh - 1, kh - 1)), (kh, kw), stride=1)[:, 0]
+    (``S`` patterns of ``(H - kh + 1) * (W - kw + 1)`` seeds), by max-pooling (:func:`_dilate`)."""
+    return _dilate(seeds.reshape(-1, 1, H - kh + 1, W - kw + 1), (kh, kw))[:, 0]
 
 
 def _draw_dense(n: int, H: int, W: int, kh: int, kw: int, gamma: float,

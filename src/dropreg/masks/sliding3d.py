@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from dropreg._checks import check_int, check_probability
 from dropreg.masks.base import (
@@ -41,7 +40,7 @@ from dropreg.masks.base import (
     independent_probs,
     keep_draw,
 )
-from dropreg.masks.sliding import _count_1d, _overlap_1d, sliding_seed_rate
+from dropreg.masks.sliding import _count_1d, _dilate, _overlap_1d, sliding_seed_rate
 
 __all__ = ["SlidingBlocks3d"]
 
@@ -80,8 +79,7 @@ def _expand_seeds_3d(seeds: torch.Tensor, geometry: tuple[int, ...]) -> torch.Te
     """0/1 indicator ``(S, D, H, W)`` of the positions dropped by each 0/1 seed pattern."""
     D, H, W, kd, kh, kw = geometry
     grid = seeds.reshape(-1, 1, D - kd + 1, H - kh + 1, W - kw + 1)
-    padded = F.pad(grid, (kw - 1, kw - 1, kh - 1, kh - 1, kd - 1, kd - 1))
-    return F.max_pool3d(padded, (kd, kh, kw), stride=1)[:, 0]
+    return _dilate(grid, (kd, kh, kw))[:, 0]
 
 
 @dataclass(frozen=True)
@@ -211,7 +209,7 @@ class SlidingBlocks3d(MaskLaw):
         n = math.prod(batch_shape)
         seeds = keep_draw((n, (D - kd + 1) * (H - kh + 1) * (W - kw + 1)), gamma,
                           generator=generator, dtype=torch.float64, device=device)
-        keep = (1.0 - _expand_seeds_3d(seeds, geometry)).to(dtype)
+        keep = 1.0 - _expand_seeds_3d(seeds.to(dtype), geometry)  # 0/1: exact in any dtype
         if scaled:
             inv = torch.where(mean > 0, 1.0 / mean, torch.zeros_like(mean))
             keep = keep * inv.to(dtype=dtype, device=keep.device)

@@ -8,9 +8,9 @@ Each draws the same law with the same exact rate, with tensor ops only:
 - iid laws (Dropout, GaussianDropout, DropConnect, fixed blocks): the eager draw op for op, so the
   output is the eager one for the same generator state;
 - sliding blocks (DropBlock1d/2d/3d): the dense sampler of the law (Bernoulli(gamma) seeds on the
-  valid-centre grid, expanded to blocks by max-pooling; :meth:`SlidingBlocks2d.draw` with
-  ``method="dense"``, :class:`~dropreg.masks.SlidingBlocks3d`), each position rescaled by its
-  exact ``1 / E[z] = (1 - gamma)^{-n}``. The seed rate ``gamma`` solves the equation of
+  valid-centre grid, expanded to blocks by max-pooling one axis at a time;
+  :meth:`SlidingBlocks2d.draw` with ``method="dense"``, :class:`~dropreg.masks.SlidingBlocks3d`),
+  each position rescaled by its exact ``1 / E[z] = (1 - gamma)^{-n}``. The seed rate ``gamma`` solves the equation of
   :func:`dropreg.masks.sliding_seed_rate` (mean drop fraction exactly ``p``), here by Newton's
   method (:func:`seed_rate`) since scipy is out of TorchScript's reach.
 
@@ -164,6 +164,26 @@ def seed_rate(coverage: Tensor, p: float) -> float:
     return gamma
 
 
+def _dilate(grid: Tensor, block: list[int]) -> Tensor:
+    """Seeds ``(S, 1, *seed_grid)`` expanded to their blocks, one axis at a time
+    (``masks.sliding._dilate``)."""
+    d = len(block)
+    for axis in range(d):
+        k = block[axis]
+        if k > 1:
+            pad = [0] * (2 * d)
+            pad[2 * (d - 1 - axis)] = k - 1
+            pad[2 * (d - 1 - axis) + 1] = k - 1
+            window = [1] * d
+            window[axis] = k
+            stride = [1] * d
+            if d == 3:
+                grid = F.max_pool3d(F.pad(grid, pad), window, stride)
+            else:
+                grid = F.max_pool2d(F.pad(grid, pad), window, stride)
+    return grid
+
+
 def sliding_blocks(input: Tensor, p: float, block: list[int], training: bool,
                    share_channels: bool, generator: Optional[torch.Generator]) -> Tensor:
     """Sliding-block DropBlock on the last ``len(block)`` axes of ``input`` (1, 2 or 3), one
@@ -192,17 +212,14 @@ def sliding_blocks(input: Tensor, p: float, block: list[int], training: bool,
     if d == 3:  # SlidingBlocks3d: Bernoulli(gamma) seeds in float64, max_pool3d
         seeds = torch.empty([n, grid[0] * grid[1] * grid[2]], dtype=torch.float64,
                             device=input.device).bernoulli_(gamma, generator=generator)
-        padded = F.pad(seeds.view(n, 1, grid[0], grid[1], grid[2]),
-                       [k[2] - 1, k[2] - 1, k[1] - 1, k[1] - 1, k[0] - 1, k[0] - 1])
-        dropped = F.max_pool3d(padded, [k[0], k[1], k[2]], [1, 1, 1])
-        mask = (1.0 - dropped).to(input.dtype) * scale
+        dropped = _dilate(seeds.to(input.dtype).view(n, 1, grid[0], grid[1], grid[2]), k)
+        mask = (1.0 - dropped) * scale
     else:  # SlidingBlocks(2d).draw(method="dense"): float64 uniforms below gamma, max_pool2d
         kh, kw = (k[0], k[1]) if d == 2 else (1, k[0])
         hs, ws = (grid[0], grid[1]) if d == 2 else (1, grid[0])
         u = torch.rand([n, 1, hs, ws], generator=generator, dtype=torch.float64,
                        device=input.device)
-        seeds = (u < gamma).to(input.dtype)
-        dropped = F.max_pool2d(F.pad(seeds, [kw - 1, kw - 1, kh - 1, kh - 1]), [kh, kw], [1, 1])
+        dropped = _dilate((u < gamma).to(input.dtype), [kh, kw])
         zero = torch.zeros([1], dtype=input.dtype, device=input.device)
         mask = torch.where(dropped.view([n] + spatial) > 0, zero, scale)
     out = input * mask.reshape(batch + spatial)
