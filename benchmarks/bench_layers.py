@@ -310,6 +310,10 @@ def machine(load_before: float) -> dict:
             "load": f"{load_before:.1f}-{os.getloadavg()[0]:.1f}"}
 
 
+def _unmet(missed: bool) -> str:
+    return " (not met)" if missed else ""
+
+
 def summary_rows(result: dict) -> list[dict]:
     """The README table rows of a result (read by ``benchmarks/run_all.py``)."""
     rows = []
@@ -355,30 +359,35 @@ def summary_rows(result: dict) -> list[dict]:
         r3 = t3["ratio_to_dropout"]
         rows.append({
             "benchmark": "DropBlock3d fwd+bwd (" + "x".join(map(str, t3["shape"]))
-                         + f", p {t3['p']}, block {t3['block_size']}), per-channel masks",
+                         + f", p {t3['p']}, block {t3['block_size']}), per-channel masks"
+                         + (f" (load {t3['load']})" if "load" in t3 else ""),
             "dropreg": f"{r3['dropreg drop_block3d']:.2f}x F.dropout",
             "baseline": f"torchvision drop_block3d {r3['torchvision drop_block3d']:.2f}x "
                         "F.dropout",
             "ratio": f"{t3['dropreg_over_torchvision']:.2f}x time",
-            "goal": "<= torchvision"})
+            "goal": "<= torchvision" + _unmet(t3["dropreg_over_torchvision"] > 1)})
     if "compiled_dropblock2d_time" in result:
         tc = result["compiled_dropblock2d_time"]
         rc = tc["ratio_to_dropout"]
         rows.append({
             "benchmark": "torch.compile'd DropBlock2d fwd+bwd (" + "x".join(map(str, tc["shape"]))
-                         + f", p {tc['p']}, block {tc['block_size']}), per-channel masks",
+                         + f", p {tc['p']}, block {tc['block_size']}), per-channel masks"
+                         + (f" (load {tc['load']})" if "load" in tc else ""),
             "dropreg": f"{rc['dropreg drop_block2d']:.2f}x compiled F.dropout",
             "baseline": f"compiled torchvision {rc['torchvision drop_block2d']:.2f}x, timm "
                         f"per-channel {rc['timm drop_block_2d couple_channels=False']:.2f}x",
             "ratio": f"{tc['dropreg_per_channel_over_fastest_per_channel_peer']:.2f}x time",
-            "goal": "<= 1.5x compiled dropout, <= fastest compiled peer"})
+            "goal": "<= 1.5x compiled dropout, <= fastest compiled peer" + _unmet(
+                rc["dropreg drop_block2d"] > 1.5
+                or tc["dropreg_per_channel_over_fastest_per_channel_peer"] > 1)})
         rows.append({
             "benchmark": "torch.compile'd DropBlock2d fwd+bwd, one mask shared across channels",
             "dropreg": f"{rc['dropreg drop_block2d share_channels']:.2f}x compiled F.dropout",
             "baseline": "compiled timm default "
                         f"{rc['timm drop_block_2d (default couple_channels=True)']:.2f}x",
             "ratio": f"{tc['dropreg_shared_over_timm_coupled']:.2f}x time",
-            "goal": "<= fastest compiled peer"})
+            "goal": "<= fastest compiled peer"
+                    + _unmet(tc["dropreg_shared_over_timm_coupled"] > 1)})
     return rows
 
 
@@ -390,6 +399,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--reimplement", action="store_true",
                     help="use reimplemented peer seeding rules instead of their code")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--sections", default="1,2,3,4,5",
+                    help="comma-separated sections to run; 4 and/or 5 alone update the stored "
+                         "results of --out (default: all)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -398,127 +410,141 @@ def main(argv: list[str] | None = None) -> dict:
     elements = 4_000_000 if args.quick else 40_000_000
     repeats = 5 if args.quick else 15
 
-    # 1. realised drop fraction
-    gen = torch.Generator().manual_seed(0)
+    sections = {int(s) for s in args.sections.split(",")}
+    if not sections <= {1, 2, 3, 4, 5} or (sections & {1, 2, 3} and not {1, 2, 3} <= sections):
+        ap.error("--sections: 1,2,3 run together; 4 and 5 alone or with them")
     tv, timm = peers["torchvision"]["fn"], peers["timm"]["fn"]
-    impls = {
-        "dropreg": lambda x, H, bs, p: DF.drop_block2d(x, p, bs, generator=gen),
-        "torchvision": lambda x, H, bs, p: tv(x, p, bs),
-        "timm": lambda x, H, bs, p: timm(x, drop_prob=p, block_size=bs),
-    }
-    drop_rows = []
-    print(f"{'H=W':>4} {'bs':>3} {'p':>5} | " + " | ".join(f"{k:>22}" for k in impls)
-          + " | exact rule tv / timm")
-    for H, bs, p in ANCHOR_SETTINGS:
-        row = {"H": H, "W": H, "block_size": bs, "p": p}
-        cells = []
-        for name, f in impls.items():
-            mean, se = realised_drop(lambda x, f=f, H=H, bs=bs, p=p: f(x, H, bs, p), H, bs, p,
-                                     elements)
-            row[name] = mean
-            row[name + "_stderr"] = se
-            row[name + "_rel_error"] = (mean - p) / p
-            cells.append(f"{mean:.4f} ({(mean - p) / p:+6.1%})")
-        row["torchvision_rule_exact"] = peer_expected_drop_fraction("torchvision", H, H, bs, p)
-        row["timm_rule_exact"] = peer_expected_drop_fraction("timm", H, H, bs, p)
-        drop_rows.append(row)
-        print(f"{H:>4} {bs:>3} {p:>5} | " + " | ".join(f"{c:>22}" for c in cells)
-              + f" | {row['torchvision_rule_exact']:.4f} / {row['timm_rule_exact']:.4f}")
+    result: dict = {}
+    if not {1, 2, 3} <= sections:  # new sections only: merged into the stored results
+        result = json.loads(args.out.read_text())
+    result["peers"] = {k: {"how": v["how"], "version": v["version"]} for k, v in peers.items()}
+    if {1, 2, 3} <= sections:
+        # 1. realised drop fraction
+        gen = torch.Generator().manual_seed(0)
+        impls = {
+            "dropreg": lambda x, H, bs, p: DF.drop_block2d(x, p, bs, generator=gen),
+            "torchvision": lambda x, H, bs, p: tv(x, p, bs),
+            "timm": lambda x, H, bs, p: timm(x, drop_prob=p, block_size=bs),
+        }
+        drop_rows = []
+        print(f"{'H=W':>4} {'bs':>3} {'p':>5} | " + " | ".join(f"{k:>22}" for k in impls)
+              + " | exact rule tv / timm")
+        for H, bs, p in ANCHOR_SETTINGS:
+            row = {"H": H, "W": H, "block_size": bs, "p": p}
+            cells = []
+            for name, f in impls.items():
+                mean, se = realised_drop(lambda x, f=f, H=H, bs=bs, p=p: f(x, H, bs, p), H, bs, p,
+                                         elements)
+                row[name] = mean
+                row[name + "_stderr"] = se
+                row[name + "_rel_error"] = (mean - p) / p
+                cells.append(f"{mean:.4f} ({(mean - p) / p:+6.1%})")
+            row["torchvision_rule_exact"] = peer_expected_drop_fraction("torchvision", H, H, bs, p)
+            row["timm_rule_exact"] = peer_expected_drop_fraction("timm", H, H, bs, p)
+            drop_rows.append(row)
+            print(f"{H:>4} {bs:>3} {p:>5} | " + " | ".join(f"{c:>22}" for c in cells)
+                  + f" | {row['torchvision_rule_exact']:.4f} / {row['timm_rule_exact']:.4f}")
 
-    # 2. DropBlock2d time
-    x = torch.randn(32, 64, 56, 56, requires_grad=True)
-    p, bs = 0.1, 7
-    timed = {
-        "F.dropout": lambda t: F.dropout(t, p, training=True),
-        "dropreg drop_block2d": lambda t: DF.drop_block2d(t, p, bs),
-        "dropreg drop_block2d share_channels": lambda t: DF.drop_block2d(
-            t, p, bs, share_channels=True),
-        "torchvision drop_block2d": lambda t: tv(t, p, bs),
-        "timm drop_block_2d couple_channels=False": lambda t: timm(
-            t, drop_prob=p, block_size=bs, couple_channels=False),
-        "timm drop_block_2d (default couple_channels=True)": lambda t: timm(
-            t, drop_prob=p, block_size=bs),
-    }
-    times = {name: time_fwd_bwd(f, x, repeats) for name, f in timed.items()}
-    base = times["F.dropout"]
-    # like with like: independent masks per (sample, channel) vs the peers' per-channel modes;
-    # one mask per sample (share_channels) vs timm's default couple_channels=True
-    per_channel_peer = min(times["torchvision drop_block2d"],
-                           times["timm drop_block_2d couple_channels=False"])
-    shared_peer = times["timm drop_block_2d (default couple_channels=True)"]
-    fastest_peer = min(per_channel_peer, shared_peer)
-    print(f"\nDropBlock2d fwd+bwd on (32, 64, 56, 56) float32, p={p}, block={bs}, "
-          f"{args.threads} thread(s), median of {repeats}")
-    for name, t in times.items():
-        print(f"  {name:<48} {1e3 * t:8.1f} ms   x{t / base:5.2f} dropout")
-    ours = times["dropreg drop_block2d"]
-    ours_shared = times["dropreg drop_block2d share_channels"]
-    print(f"  dropreg per-channel / fastest per-channel peer: x{ours / per_channel_peer:.2f}")
-    print(f"  dropreg share_channels / timm couple_channels=True: x{ours_shared / shared_peer:.2f}")
-    print(f"  fastest dropreg mode / fastest peer (any mode): "
-          f"x{min(ours, ours_shared) / fastest_peer:.2f}")
-    del x
+        # 2. DropBlock2d time
+        x = torch.randn(32, 64, 56, 56, requires_grad=True)
+        p, bs = 0.1, 7
+        timed = {
+            "F.dropout": lambda t: F.dropout(t, p, training=True),
+            "dropreg drop_block2d": lambda t: DF.drop_block2d(t, p, bs),
+            "dropreg drop_block2d share_channels": lambda t: DF.drop_block2d(
+                t, p, bs, share_channels=True),
+            "torchvision drop_block2d": lambda t: tv(t, p, bs),
+            "timm drop_block_2d couple_channels=False": lambda t: timm(
+                t, drop_prob=p, block_size=bs, couple_channels=False),
+            "timm drop_block_2d (default couple_channels=True)": lambda t: timm(
+                t, drop_prob=p, block_size=bs),
+        }
+        times = {name: time_fwd_bwd(f, x, repeats) for name, f in timed.items()}
+        base = times["F.dropout"]
+        # like with like: independent masks per (sample, channel) vs the peers' per-channel modes;
+        # one mask per sample (share_channels) vs timm's default couple_channels=True
+        per_channel_peer = min(times["torchvision drop_block2d"],
+                               times["timm drop_block_2d couple_channels=False"])
+        shared_peer = times["timm drop_block_2d (default couple_channels=True)"]
+        fastest_peer = min(per_channel_peer, shared_peer)
+        print(f"\nDropBlock2d fwd+bwd on (32, 64, 56, 56) float32, p={p}, block={bs}, "
+              f"{args.threads} thread(s), median of {repeats}")
+        for name, t in times.items():
+            print(f"  {name:<48} {1e3 * t:8.1f} ms   x{t / base:5.2f} dropout")
+        ours = times["dropreg drop_block2d"]
+        ours_shared = times["dropreg drop_block2d share_channels"]
+        print(f"  dropreg per-channel / fastest per-channel peer: x{ours / per_channel_peer:.2f}")
+        print("  dropreg share_channels / timm couple_channels=True: "
+              f"x{ours_shared / shared_peer:.2f}")
+        print(f"  fastest dropreg mode / fastest peer (any mode): "
+              f"x{min(ours, ours_shared) / fastest_peer:.2f}")
+        del x
 
-    # 3. DropConnectLinear vs Linear + dropout
-    n, d_in, d_out = 256, 1024, 1024
-    xl = torch.randn(n, d_in, requires_grad=True)
-    lin = torch.nn.Linear(d_in, d_out)
-    dc = DropConnectLinear(d_in, d_out, p=0.5)
-    dc_pe = DropConnectLinear(d_in, d_out, p=0.5, per_example=True)
-    lin_times = {
-        "nn.Linear": time_fwd_bwd(lambda t: lin(t), xl, repeats),
-        "nn.Linear + F.dropout(input)": time_fwd_bwd(
-            lambda t: lin(F.dropout(t, 0.5, training=True)), xl, repeats),
-        "DropConnectLinear (mask per batch)": time_fwd_bwd(lambda t: dc(t), xl, repeats),
-    }
-    xs = torch.randn(32, d_in, requires_grad=True)
-    pe_small = {
-        "nn.Linear + F.dropout(input), N=32": time_fwd_bwd(
-            lambda t: lin(F.dropout(t, 0.5, training=True)), xs, max(3, repeats // 3)),
-        "DropConnectLinear per_example, N=32": time_fwd_bwd(lambda t: dc_pe(t), xs,
-                                                            max(3, repeats // 3)),
-    }
-    lin_base = lin_times["nn.Linear + F.dropout(input)"]
-    print(f"\nDropConnectLinear fwd+bwd, ({n}, {d_in}) -> {d_out}, p=0.5")
-    for name, t in lin_times.items():
-        print(f"  {name:<48} {1e3 * t:8.1f} ms   x{t / lin_base:5.2f} Linear+dropout")
-    pe_base = pe_small["nn.Linear + F.dropout(input), N=32"]
-    for name, t in pe_small.items():
-        print(f"  {name:<48} {1e3 * t:8.1f} ms   x{t / pe_base:5.2f} Linear+dropout")
+        # 3. DropConnectLinear vs Linear + dropout
+        n, d_in, d_out = 256, 1024, 1024
+        xl = torch.randn(n, d_in, requires_grad=True)
+        lin = torch.nn.Linear(d_in, d_out)
+        dc = DropConnectLinear(d_in, d_out, p=0.5)
+        dc_pe = DropConnectLinear(d_in, d_out, p=0.5, per_example=True)
+        lin_times = {
+            "nn.Linear": time_fwd_bwd(lambda t: lin(t), xl, repeats),
+            "nn.Linear + F.dropout(input)": time_fwd_bwd(
+                lambda t: lin(F.dropout(t, 0.5, training=True)), xl, repeats),
+            "DropConnectLinear (mask per batch)": time_fwd_bwd(lambda t: dc(t), xl, repeats),
+        }
+        xs = torch.randn(32, d_in, requires_grad=True)
+        pe_small = {
+            "nn.Linear + F.dropout(input), N=32": time_fwd_bwd(
+                lambda t: lin(F.dropout(t, 0.5, training=True)), xs, max(3, repeats // 3)),
+            "DropConnectLinear per_example, N=32": time_fwd_bwd(lambda t: dc_pe(t), xs,
+                                                                max(3, repeats // 3)),
+        }
+        lin_base = lin_times["nn.Linear + F.dropout(input)"]
+        print(f"\nDropConnectLinear fwd+bwd, ({n}, {d_in}) -> {d_out}, p=0.5")
+        for name, t in lin_times.items():
+            print(f"  {name:<48} {1e3 * t:8.1f} ms   x{t / lin_base:5.2f} Linear+dropout")
+        pe_base = pe_small["nn.Linear + F.dropout(input), N=32"]
+        for name, t in pe_small.items():
+            print(f"  {name:<48} {1e3 * t:8.1f} ms   x{t / pe_base:5.2f} Linear+dropout")
+
+        result.update({
+            "drop_fraction": {
+                "settings": "anchors.md §1.5",
+                "samples_per_setting": elements,
+                "rows": drop_rows,
+                "dropreg_max_abs_rel_error": max(abs(r["dropreg_rel_error"]) for r in drop_rows),
+                "dropreg_max_abs_z": max(abs(r["dropreg"] - r["p"]) / r["dropreg_stderr"]
+                                         for r in drop_rows),
+            },
+            "dropblock2d_time": {
+                "shape": [32, 64, 56, 56], "dtype": "float32", "p": p, "block_size": bs,
+                "repeats": repeats, "seconds": times,
+                "ratio_to_dropout": {k: v / base for k, v in times.items()},
+                "dropreg_per_channel_over_fastest_per_channel_peer": ours / per_channel_peer,
+                "dropreg_shared_over_timm_coupled": ours_shared / shared_peer,
+                "dropreg_per_channel_over_fastest_peer_any_mode": ours / fastest_peer,
+            },
+            "dropconnect_linear_time": {
+                "shape": [n, d_in, d_out], "p": 0.5, "seconds": lin_times,
+                "ratio_to_linear_plus_dropout": {k: v / lin_base for k, v in lin_times.items()},
+                "per_example_N32_seconds": pe_small,
+                "per_example_N32_ratio": {k: v / pe_base for k, v in pe_small.items()},
+            },
+        })
 
     # 4. DropBlock3d time, 5. compiled DropBlock2d time (contenders alternated)
-    dropblock3d = dropblock3d_time(peers["torchvision"]["fn3d"], repeats)
-    compiled = compiled_dropblock2d_time(tv, timm, repeats)
-
-    result = {
-        "machine": machine(load_before),
-        "quick": args.quick,
-        "peers": {k: {"how": v["how"], "version": v["version"]} for k, v in peers.items()},
-        "drop_fraction": {
-            "settings": "anchors.md §1.5",
-            "samples_per_setting": elements,
-            "rows": drop_rows,
-            "dropreg_max_abs_rel_error": max(abs(r["dropreg_rel_error"]) for r in drop_rows),
-            "dropreg_max_abs_z": max(abs(r["dropreg"] - r["p"]) / r["dropreg_stderr"]
-                                     for r in drop_rows),
-        },
-        "dropblock2d_time": {
-            "shape": [32, 64, 56, 56], "dtype": "float32", "p": p, "block_size": bs,
-            "repeats": repeats, "seconds": times,
-            "ratio_to_dropout": {k: v / base for k, v in times.items()},
-            "dropreg_per_channel_over_fastest_per_channel_peer": ours / per_channel_peer,
-            "dropreg_shared_over_timm_coupled": ours_shared / shared_peer,
-            "dropreg_per_channel_over_fastest_peer_any_mode": ours / fastest_peer,
-        },
-        "dropconnect_linear_time": {
-            "shape": [n, d_in, d_out], "p": 0.5, "seconds": lin_times,
-            "ratio_to_linear_plus_dropout": {k: v / lin_base for k, v in lin_times.items()},
-            "per_example_N32_seconds": pe_small,
-            "per_example_N32_ratio": {k: v / pe_base for k, v in pe_small.items()},
-        },
-        "dropblock3d_time": dropblock3d,
-        "compiled_dropblock2d_time": compiled,
-    }
+    if 4 in sections:
+        result["dropblock3d_time"] = dropblock3d_time(peers["torchvision"]["fn3d"], repeats)
+    if 5 in sections:
+        result["compiled_dropblock2d_time"] = compiled_dropblock2d_time(tv, timm, repeats)
+    if {1, 2, 3} <= sections:
+        result["machine"] = machine(load_before)
+    else:  # the machine record (and its load) stays that of sections 1-3; these name their own
+        for key in ("dropblock3d_time", "compiled_dropblock2d_time"):
+            if key in result and int(key == "compiled_dropblock2d_time") + 4 in sections:
+                result[key]["load"] = f"{load_before:.1f}-{os.getloadavg()[0]:.1f}"
+    result["quick"] = args.quick
+    result["sections"] = sorted(sections)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result["rows"] = summary_rows(result)
     args.out.write_text(json.dumps(result, indent=2, default=float) + "\n")

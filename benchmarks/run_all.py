@@ -41,6 +41,8 @@ def table() -> str:
         machine = record.get("machine", {})
         where = (f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
                  f"torch {machine.get('torch', '?')}")
+        if "load" in machine:
+            where += f", load {machine['load']}"
         for row in record.get("rows", []):
             lines.append(f"| {path.stem} | {row.get('benchmark', '')} | {row.get('dropreg', '')} "
                          f"| {row.get('baseline', '')} | {row.get('ratio', '')} "
