@@ -10,9 +10,9 @@ Each draws the same law with the same exact rate, with tensor ops only:
 - sliding blocks (DropBlock1d/2d/3d): the dense sampler of the law (Bernoulli(gamma) seeds on the
   valid-centre grid, expanded to blocks by max-pooling one axis at a time;
   :meth:`SlidingBlocks2d.draw` with ``method="dense"``, :class:`~dropreg.masks.SlidingBlocks3d`),
-  each position rescaled by its exact ``1 / E[z] = (1 - gamma)^{-n}``. The seed rate ``gamma`` solves the equation of
-  :func:`dropreg.masks.sliding_seed_rate` (mean drop fraction exactly ``p``), here by Newton's
-  method (:func:`seed_rate`) since scipy is out of TorchScript's reach.
+  each position rescaled by its exact ``1 / E[z] = (1 - gamma)^{-n}``. The seed rate ``gamma``
+  solves the equation of :func:`dropreg.masks.sliding_seed_rate` (mean drop fraction exactly
+  ``p``), here by Newton's method (:func:`seed_rate`) since scipy is out of TorchScript's reach.
 
 Per-example DropConnect draws all masks of a call at once, as under ``torch.compile`` (no
 ``max_mask_elements`` chunks, whose checkpointing is Python). ``eval()`` and ``p = 0`` return the
