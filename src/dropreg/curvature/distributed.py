@@ -53,6 +53,8 @@ def check_process_group(group: Any) -> tuple[int, int]:
         raise ValueError("process_group is given but torch.distributed is not initialised: call "
                          "torch.distributed.init_process_group(...) first (torchrun sets its "
                          "environment), or pass process_group=None for one process")
+    if group is dist.GroupMember.NON_GROUP_MEMBER:  # what new_group returns to non-members
+        raise ValueError("process_group: this process is not a member of the group")
     if not isinstance(group, dist.ProcessGroup):
         raise TypeError(f"process_group must be a torch.distributed.ProcessGroup (e.g. "
                         f"torch.distributed.group.WORLD or one from new_group), got "

@@ -49,7 +49,11 @@ class HessianOperator:
             falling back to double backward if ``torch.func`` cannot trace the model.
         cache_graph: keep the gradient's autograd graph between products (double backward), so
             each product is one backward pass and no forward pass. Default: when the risk is
-            one forward pass.
+            one forward pass (on every rank, for a risk over a process group).
+
+    With a risk over a process group (``DropoutRisk(..., process_group=)``) every product is
+    collective: call it on every rank with the same vector (checked) and the same ``method``
+    and ``cache_graph``; the result is the same tensor on every rank.
 
     Attributes:
         risk: the risk.
@@ -95,7 +99,7 @@ class HessianOperator:
         self.risk = risk
         self.num_matvecs = 0
         self.fallback_error: BaseException | None = None
-        one_piece = risk.num_pieces == 1
+        one_piece = risk.max_pieces == 1  # the same on every rank of a process group
         self.cache_graph = one_piece if cache_graph is None else bool(cache_graph)
         self._graphs: list | None = None
         self.method: Method = method

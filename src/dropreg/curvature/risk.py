@@ -288,8 +288,19 @@ class DropoutRisk:
     # -- across ranks -------------------------------------------------------------------------
     def _count_rows(self) -> int:
         if self.loader is None:
+            self._local_pieces = self.num_pieces
             return self.num_examples
-        return sum(int(y.shape[0]) for _, y in self.batches())
+        sizes = [int(y.shape[0]) for _, y in self.batches()]
+        per = 1 if self.stack or self.state == "clean" else self.num_masks
+        self._local_pieces = per * sum(1 for n in sizes if n > 0)
+        return sum(sizes)
+
+    @property
+    def max_pieces(self) -> int | None:
+        """The most forward passes per evaluation on any rank (:attr:`num_pieces` in one
+        process); the same on every rank, so choices made from it (the operator's cached
+        graph) are the same on every rank."""
+        return getattr(self, "_max_pieces", self.num_pieces)
 
     def _params_fingerprint(self) -> int:
         f = 0.0
@@ -299,7 +310,8 @@ class DropoutRisk:
         return struct.unpack("<q", struct.pack("<d", f))[0]
 
     def _join(self, failure: BaseException | None) -> None:
-        """One all-gather of (failed, rows, P, seed, parameter fingerprint) of every rank: the
+        """One all-gather of (failed, rows, P, seed, parameter fingerprint, pieces) of every
+        rank: the
         global row count, this shard's offset, and the checks that every rank holds the same
         model and seed."""
         device = torch.device("cpu")
@@ -307,9 +319,9 @@ class DropoutRisk:
             device = self.device
         elif torch.distributed.get_backend(self.process_group) == "nccl":
             device = torch.device("cuda", torch.cuda.current_device())
-        mine = [1, 0, 0, -1, 0] if failure is not None else [
+        mine = [1, 0, 0, -1, 0, 0] if failure is not None else [
             0, self.local_rows, self.num_params, -1 if self.seed is None else self.seed,
-            self._params_fingerprint()]
+            self._params_fingerprint(), self._local_pieces]
         rows = _dist.gather_ints(mine, self.process_group, device)
         if failure is not None:
             raise failure
@@ -327,6 +339,7 @@ class DropoutRisk:
                 raise ValueError(f"process_group: {what} differs between the ranks: "
                                  f"{values}{hint}")
         sizes = [m[1] for m in rows]
+        self._max_pieces = max(m[5] for m in rows)
         self.row_offset = sum(sizes[:self.rank])
         self.num_rows = sum(sizes)
         if self.num_rows == 0:
