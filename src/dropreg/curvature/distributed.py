@@ -28,7 +28,8 @@ from torch import Tensor
 __all__ = ["RankFailure", "check_process_group", "fingerprint", "gather_ints", "sum_over_ranks"]
 
 #: Relative difference of the fingerprints above which the ranks' vectors are called different
-#: (rounding of the all-reduce is ~ world size x machine epsilon, far below).
+#: in float64 (``64 eps`` in lower precision); the rounding of the all-reduce is ~ world size x
+#: machine epsilon, far below.
 FINGERPRINT_TOL = 1e-8
 
 
@@ -154,7 +155,8 @@ def sum_over_ranks(
     if probes is not None:
         world = dist.get_world_size(group)
         diff = (buf[n + 2:] - world * f).abs()
-        if bool((diff > FINGERPRINT_TOL * world * scale + 1e-300).any()):
+        tol = max(FINGERPRINT_TOL, 64 * torch.finfo(dtype).eps)  # above the rounding of the sum
+        if bool((diff > tol * world * scale + torch.finfo(dtype).tiny).any()):
             raise ValueError("the vectors of this product differ between the ranks of the "
                              "process group, so their sum is no Hessian-vector product: draw "
                              "probes and start vectors from a generator with the same seed on "

@@ -216,6 +216,7 @@ def dropout_gradients(
         >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Dropout(0.5),
         ...                           torch.nn.Linear(3, 1)).double()
         >>> X, y = torch.randn(4, 2).double(), torch.randn(4, 1).double()
+        >>> from dropreg.sites import sample_masks
         >>> ms = sample_masks(net, X, 5, generator=torch.Generator().manual_seed(0))
         >>> dropout_gradients(net, torch.nn.functional.mse_loss, (X, y), ms).shape
         torch.Size([13, 5])
