@@ -100,6 +100,11 @@ def errors(net: nn.Module, X: torch.Tensor, y: torch.Tensor, rank: int, group) -
             other[0].bias.add_(1.0)
     out["params"] = _error(lambda: DropoutRisk(other, half_mse, (X, y), process_group=group))
     out["type"] = _error(lambda: DropoutRisk(net, half_mse, (X, y), process_group=object()))
+    out["all empty"] = _error(lambda: DropoutRisk(net, half_mse, (X[:0], y[:0]),
+                                                  process_group=group))
+    batches = [(X[i:i + 3], y[i:i + 3]) for i in range(0, len(y), 3)]  # [] on an empty shard
+    out["loader loss"] = DropoutRisk(net, half_mse, batches, dropout="expected", num_masks=3,
+                                     generator=gen(5), block_rows=4, process_group=group).loss()
     return out
 
 

@@ -153,6 +153,12 @@ def test_bad_input_is_the_same_clear_error_on_every_rank(ranks):
         want = "ValueError: data: (X, y) has non-finite" if r == 0 else "RankFailure"
         assert err["failure"].startswith(want), err["failure"]
         assert err["type"].startswith("TypeError") and "ProcessGroup" in err["type"]
+        assert err["all empty"].startswith("ValueError: data: every rank's shard is empty")
+
+
+def test_batch_iterables_over_ranks_with_an_empty_one(ranks, reference):
+    for res in ranks:  # rank 1 passed [] (no batch): weighted 0
+        assert _rel(res["errors"]["loader loss"], reference["expected"]["loss"]) <= 1e-12
 
 
 @pytest.mark.slow
