@@ -407,7 +407,7 @@ class DropoutRisk:
         if per and self.loader is not None:
             raise ValueError("per-example DropoutMasks need (X, y) data (their rows are the "
                              "examples); with a batch iterable use dropout='fixed' or "
-                             "'expected' (masks drawn per batch from a seed)")
+                             "'expected' (masks drawn per block of rows from a seed)")
         names = {s.name for s in self.sites}
         for m in self.masks:
             unknown = sorted(set(m.masks) - names)
