@@ -49,7 +49,11 @@ class HessianOperator:
             falling back to double backward if ``torch.func`` cannot trace the model.
         cache_graph: keep the gradient's autograd graph between products (double backward), so
             each product is one backward pass and no forward pass. Default: when the risk is
-            one forward pass.
+            one forward pass (on every rank, for a risk over a process group).
+
+    With a risk over a process group (``DropoutRisk(..., process_group=)``) every product is
+    collective: call it on every rank with the same vector (checked) and the same ``method``
+    and ``cache_graph``; the result is the same tensor on every rank.
 
     Attributes:
         risk: the risk.
@@ -95,7 +99,7 @@ class HessianOperator:
         self.risk = risk
         self.num_matvecs = 0
         self.fallback_error: BaseException | None = None
-        one_piece = risk.num_pieces == 1
+        one_piece = risk.max_pieces == 1  # the same on every rank of a process group
         self.cache_graph = one_piece if cache_graph is None else bool(cache_graph)
         self._graphs: list | None = None
         self.method: Method = method
@@ -150,15 +154,18 @@ class HessianOperator:
         return self.risk.gradient()
 
     # -- products -----------------------------------------------------------------------------
-    def _hvp_fwd(self, vd: dict[str, Tensor]) -> Tensor:
-        out = torch.zeros(self.num_params, dtype=self.dtype, device=self.device)
-        weight = 0.0
-        with self.risk.evaluation() as pieces:
-            for w, f in pieces():
-                _, hv = torch.func.jvp(torch.func.grad(f), (self.params,), (vd,))
-                out += w * flatten_params(hv)
-                weight += w
-        return out / weight
+    def _hvp_fwd(self, vd: dict[str, Tensor], v: Tensor) -> Tensor:
+        def compute() -> tuple[Tensor, float]:
+            out = torch.zeros(self.num_params, dtype=self.dtype, device=self.device)
+            weight = 0.0
+            with self.risk.evaluation() as pieces:
+                for w, f in pieces():
+                    _, hv = torch.func.jvp(torch.func.grad(f), (self.params,), (vd,))
+                    out += w * flatten_params(hv)
+                    weight += w
+            return out, weight
+
+        return self.risk.reduce(compute, (self.num_params,), v)
 
     def _gradient_graphs(self):
         """Yield ``(weight, leaves, grads with graph)`` per piece; cached when ``cache_graph``."""
@@ -178,21 +185,24 @@ class HessianOperator:
         if self.cache_graph:
             self._graphs = built
 
-    def _hvp_dbl(self, vd: dict[str, Tensor]) -> Tensor:
-        out = torch.zeros(self.num_params, dtype=self.dtype, device=self.device)
-        vs = list(vd.values())
-        weight = 0.0
-        for w, leaves, gs in self._gradient_graphs():
-            weight += w
-            pairs = [(g, v) for g, v in zip(gs, vs) if g is not None and g.requires_grad]
-            if not pairs:
-                continue  # loss is linear in these parameters on this piece
-            hv = torch.autograd.grad([g for g, _ in pairs], leaves,
-                                     grad_outputs=[v for _, v in pairs],
-                                     retain_graph=self.cache_graph, allow_unused=True)
-            hv = [torch.zeros_like(p) if t is None else t for t, p in zip(hv, leaves)]
-            out += w * torch.cat([t.reshape(-1) for t in hv])
-        return out / weight
+    def _hvp_dbl(self, vd: dict[str, Tensor], v: Tensor) -> Tensor:
+        def compute() -> tuple[Tensor, float]:
+            out = torch.zeros(self.num_params, dtype=self.dtype, device=self.device)
+            vs = list(vd.values())
+            weight = 0.0
+            for w, leaves, gs in self._gradient_graphs():
+                weight += w
+                pairs = [(g, u) for g, u in zip(gs, vs) if g is not None and g.requires_grad]
+                if not pairs:
+                    continue  # loss is linear in these parameters on this piece
+                hv = torch.autograd.grad([g for g, _ in pairs], leaves,
+                                         grad_outputs=[u for _, u in pairs],
+                                         retain_graph=self.cache_graph, allow_unused=True)
+                hv = [torch.zeros_like(p) if t is None else t for t, p in zip(hv, leaves)]
+                out += w * torch.cat([t.reshape(-1) for t in hv])
+            return out, weight
+
+        return self.risk.reduce(compute, (self.num_params,), v)
 
     def _fall_back(self, exc: BaseException) -> None:
         if self.method != "auto" or not _is_func_failure(exc):
@@ -200,9 +210,9 @@ class HessianOperator:
         self.fallback_error = exc
         self.method = "double-backward"
 
-    def _dbl(self, vd: dict[str, Tensor]) -> Tensor:
+    def _dbl(self, vd: dict[str, Tensor], v: Tensor) -> Tensor:
         try:
-            return self._hvp_dbl(vd)
+            return self._hvp_dbl(vd, v)
         except Exception as exc:
             if self.fallback_error is not None:
                 raise exc from self.fallback_error
@@ -231,35 +241,40 @@ class HessianOperator:
             (True, 1)
         """
         self._check_vector(v)
-        vd = unflatten_params(v.to(self.dtype).contiguous(), self.params)  # e.g. a column of V
+        v = v.to(self.dtype).contiguous()  # e.g. a column of V
+        vd = unflatten_params(v, self.params)
         self.num_matvecs += 1
         if self.method == "double-backward":
-            return self._dbl(vd)
+            return self._dbl(vd, v)
         try:
-            out = self._hvp_fwd(vd)
+            out = self._hvp_fwd(vd, v)
         except Exception as exc:
             self._fall_back(exc)
-            return self._dbl(vd)
+            return self._dbl(vd, v)
         self.method = "forward-over-reverse"
         return out
 
     def _hmm_fwd(self, V: Tensor) -> Tensor:
         """``H @ V`` for ``V`` (P, k) with vmap over the columns (forward-over-reverse)."""
         k = V.shape[1]
-        out = torch.zeros(k, self.num_params, dtype=self.dtype, device=self.device)
         vd = unflatten_params_batched(V.T.to(self.dtype), self.params)
-        weight = 0.0
-        with self.risk.evaluation() as pieces:
-            for w, f in pieces():
-                g = torch.func.grad(f)
 
-                def hvp(t: dict[str, Tensor], g=g) -> dict[str, Tensor]:
-                    return torch.func.jvp(g, (self.params,), (t,))[1]
+        def compute() -> tuple[Tensor, float]:
+            out = torch.zeros(k, self.num_params, dtype=self.dtype, device=self.device)
+            weight = 0.0
+            with self.risk.evaluation() as pieces:
+                for w, f in pieces():
+                    g = torch.func.grad(f)
 
-                hv = torch.func.vmap(hvp, randomness="same")(vd)
-                out += w * torch.cat([hv[n].reshape(k, -1) for n in self.params], 1)
-                weight += w
-        return (out / weight).T
+                    def hvp(t: dict[str, Tensor], g=g) -> dict[str, Tensor]:
+                        return torch.func.jvp(g, (self.params,), (t,))[1]
+
+                    hv = torch.func.vmap(hvp, randomness="same")(vd)
+                    out += w * torch.cat([hv[n].reshape(k, -1) for n in self.params], 1)
+                    weight += w
+            return out, weight
+
+        return self.risk.reduce(compute, (k, self.num_params), V).T
 
     def matmat(self, V: Tensor, chunk_size: int = 64) -> Tensor:
         """``H @ V`` for ``V`` of shape (P, k): vectorised over columns where ``torch.func`` can,

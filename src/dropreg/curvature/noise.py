@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -27,9 +27,10 @@ from torch import Tensor, nn
 from dropreg._checks import check_int
 from dropreg._params import flatten_params
 from dropreg._random import seed_from
+from dropreg.curvature import distributed as _dist
 from dropreg.curvature.hvp import _is_func_failure
-from dropreg.curvature.risk import DropoutRisk, _piece_seed
-from dropreg.sites import DropoutMasks, DropoutState, sample_masks
+from dropreg.curvature.risk import DropoutRisk
+from dropreg.sites import DropoutMasks, DropoutState, block_masks
 
 __all__ = [
     "GradientNoise",
@@ -215,6 +216,7 @@ def dropout_gradients(
         >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Dropout(0.5),
         ...                           torch.nn.Linear(3, 1)).double()
         >>> X, y = torch.randn(4, 2).double(), torch.randn(4, 1).double()
+        >>> from dropreg.sites import sample_masks
         >>> ms = sample_masks(net, X, 5, generator=torch.Generator().manual_seed(0))
         >>> dropout_gradients(net, torch.nn.functional.mse_loss, (X, y), ms).shape
         torch.Size([13, 5])
@@ -250,12 +252,19 @@ def dropout_gradient_noise(
     params: Sequence[str] | None = None,
     generator: torch.Generator | None = None,
     is_dropout: Callable[[nn.Module], bool] | None = None,
+    block_rows: int = 64,
+    process_group: Any = None,
 ) -> GradientNoise:
     """S samples of the dropout gradient noise of the full-data loss at the current parameters.
 
     Sample ``s`` is ``grad R^drop(theta, eta_s)``, the gradient of the loss over all the data
-    with the mask draw ``eta_s`` (per batch: masks of batch ``b`` are drawn from a generator
-    seeded by a seed from ``generator``, ``b`` and the chunk), minus the centre.
+    with the mask draw ``eta_s``, minus the centre. Masks are drawn per fixed block of rows from
+    a seed drawn from ``generator`` (:mod:`dropreg.sites.blocks`; row ``i`` of draw ``s`` is keyed
+    by ``(seed, i // block_rows, s)``), so they do not depend on the batches, the chunks, or the
+    ranks the rows are split over: they are the masks of ``DropoutRisk(..., dropout="expected",
+    num_masks=S)`` with the same seed, whose gradient is :attr:`GradientNoise.mean_gradient`.
+    With ``process_group`` (``data`` this rank's shard, :class:`DropoutRisk`) the per-mask
+    gradients are summed over the ranks by one all-reduce; every rank gets the same samples.
 
     Args:
         model: the network with dropout sites.
@@ -272,6 +281,9 @@ def dropout_gradient_noise(
         params: parameter names (default all with ``requires_grad``).
         generator: for the masks.
         is_dropout: predicate selecting dropout sites.
+        block_rows: rows per block of the mask keying.
+        process_group: a ``torch.distributed`` process group the data are sharded over (the
+            same ``generator`` seed on every rank, checked).
 
     Returns:
         :class:`GradientNoise` with ``samples`` of shape ``(P, S)``.
@@ -291,25 +303,39 @@ def dropout_gradient_noise(
         raise ValueError(f"center must be 'mean' or 'clean', got {center!r}")
     check_int("chunk_size", chunk_size)
     risk = DropoutRisk(model, loss_fn, data, batch_size=batch_size, params=params,
-                       is_dropout=is_dropout, per_example=per_example)
+                       is_dropout=is_dropout, per_example=per_example, block_rows=block_rows,
+                       process_group=process_group)
     if not risk.sites:
         raise ValueError("model has no dropout site (is_dropout matched nothing): there is no "
                          "dropout noise")
     seed = seed_from(generator)
-    G = torch.zeros(risk.num_params, num_samples, dtype=risk.dtype, device=risk.device)
-    total = 0.0
+    if process_group is not None:
+        seeds = [s[0] for s in _dist.gather_ints([seed], process_group, risk.device)]
+        if len(set(seeds)) > 1:
+            raise ValueError(f"process_group: the mask seed drawn from generator differs between "
+                             f"the ranks: {seeds} (pass generator=torch.Generator()."
+                             f"manual_seed(s) with the same s on every rank)")
     state = {"vmap": True}
-    with risk.switched() as st:
-        for b, (x, y) in enumerate(risk.batches()):
-            n = float(y.shape[0])
-            gb = torch.Generator(device=y.device).manual_seed(_piece_seed(seed, b, 0))
-            for start in range(0, num_samples, chunk_size):
-                count = min(chunk_size, num_samples - start)
-                ms = sample_masks(model, x, count, per_example=per_example, generator=gb,
-                                  is_dropout=is_dropout)
-                G[:, start:start + count] += n * _mask_gradients(risk, st, x, y, ms, state)
-            total += n
-    G /= total
+
+    def compute() -> tuple[Tensor, float]:
+        G = torch.zeros(risk.num_params, num_samples, dtype=risk.dtype, device=risk.device)
+        total, start = 0.0, 0
+        with risk.switched() as st:
+            for x, y in risk.batches():
+                n = int(y.shape[0])
+                if n == 0:
+                    continue
+                for s0 in range(0, num_samples, chunk_size):
+                    count = min(chunk_size, num_samples - s0)
+                    ms = block_masks(model, x, seed, range(s0, s0 + count),
+                                     row_start=risk.row_offset + start, block_rows=block_rows,
+                                     per_example=per_example, sites=risk.sites)
+                    G[:, s0:s0 + count] += n * _mask_gradients(risk, st, x, y, ms, state)
+                total += n
+                start += n
+        return G, total
+
+    G = risk.reduce(compute, (risk.num_params, num_samples))
     mean = G.mean(1)
     clean = None
     if center == "mean":

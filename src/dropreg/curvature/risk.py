@@ -5,16 +5,24 @@ number of targets of batch ``b``, ``L_b`` the mean loss on it), in one of three 
 (the dropout loss of Zhang, Zhou, Xu 2022 and its Hessian):
 
 * ``"clean"``: every dropout site off (the network without dropout);
-* ``"fixed"``: one mask per site and batch, the same at every evaluation;
-* ``"expected"``: the mean over ``M`` fixed mask sets per batch (the expected dropout loss over
-  these masks).
+* ``"fixed"``: one mask per site and row, the same at every evaluation;
+* ``"expected"``: the mean over ``M`` fixed mask sets (the expected dropout loss over these
+  masks).
 
-Masks of the ``"fixed"``/``"expected"`` states are drawn per batch from a seed (drawn once from
-``generator`` at construction): batch ``b``, mask set ``m`` draws from a generator seeded by
-``(seed, b, m)``, in the forward pass itself, so no mask is stored and every evaluation sees the
-same masks. Memory is that of one batch's forward and backward pass (times ``M`` where mask sets
-are stacked along the batch, see ``stack_masks``). Explicit :class:`~dropreg.sites.DropoutMasks`
-may be given instead.
+Masks of the ``"fixed"``/``"expected"`` states are drawn from a seed (drawn once from
+``generator`` at construction) per fixed block of rows (:mod:`dropreg.sites.blocks`): row ``i``,
+mask set ``m`` gets its mask from a generator keyed by ``(seed, i // block_rows, m)``, in the
+forward pass itself, so no mask is stored, every evaluation sees the same masks, and the masks
+(so the risk and its Hessian) do not depend on the batch size nor on how the rows are split over
+ranks. Masks that a forward pass shares (weight sites, ``per_example=False``) are keyed by the
+first row of their batch, so they depend on where batches begin. Memory is that of one batch's
+forward and backward pass (times ``M`` where mask sets are stacked along the batch, see
+``stack_masks``). Explicit :class:`~dropreg.sites.DropoutMasks` may be given instead.
+
+Across processes (``process_group=``, :mod:`dropreg.curvature.distributed`): each rank holds its
+shard of the rows, in rank order; the global row count and each shard's first global row are
+gathered once at construction, every piece is weighted by the global row count, and loss,
+gradient and each Hessian-vector product are summed over the ranks by one all-reduce.
 
 The risk holds its own snapshot of the model's parameters and buffers, taken at construction,
 and evaluates the model through ``torch.func.functional_call`` with them: later changes of the
@@ -29,7 +37,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,7 +49,9 @@ from torch.func import functional_call
 from dropreg._checks import check_int
 from dropreg._params import unflatten_params
 from dropreg._random import seed_from
+from dropreg.curvature import distributed as _dist
 from dropreg.sites import (
+    BlockMasks,
     DropoutMasks,
     DropoutState,
     dropout_sites,
@@ -51,11 +63,16 @@ __all__ = ["STATES", "DropoutRisk", "uncontrolled_randomness"]
 
 #: The dropout states of a risk.
 STATES = ("clean", "fixed", "expected")
-_MIX = 0x9E3779B97F4A7C15
 
 
-def _piece_seed(seed: int, batch: int, mask: int) -> int:
-    return (seed ^ ((batch * 1_000_003 + mask + 1) * _MIX)) % (2**63 - 1)
+@dataclass(frozen=True)
+class _Rows:
+    """The masks of a forward pass over global rows ``start : start + rows``, mask sets ``sets``
+    stacked along the batch."""
+
+    start: int
+    rows: int
+    sets: tuple[int, ...]
 
 
 def uncontrolled_randomness(model: nn.Module, sites: Sequence | None = None) -> list[str]:
@@ -95,7 +112,7 @@ def _grad(f: Callable[[dict[str, Tensor]], Tensor], params: dict[str, Tensor]
     return flat, float(value.detach())
 
 
-def _check_pair(batch: object, where: str) -> tuple[Any, Tensor]:
+def _check_pair(batch: object, where: str, empty_ok: bool = False) -> tuple[Any, Tensor]:
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
         raise TypeError(f"data: {where} must be a pair (inputs, targets), got "
                         f"{type(batch).__name__}")
@@ -104,7 +121,7 @@ def _check_pair(batch: object, where: str) -> tuple[Any, Tensor]:
     if not all(isinstance(t, Tensor) for t in xs) or not isinstance(y, Tensor):
         raise TypeError(f"data: {where} needs tensors (inputs a tensor or a tuple of tensors, "
                         f"targets a tensor), got {type(x).__name__} and {type(y).__name__}")
-    if y.ndim == 0 or y.shape[0] == 0:
+    if y.ndim == 0 or (y.shape[0] == 0 and not empty_ok):
         raise ValueError(f"data: {where} has no targets (shape {tuple(y.shape)})")
     for t in (*xs, y):
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
@@ -140,28 +157,41 @@ class DropoutRisk:
         loss_fn: ``loss_fn(output, target) -> scalar``, the mean over the batch (torch's
             losses with ``reduction="mean"``).
         data: ``(X, y)`` tensors (batch-first), or any re-iterable of ``(inputs, targets)``
-            batches (a ``DataLoader``, a list), weighted by their number of targets.
-        dropout: ``"clean"``, ``"fixed"``, ``"expected"`` (masks drawn per batch from a seed),
-            or explicit :class:`~dropreg.sites.DropoutMasks` (one: fixed; a sequence: expected
-            over them); per-example explicit masks need ``(X, y)`` data.
+            batches (a ``DataLoader``, a list), weighted by their number of targets; with
+            ``process_group``, this rank's shard (rank ``r`` holds the rows after those of
+            ranks ``< r``; it may be empty).
+        dropout: ``"clean"``, ``"fixed"``, ``"expected"`` (masks drawn per block of rows from a
+            seed), or explicit :class:`~dropreg.sites.DropoutMasks` (one: fixed; a sequence:
+            expected over them; for this rank's rows); per-example explicit masks need
+            ``(X, y)`` data.
         num_masks: ``M``, the mask sets of the ``"expected"`` state.
         per_example: masks per example (as ``nn.Dropout``) or one per batch.
-        generator: source of the mask seed.
+        generator: source of the mask seed (with ``process_group``: the same seed on every
+            rank, checked).
         batch_size: with ``(X, y)`` data, examples per forward pass (default all).
         params: names of the parameters to differentiate (default all with ``requires_grad``).
         is_dropout: predicate selecting dropout sites (default
             :func:`dropreg.sites.is_dropout_site`).
         stack_masks: evaluate the ``M`` mask sets of a batch in one forward pass on the batch
             repeated ``M`` times (``None``: where exact, i.e. per-example masks, no weight site,
-            no BatchNorm in training mode). The masks then differ from the unstacked ones (both
-            are draws of the same law).
+            no BatchNorm in training mode); the masks are those of the unstacked passes.
         check_deterministic: evaluate the loss and gradient on the first batch twice and raise
             ``ValueError`` naming the modules with uncontrolled randomness if they differ.
+        block_rows: rows per block of the mask keying (module docstring); a batch draws the
+            masks of the blocks it touches.
+        process_group: a ``torch.distributed`` process group over which the data are sharded
+            (``None``: one process). Construction, :meth:`loss`, :meth:`gradient` and every
+            product are then collective: call them on every rank, in the same order, with the
+            same vectors. Use gloo for CPU tensors, NCCL for CUDA tensors.
 
     Attributes:
         params: the snapshot of the differentiated parameters (name -> tensor).
         sites: the dropout sites.
         seed: the mask seed (``None`` in the clean state and for explicit masks).
+        num_rows: the global row count ``N`` (over all ranks; ``None`` for a batch iterable in
+            one process, counted at each evaluation).
+        row_offset: the global index of this shard's first row (0 in one process).
+        rank, world_size: of this process in ``process_group`` (0 and 1 without one).
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -197,14 +227,36 @@ class DropoutRisk:
         is_dropout: Callable[[nn.Module], bool] | None = None,
         stack_masks: bool | None = None,
         check_deterministic: bool = True,
+        block_rows: int = 64,
+        process_group: Any = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+        self.block_rows = check_int("block_rows", block_rows)
+        self.process_group = process_group
+        self.rank, self.world_size = (0, 1) if process_group is None else \
+            _dist.check_process_group(process_group)
+        self.row_offset = 0
         self.model, self.loss_fn, self.is_dropout = model, loss_fn, is_dropout
+        if process_group is None:
+            self._build(data, dropout, num_masks, per_example, generator, batch_size, params,
+                        stack_masks, check_deterministic)
+            self.num_rows = self.num_examples
+            return
+        failure: BaseException | None = None
+        try:
+            self._build(data, dropout, num_masks, per_example, generator, batch_size, params,
+                        stack_masks, check_deterministic)
+        except Exception as exc:  # reported to every rank before it is raised
+            failure = exc
+        self._join(failure)
+
+    def _build(self, data, dropout, num_masks, per_example, generator, batch_size, params,
+               stack_masks, check_deterministic) -> None:
         self._set_data(data, batch_size)
-        self.sites = dropout_sites(model, is_dropout)
+        self.sites = dropout_sites(self.model, self.is_dropout)
         self.per_example = bool(per_example)
         self.masks: list[DropoutMasks] | None = None
         self.seed: int | None = None
@@ -228,8 +280,102 @@ class DropoutRisk:
         self.stack = self._can_stack(stack_masks)
         self._snapshot(params)
         self.num_evaluations = 0
-        if check_deterministic:
+        if self.process_group is not None:
+            self.local_rows = self._count_rows()
+        if check_deterministic and (self.process_group is None or self.local_rows > 0):
             self.check_deterministic()
+
+    # -- across ranks -------------------------------------------------------------------------
+    def _count_rows(self) -> int:
+        if self.loader is None:
+            self._local_pieces = self.num_pieces
+            return self.num_examples
+        sizes = [int(y.shape[0]) for _, y in self.batches()]
+        per = 1 if self.stack or self.state == "clean" else self.num_masks
+        self._local_pieces = per * sum(1 for n in sizes if n > 0)
+        return sum(sizes)
+
+    @property
+    def max_pieces(self) -> int | None:
+        """The most forward passes per evaluation on any rank (:attr:`num_pieces` in one
+        process); the same on every rank, so choices made from it (the operator's cached
+        graph) are the same on every rank."""
+        return getattr(self, "_max_pieces", self.num_pieces)
+
+    def _params_fingerprint(self) -> int:
+        f = 0.0
+        for k, p in enumerate(self.params.values()):
+            q = p.detach().double()
+            f += (k + 1) * float(q.sum()) + float((q * q).sum()) / (k + 2)
+        return struct.unpack("<q", struct.pack("<d", f))[0]
+
+    def _join(self, failure: BaseException | None) -> None:
+        """One all-gather of (failed, rows, P, seed, parameter fingerprint, pieces) of every
+        rank: the
+        global row count, this shard's offset, and the checks that every rank holds the same
+        model and seed."""
+        device = torch.device("cpu")
+        if failure is None:
+            device = self.device
+        elif torch.distributed.get_backend(self.process_group) == "nccl":
+            device = torch.device("cuda", torch.cuda.current_device())
+        mine = [1, 0, 0, -1, 0, 0] if failure is not None else [
+            0, self.local_rows, self.num_params, -1 if self.seed is None else self.seed,
+            self._params_fingerprint(), self._local_pieces]
+        rows = _dist.gather_ints(mine, self.process_group, device)
+        if failure is not None:
+            raise failure
+        failed = [r for r, m in enumerate(rows) if m[0]]
+        if failed:
+            raise _dist.RankFailure(f"DropoutRisk could not be built on rank(s) {failed} of the "
+                                    "process group; see the error raised there")
+        for what, col in (("the number of parameters", 2), ("the mask seed", 3),
+                          ("the parameters (their fingerprint)", 4)):
+            values = [m[col] for m in rows]
+            if len(set(values)) > 1:
+                hint = (" (draw it from generator=torch.Generator().manual_seed(s) with the same "
+                        "s on every rank)" if col == 3 else
+                        " (build or load the same model on every rank)")
+                raise ValueError(f"process_group: {what} differs between the ranks: "
+                                 f"{values}{hint}")
+        sizes = [m[1] for m in rows]
+        self._max_pieces = max(m[5] for m in rows)
+        self.row_offset = sum(sizes[:self.rank])
+        self.num_rows = sum(sizes)
+        if self.num_rows == 0:
+            raise ValueError("data: every rank's shard is empty (0 rows over the process group)")
+
+    def reduce(self, compute: Callable[[], tuple[Tensor, float]], shape: Sequence[int],
+               probes: Tensor | None = None) -> Tensor:
+        """The risk-level value of a sum over pieces: ``compute() -> (sum of weighted pieces,
+        sum of their weights)`` on this rank, divided by the weights in one process; with a
+        process group summed over the ranks (one all-reduce, the same tensor on every rank) and
+        divided by the global row count, ``probes`` (the vectors of a product) checked to be
+        the same on every rank, and an exception on any rank raised on every rank.
+
+        Example:
+            >>> net = torch.nn.Linear(2, 1).double()
+            >>> X, y = torch.ones(4, 2, dtype=torch.float64), torch.zeros(4, 1, dtype=torch.float64)
+            >>> risk = DropoutRisk(net, torch.nn.functional.mse_loss, (X, y))
+            >>> risk.reduce(lambda: (torch.tensor([6.0], dtype=torch.float64), 3.0), (1,))
+            tensor([2.], dtype=torch.float64)
+        """
+        if self.process_group is None:
+            total, weight = compute()
+            return total / weight
+        out = _dist.sum_over_ranks(lambda: compute()[0], shape, self.process_group,
+                                   dtype=self.dtype, device=self.device, probes=probes,
+                                   weights=self._probe_weights(probes))
+        return out / self.num_rows
+
+    def _probe_weights(self, probes: Tensor | None) -> Tensor | None:
+        if probes is None:
+            return None
+        w = getattr(self, "_weights_cache", None)
+        if w is None or w.shape[0] != probes.shape[0]:
+            w = _dist._weights(probes.shape[0], self.dtype, self.device)
+            self._weights_cache = w
+        return w
 
     # -- construction -------------------------------------------------------------------------
     def _set_data(self, data: object, batch_size: int | None) -> None:
@@ -237,11 +383,11 @@ class DropoutRisk:
             check_int("batch_size", batch_size)
         if (isinstance(data, (tuple, list)) and len(data) == 2
                 and isinstance(data[1], Tensor) and not isinstance(data[0], (tuple, list))):
-            X, y = _check_pair(data, "(X, y)")
+            X, y = _check_pair(data, "(X, y)", empty_ok=self.process_group is not None)
             self.X, self.y, self.loader = X, y, None
             self.num_examples = int(y.shape[0])
-            self.batch_size = self.num_examples if batch_size is None else min(
-                batch_size, self.num_examples)
+            self.batch_size = max(1, self.num_examples if batch_size is None else min(
+                batch_size, self.num_examples))
             return
         if isinstance(data, Tensor) or not isinstance(data, Iterable):
             raise TypeError(f"data must be a pair (X, y) of tensors or an iterable of "
@@ -261,7 +407,7 @@ class DropoutRisk:
         if per and self.loader is not None:
             raise ValueError("per-example DropoutMasks need (X, y) data (their rows are the "
                              "examples); with a batch iterable use dropout='fixed' or "
-                             "'expected' (masks drawn per batch from a seed)")
+                             "'expected' (masks drawn per block of rows from a seed)")
         names = {s.name for s in self.sites}
         for m in self.masks:
             unknown = sorted(set(m.masks) - names)
@@ -328,7 +474,7 @@ class DropoutRisk:
         for i, batch in enumerate(self.loader):
             yield _check_pair(batch, f"batch {i}")
             count += 1
-        if count == 0:
+        if count == 0 and self.process_group is None:
             raise ValueError("data: the batch iterable yielded no batch")
 
     @property
@@ -340,10 +486,14 @@ class DropoutRisk:
         return None
 
     def _pieces(self) -> Iterator[tuple[float, Any, Tensor, object]]:
-        """``(weight, inputs, targets, spec)``; spec is None (clean), a mask dict or a seed."""
+        """``(weight, inputs, targets, spec)``; spec is None (clean), a mask dict or the rows
+        (global indices) and mask sets whose masks are drawn per block of rows."""
         start = 0
-        for b, (x, y) in enumerate(self.batches()):
+        for x, y in self.batches():
             n = int(y.shape[0])
+            if n == 0:
+                continue
+            first = self.row_offset + start
             if self.state == "clean":
                 yield float(n), x, y, None
             elif self.masks is not None:
@@ -351,10 +501,10 @@ class DropoutRisk:
                     yield n / self.num_masks, x, y, m.batch(start, start + n).masks
             elif self.stack:
                 yield float(n), _repeat(x, self.num_masks), _repeat(y, self.num_masks), \
-                    _piece_seed(self.seed, b, 0)
+                    _Rows(first, n, tuple(range(self.num_masks)))
             else:
                 for k in range(self.num_masks):
-                    yield n / self.num_masks, x, y, _piece_seed(self.seed, b, k)
+                    yield n / self.num_masks, x, y, _Rows(first, n, (k,))
             start += n
 
     def _function(self, st: DropoutState, x: Any, y: Tensor, spec: object
@@ -363,8 +513,13 @@ class DropoutRisk:
         device = y.device
 
         def f(p: dict[str, Tensor]) -> Tensor:
+            st.source = None
             if spec is None:
                 st.state, st.masks = "off", None
+            elif isinstance(spec, _Rows):
+                st.state = "fresh"
+                st.source = BlockMasks(self.seed, spec.start, spec.rows, spec.sets,
+                                       block_rows=self.block_rows, per_example=self.per_example)
             elif isinstance(spec, int):
                 st.state = "fresh"
                 st.generator = torch.Generator(device=device).manual_seed(spec)
@@ -431,13 +586,18 @@ class DropoutRisk:
             >>> risk.loss(torch.zeros(3, dtype=torch.float64)) == (y**2).mean().item()
             True
         """
-        p = self._at(vec)
-        total = weight = 0.0
-        with torch.no_grad(), self.evaluation() as pieces:
-            for w, f in pieces():
-                total += w * float(f(p))
-                weight += w
-        return total / weight
+        self._check_vec(vec)
+
+        def compute() -> tuple[Tensor, float]:
+            p = self._at(vec)
+            total = weight = 0.0
+            with torch.no_grad(), self.evaluation() as pieces:
+                for w, f in pieces():
+                    total += w * float(f(p))
+                    weight += w
+            return torch.tensor([total], dtype=torch.float64, device=self.device), weight
+
+        return float(self.reduce(compute, (1,), vec)[0])
 
     def gradient(self, vec: Tensor | None = None) -> Tensor:
         """The flat gradient of the risk (at ``vec`` if given).
@@ -451,14 +611,24 @@ class DropoutRisk:
             >>> bool(torch.allclose(risk.gradient(), 2 * X.T @ (X @ w - y[:, 0]) / 6))
             True
         """
-        p = self._at(vec)
-        g = torch.zeros(self.num_params, dtype=self.dtype, device=self.device)
-        weight = 0.0
-        with self.evaluation() as pieces:
-            for w, f in pieces():
-                g += w * _grad(f, p)[0]
-                weight += w
-        return g / weight
+        self._check_vec(vec)
+
+        def compute() -> tuple[Tensor, float]:
+            p = self._at(vec)
+            g = torch.zeros(self.num_params, dtype=self.dtype, device=self.device)
+            weight = 0.0
+            with self.evaluation() as pieces:
+                for w, f in pieces():
+                    g += w * _grad(f, p)[0]
+                    weight += w
+            return g, weight
+
+        return self.reduce(compute, (self.num_params,), vec)
+
+    def _check_vec(self, vec: Tensor | None) -> None:
+        if vec is not None and (not isinstance(vec, Tensor) or vec.shape != (self.num_params,)):
+            shape = tuple(vec.shape) if isinstance(vec, Tensor) else type(vec).__name__
+            raise ValueError(f"vec must be a tensor of shape ({self.num_params},), got {shape}")
 
     def check_deterministic(self) -> None:
         """Evaluate loss and gradient of the first forward pass twice; raise ``ValueError``

@@ -8,7 +8,9 @@ Three concerns, one module each (and every tool of dropreg that needs sites uses
   ``"fixed"``, ``"fresh"``), and :func:`frozen_statistics`, the BatchNorm policy of the
   diagnostics;
 * :mod:`dropreg.sites.masks`: masks drawn through the mask laws of :mod:`dropreg.masks`
-  (:func:`sample_mask`, :func:`sample_masks`, :class:`DropoutMasks`).
+  (:func:`sample_mask`, :func:`sample_masks`, :class:`DropoutMasks`);
+* :mod:`dropreg.sites.blocks`: masks drawn per fixed block of rows from a seed
+  (:class:`BlockMasks`, :func:`block_masks`), the same however the rows are batched or sharded.
 
 :mod:`dropreg.analytic` (Wei, Kakade, Ma 2020) and :mod:`dropreg.curvature` (Zhang, Zhou, Xu 2022)
 both use it.
@@ -22,6 +24,7 @@ Example:
     (True, ['activation'])
 """
 
+from dropreg.sites.blocks import BlockMasks, block_masks, key_seed
 from dropreg.sites.masks import (
     DropoutMasks,
     bernoulli_mask,
@@ -43,16 +46,19 @@ from dropreg.sites.state import (
 __all__ = [
     "KINDS",
     "STATES",
+    "BlockMasks",
     "DropoutMasks",
     "DropoutSite",
     "DropoutState",
     "attention_forward",
     "bernoulli_mask",
+    "block_masks",
     "dropout_sites",
     "dropout_state",
     "frozen_statistics",
     "group_sum",
     "is_dropout_site",
+    "key_seed",
     "sample_mask",
     "sample_masks",
     "site_inputs",

@@ -63,6 +63,9 @@ class DropoutState:
         state: one of :data:`STATES`.
         masks: for ``"fixed"``, site name -> mask multiplying the site's input.
         generator: for ``"fresh"``, the source of new masks.
+        source: for ``"fresh"``, a callable ``source(site, shape, dtype, device, call) -> mask``
+            drawing the masks instead of ``generator`` (e.g. :class:`dropreg.sites.BlockMasks`,
+            masks keyed by rows); ``None``: draw from ``generator``.
         record: record each call's output in ``values`` and each ``"fresh"`` mask in ``drawn``.
         values: site name -> outputs of each call since the last :meth:`clear` (a site applied
             several times in one forward records one tensor per call).
@@ -90,6 +93,7 @@ class DropoutState:
     drawn: dict[str, list[Tensor]] = field(default_factory=dict)
     per_example: bool = True
     calls: int = 0
+    source: Callable[..., Tensor] | None = None
 
     def set_masks(self, masks: Mapping[str, Tensor] | None) -> None:
         """Switch to the clean network (``masks=None``: ``"off"``) or to these fixed masks.
@@ -149,8 +153,11 @@ def _apply(site: DropoutSite, original: Callable[[Tensor], Tensor] | None, st: D
         shape = tuple(x.shape)
         if not st.per_example and site.is_batched(x.dim()):
             shape = (1, *shape[1:])
-        mask = sample_mask(site, shape, generator=st.generator, dtype=x.dtype,
-                           device=x.device, call=original)
+        if st.source is not None:
+            mask = st.source(site, shape, x.dtype, x.device, original)
+        else:
+            mask = sample_mask(site, shape, generator=st.generator, dtype=x.dtype,
+                               device=x.device, call=original)
         if st.record:
             st.drawn.setdefault(site.name, []).append(mask)
         out = x * mask
