@@ -272,6 +272,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     if several and ordered:
         from dropreg.experiments.pooled import write_sweep_report
 
+        write_run_record(out, record)
+
         html_path, md_path, pooled = write_sweep_report(out)
         _print_pooled_table(console, pooled, seeds, args.profile)
     elif ordered:

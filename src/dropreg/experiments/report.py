@@ -320,6 +320,9 @@ def _environment_line(results: Sequence[ClaimResult], run: dict | None = None) -
     if env.get("cpu"):
         line += f", {env['cpu']} ({env.get('cpu_count', '?')} cores)"
     line += f", {env.get('platform', '?')}"
+    if env.get("executor") and env["executor"] != "None":
+        line += (f"; executor {env['executor']}, {env.get('jobs', '?')} jobs x "
+                 f"{env.get('threads_per_job', '?')} threads")
     if len(envs) > 1:
         line += f" (results come from {len(envs)} different environments; see each JSON)"
     return line
