@@ -57,31 +57,49 @@ class WorkerDied(RuntimeError):
 @dataclass(frozen=True)
 class WorkerSpec:
     """What a worker needs besides its unit: the thread count to pin, the executor's name for
-    the environment record, and where the claims live (``DROPREG_CLAIM_MODULES`` and
-    ``sys.path`` of the driver, so that claims of the user's own modules load in any worker)."""
+    the environment record, and where the claims live: the modules that register the claims to
+    run, the driver's ``sys.path`` and ``DROPREG_CLAIM_MODULES`` (so that claims of the user's
+    own modules load in any worker, and a worker imports only the papers it runs)."""
 
     threads: int | None
     executor: str
+    modules: tuple[str, ...] = ()
     claim_modules: str = ""
     sys_path: tuple[str, ...] = ()
 
     @classmethod
-    def of_driver(cls, threads: int | None, executor: str) -> WorkerSpec:
-        return cls(threads=threads, executor=executor,
+    def of_driver(cls, threads: int | None, executor: str,
+                  units: Sequence[Unit] = ()) -> WorkerSpec:
+        from dropreg.experiments import load_all
+        from dropreg.experiments.claims import _REGISTRY, get_claim
+
+        ids = {i for u in units for i in u.claim_ids}
+        if not ids <= set(_REGISTRY):
+            load_all()  # the driver has not loaded them yet (library use)
+        modules = sorted({get_claim(i).module for i in ids})
+        return cls(threads=threads, executor=executor, modules=tuple(modules),
                    claim_modules=os.environ.get("DROPREG_CLAIM_MODULES", ""),
                    sys_path=tuple(p for p in sys.path if p))
 
 
-def _prepare_worker(spec: WorkerSpec) -> None:
-    """Make the driver's claims importable here and register them (idempotent)."""
+def _prepare_worker(spec: WorkerSpec, claim_ids: Sequence[str]) -> None:
+    """Make the driver's claims importable here and register those of ``claim_ids``: import
+    their modules, and every claim module (``load_all``) only if that was not enough."""
+    import importlib
+
     from dropreg.experiments import load_all
+    from dropreg.experiments.claims import _REGISTRY
 
     for p in reversed(spec.sys_path):
         if p not in sys.path:
             sys.path.insert(0, p)
     if spec.claim_modules and os.environ.get("DROPREG_CLAIM_MODULES") != spec.claim_modules:
         os.environ["DROPREG_CLAIM_MODULES"] = spec.claim_modules
-    load_all()
+    for name in spec.modules:
+        if name != "__main__" and not all(i in _REGISTRY for i in claim_ids):
+            importlib.import_module(name)
+    if not all(i in _REGISTRY for i in claim_ids):
+        load_all()
 
 
 def run_unit(unit: Unit, spec: WorkerSpec,
@@ -98,7 +116,7 @@ def run_unit(unit: Unit, spec: WorkerSpec,
     from dropreg.experiments.context import RunCache
     from dropreg.experiments.runner import run_claim
 
-    _prepare_worker(spec)
+    _prepare_worker(spec, unit.claim_ids)
     runs = RunCache()
     for claim_id in unit.claim_ids:
         progress = progress_for(claim_id) if progress_for else None
@@ -136,7 +154,7 @@ class SerialExecutor:
         self._progress_for = progress_for
 
     def run(self, units: Sequence[Unit]) -> Iterator[tuple[Unit, ClaimResult]]:
-        spec = WorkerSpec.of_driver(self.threads, self.name)
+        spec = WorkerSpec.of_driver(self.threads, self.name, units)
         for unit in units:
             hook = (lambda cid, u=unit: self._progress_for(u, cid)) if self._progress_for \
                 else None
@@ -175,7 +193,7 @@ class ProcessExecutor:
 
         if not units:
             return
-        spec = WorkerSpec.of_driver(self.threads, self.name)
+        spec = WorkerSpec.of_driver(self.threads, self.name, units)
         self._pool = ProcessPoolExecutor(max_workers=min(self.jobs, len(units)),
                                          mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_ignore_sigint)
@@ -283,7 +301,7 @@ class RayExecutor:
         task = ray.remote(run_unit_remote).options(
             num_cpus=self.threads, num_gpus=self.gpus, max_retries=self.max_retries,
             retry_exceptions=False)
-        spec = WorkerSpec.of_driver(self.threads, self.name)
+        spec = WorkerSpec.of_driver(self.threads, self.name, units)
         queue, unit_of = list(units), {}
         limit = self.jobs or len(queue)
         try:
