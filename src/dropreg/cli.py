@@ -174,7 +174,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from dropreg.experiments.executors import MissingExtraError, WorkerDied, make_executor
+    from dropreg.experiments.executors import MissingExtraError, UnitFailed, make_executor
     from dropreg.experiments.report import run_record, utc_now, write_report, write_run_record
     from dropreg.experiments.runner import environment, select_claims, stored_result
     from dropreg.experiments.store import write_result
@@ -249,7 +249,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             for key, task in tasks.items():
                 if key not in results:
                     bars.update(task, info="interrupted")
-        except WorkerDied as e:
+        except UnitFailed as e:  # a worker died, or a claim cannot load in a worker
             died = str(e)
         finally:
             executor.close()

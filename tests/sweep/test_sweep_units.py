@@ -277,3 +277,10 @@ def test_ray_executor_without_ray_names_the_extra(tmp_path, capsys, monkeypatch)
                  "ray"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "dropreg[ray]" in err[0]
+
+
+def test_a_unit_whose_claim_cannot_load_fails_with_a_clear_message():
+    from dropreg.experiments.executors import SerialExecutor, UnitFailed
+
+    with pytest.raises(UnitFailed, match="'unit.nowhere' is not registered in the worker"):
+        list(SerialExecutor().run([Unit(("unit.nowhere",), "smoke", 0)]))

@@ -50,7 +50,12 @@ class MissingExtraError(ImportError):
     """An executor needs an optional extra that is not installed (the message names it)."""
 
 
-class WorkerDied(RuntimeError):
+class UnitFailed(RuntimeError):
+    """A unit could not be run to its end outside its claims' own code (the claims' own errors
+    are results with verdict "error"); results that arrived are stored."""
+
+
+class WorkerDied(UnitFailed):
     """A worker died and its unit could not be finished (results that arrived are stored)."""
 
 
@@ -76,7 +81,7 @@ class WorkerSpec:
         ids = {i for u in units for i in u.claim_ids}
         if not ids <= set(_REGISTRY):
             load_all()  # the driver has not loaded them yet (library use)
-        modules = sorted({get_claim(i).module for i in ids})
+        modules = sorted({get_claim(i).module for i in ids if i in _REGISTRY})
         return cls(threads=threads, executor=executor, modules=tuple(modules),
                    claim_modules=os.environ.get("DROPREG_CLAIM_MODULES", ""),
                    sys_path=tuple(p for p in sys.path if p))
@@ -100,6 +105,10 @@ def _prepare_worker(spec: WorkerSpec, claim_ids: Sequence[str]) -> None:
             importlib.import_module(name)
     if not all(i in _REGISTRY for i in claim_ids):
         load_all()
+    missing = [i for i in claim_ids if i not in _REGISTRY]
+    if missing:
+        raise UnitFailed(f"claim {missing[0]!r} is not registered in the worker: define it in "
+                         "an importable module named in DROPREG_CLAIM_MODULES (not in __main__)")
 
 
 def run_unit(unit: Unit, spec: WorkerSpec,
