@@ -24,7 +24,7 @@ ifndef VIRTUAL_ENV
 endif
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q -e ".[test,ray]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import sys
 import time
@@ -62,13 +63,28 @@ def build_parser() -> argparse.ArgumentParser:
                        "smoke: every claim in seconds (what the tests run)")
     p_rep.add_argument("--out", metavar="DIR", default="results",
                        help="where results and the report go (default: ./results)")
-    p_rep.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    p_rep.add_argument("--threads", type=int, default=None, metavar="N",
-                       help="pin torch and BLAS threads to N for every claim (default: torch's "
-                       "current count); recorded with each result")
+    seeds = p_rep.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    seeds.add_argument("--seeds", metavar="SEEDS",
+                       help="a sweep: 0-9, 0,3,7 or both mixed (0-4,9); several seeds go to "
+                       "OUT/seed-<k>/ and OUT/report.* pools them")
+    p_rep.add_argument("--executor", choices=("serial", "process", "ray"), default="serial",
+                       help="serial: one claim group after another here (default); process: "
+                       "--jobs spawned processes; ray: Ray Core tasks (extra dropreg[ray])")
+    p_rep.add_argument("--jobs", type=int, default=None, metavar="N",
+                       help="process/ray: units run at once (default: cores / threads per job)")
+    p_rep.add_argument("--threads-per-job", "--threads", dest="threads", type=int,
+                       default=None, metavar="K",
+                       help="pin torch and BLAS threads to K in every job (default: serial "
+                       "keeps torch's current count, process and ray use 1); recorded with "
+                       "each result")
+    p_rep.add_argument("--address", metavar="auto|HOST:PORT",
+                       help="ray: join this Ray cluster instead of starting a local one")
+    p_rep.add_argument("--gpus-per-job", type=float, default=0.0, metavar="G",
+                       help="ray: GPUs each job asks for (default 0)")
     p_rep.add_argument("--resume", action="store_true",
-                       help="skip claims already stored with the same profile and seed "
-                       "(claims that ended in 'error' are rerun)")
+                       help="skip claims already stored with the same profile, seed and "
+                       "settings (claims that ended in 'error' are rerun)")
 
     p_report = sub.add_parser("report", help="rebuild the report from stored results")
     p_report.add_argument("dir", metavar="DIR", help="a folder written by `dropreg reproduce`")
@@ -125,101 +141,221 @@ class _RichTask:
         self._progress.update(self._task, info=escape(text))
 
 
+def _check_sweep_args(args: argparse.Namespace) -> tuple[list[int] | None, str | None]:
+    """The seeds of the command, or a usage message naming the bad argument."""
+    from dropreg.experiments.sweep import parse_seeds
+
+    if args.threads is not None and args.threads < 1:
+        return None, f"--threads-per-job must be an int >= 1, got {args.threads}"
+    if args.jobs is not None and args.jobs < 1:
+        return None, f"--jobs must be an int >= 1, got {args.jobs}"
+    if not args.gpus_per_job >= 0:
+        return None, f"--gpus-per-job must be a number >= 0, got {args.gpus_per_job}"
+    if args.address is not None and not (
+            args.address == "auto" or re.fullmatch(r"[^\s:]+:\d{1,5}", args.address)):
+        return None, f"--address must be auto or HOST:PORT, got {args.address!r}"
+    if args.seeds is None:
+        return [args.seed], None
+    try:
+        return parse_seeds(args.seeds), None
+    except ValueError as e:
+        return None, str(e)
+
+
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    seeds, problem = _check_sweep_args(args)
+    if problem:
+        return _usage_error(problem)
     problem = _check_writable(out)
     if problem:
         return _usage_error(f"cannot write to --out {out}: {problem}")
     from rich.console import Console
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
-    from dropreg.experiments.context import RunCache
-    from dropreg.experiments.report import (
-        key_number,
-        run_record,
-        utc_now,
-        write_report,
-        write_run_record,
-    )
-    from dropreg.experiments.runner import environment, run_claim, select_claims, stored_result
+    from dropreg.experiments.executors import MissingExtraError, UnitFailed, make_executor
+    from dropreg.experiments.report import run_record, utc_now, write_report, write_run_record
+    from dropreg.experiments.runner import environment, select_claims, stored_result
     from dropreg.experiments.store import write_result
+    from dropreg.experiments.sweep import missing_units, plan_units, seed_folder
 
     try:
         claims = select_claims(args.only)
     except ValueError as e:
         return _usage_error(str(e))
-    if args.threads is not None and args.threads < 1:
-        return _usage_error(f"--threads must be an int >= 1, got {args.threads}")
-    runs = RunCache()  # shared runs of this invocation only
+    several = len(seeds) > 1
+    units = plan_units(claims, args.profile, seeds)
+    todo = missing_units(units, out, several) if args.resume else units
 
     console = Console(stderr=True)
     if not console.is_terminal:
         console.width = max(console.width, 120)  # logs and CI: do not wrap the summary table
-    results = []
-    interrupted = False
+    results: dict[tuple[int, str], object] = {}  # (seed, claim id) -> result, stored or new
+    if args.resume:
+        for s in seeds:
+            for c in claims:
+                previous = stored_result(seed_folder(out, s, several), c, args.profile, s)
+                if previous is not None:
+                    results[(s, c.id)] = previous
+    interrupted, died = False, None
     started_at, t0 = utc_now(), time.perf_counter()
     columns = (TextColumn("{task.description:<48}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
+    tasks: dict[tuple[int, str], object] = {}
+
+    def title(seed: int, claim_id: str) -> str:
+        return escape(f"seed {seed}: {claim_id}" if several else claim_id)
+
+    def progress_for(unit, claim_id):  # noqa: ANN001, ANN202 - the serial executor's hook
+        key = (unit.seed, claim_id)
+        tasks[key] = bars.add_task(title(*key), total=None, info="")
+        return _RichTask(bars, tasks[key])
+
+    try:
+        executor = make_executor(args.executor, jobs=args.jobs, threads=args.threads,
+                                 address=args.address, gpus=args.gpus_per_job,
+                                 progress_for=progress_for)
+    except (ValueError, MissingExtraError) as e:
+        return _usage_error(str(e))
     with Progress(*columns, console=console) as bars:
-        for c in claims:
-            previous = stored_result(out, c, args.profile, args.seed) if args.resume else None
-            if previous is not None:
-                task = bars.add_task(escape(c.id), total=1, completed=1,
-                                     info="stored (--resume)")
-                results.append(previous)
-                continue
-            task = bars.add_task(escape(c.id), total=None, info="")
-            try:
-                result = run_claim(c, args.profile, args.seed, _RichTask(bars, task),
-                                   runs=runs, threads=args.threads)
-            except KeyboardInterrupt:
-                interrupted = True
-                bars.update(task, info="interrupted")
-                break
-            write_result(out, result)
-            bars.update(task, info=escape(result.verdict),
-                        total=bars.tasks[task].total or 1,
-                        completed=bars.tasks[task].total or 1)
-            results.append(result)
+        for (s, cid) in results:
+            bars.add_task(title(s, cid), total=1, completed=1, info="stored (--resume)")
+        overall = None
+        if args.executor != "serial":
+            overall = bars.add_task(escape(f"{len(todo)} units on {args.executor} "
+                                           f"({executor.jobs or 'auto'} jobs)"),
+                                    total=len(todo), info="")
+        done_units: set = set()
+        try:
+            for unit, result in executor.run(todo):
+                write_result(seed_folder(out, unit.seed, several), result)
+                key = (unit.seed, result.id)
+                results[key] = result
+                if key in tasks:
+                    total = bars.tasks[tasks[key]].total or 1
+                    bars.update(tasks[key], info=escape(result.verdict), total=total,
+                                completed=total)
+                else:
+                    bars.add_task(title(*key), total=1, completed=1,
+                                  info=escape(f"{result.verdict} ({result.elapsed_s:.1f} s)"))
+                if overall is not None and all((unit.seed, i) in results
+                                               for i in unit.claim_ids) \
+                        and unit not in done_units:
+                    done_units.add(unit)
+                    bars.advance(overall)
+        except KeyboardInterrupt:
+            interrupted = True
+            for key, task in tasks.items():
+                if key not in results:
+                    bars.update(task, info="interrupted")
+        except UnitFailed as e:  # a worker died, or a claim cannot load in a worker
+            died = str(e)
+        finally:
+            executor.close()
+
+    wall = time.perf_counter() - t0
+    ordered = [results[(s, c.id)] for s in seeds for c in claims if (s, c.id) in results]
+    env = dict(ordered[-1].environment) if ordered else environment()
+    env.update(executor=args.executor, jobs=getattr(executor, "jobs", None),
+               threads_per_job=args.threads if args.threads is not None
+               else getattr(executor, "threads", None))
+    record = run_record(getattr(args, "command_line", "dropreg reproduce"), started_at, wall,
+                        env)
+    if several:
+        record["seeds"] = seeds
+    for s in seeds:
+        folder = seed_folder(out, s, several)
+        if any((s, c.id) in results for c in claims):
+            write_run_record(folder, record)
+            html_path, md_path = write_report(folder)
+    if several and ordered:
+        from dropreg.experiments.pooled import write_sweep_report
+
+        write_run_record(out, record)
+
+        html_path, md_path, pooled = write_sweep_report(out)
+        _print_pooled_table(console, pooled, seeds, args.profile)
+    elif ordered:
+        _print_results_table(console, ordered, args.profile, seeds[0])
+    if ordered:
+        console.print(escape(f"report: {html_path}  {md_path}  ({wall:.0f} s)"))
+    if died:
+        console.print(escape(f"stopped: {died}"))
+        return EXIT_FAILED
+    if interrupted:
+        console.print(escape(f"interrupted: {len(ordered)} results are stored under {out}; "
+                             "run again with --resume to go on"))
+        return EXIT_INTERRUPTED
+    failing = [r.id for r in ordered if r.verdict in FAILING_VERDICTS]
+    if several and ordered:
+        failing += [p.id for p in pooled if p.verdict in FAILING_VERDICTS]
+    return EXIT_FAILED if failing else EXIT_OK
+
+
+_STYLE = {"reproduced": "green", "not reproduced": "red", "inconclusive": "yellow",
+          "error": "magenta"}
+
+
+def _styled(verdict: str) -> str:
+    from rich.markup import escape
+
+    text = escape(verdict)
+    return f"[{_STYLE[verdict]}]{text}[/]" if verdict in _STYLE else text
+
+
+def _print_results_table(console, results, profile: str, seed: int) -> None:  # noqa: ANN001
+    from rich.markup import escape
+    from rich.table import Table
+
+    from dropreg.experiments.report import key_number
 
     # Every cell is plain text: measurement names such as "mean of z / E[z]" must not be read
     # as rich markup (which would print "mean of z / E").
-    table = Table(title=escape(f"dropreg reproduce ({args.profile}, seed {args.seed})"))
+    table = Table(title=escape(f"dropreg reproduce ({profile}, seed {seed})"))
     table.add_column("claim", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     table.add_column("key number")
     table.add_column("time (s)", justify="right")
-    style = {"reproduced": "green", "not reproduced": "red", "inconclusive": "yellow",
-             "error": "magenta"}
     for r in results:
-        verdict = escape(r.verdict)
-        if r.verdict in style:
-            verdict = f"[{style[r.verdict]}]{verdict}[/]"
-        table.add_row(escape(r.id), verdict, escape(key_number(r)), f"{r.elapsed_s:.1f}")
+        table.add_row(escape(r.id), _styled(r.verdict), escape(key_number(r)),
+                      f"{r.elapsed_s:.1f}")
     console.print(table)
-    if results:
-        write_run_record(out, run_record(getattr(args, "command_line", "dropreg reproduce"),
-                                         started_at, time.perf_counter() - t0,
-                                         results[-1].environment or environment()))
-        html_path, md_path = write_report(out)
-        console.print(escape(f"report: {html_path}  {md_path}  "
-                             f"({time.perf_counter() - t0:.0f} s)"))
-    if interrupted:
-        console.print(escape(f"interrupted: {len(results)} results are stored under {out}; "
-                             "run again with --resume to go on"))
-        return EXIT_INTERRUPTED
-    failing = [r.id for r in results if r.verdict in FAILING_VERDICTS]
-    return EXIT_FAILED if failing else EXIT_OK
 
+
+def _print_pooled_table(console, pooled, seeds, profile: str) -> None:  # noqa: ANN001
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(f"dropreg reproduce ({profile}, {len(seeds)} seeds)"))
+    table.add_column("claim", no_wrap=True)
+    table.add_column("seeds", no_wrap=True)
+    table.add_column("pooled verdict", no_wrap=True)
+    table.add_column("key number (pooled)")
+    for p in pooled:
+        table.add_row(escape(p.id), escape(p.tally_text), _styled(p.verdict),
+                      escape(p.key_number))
+    console.print(table)
 
 def _cmd_report(args: argparse.Namespace) -> int:
     folder = Path(args.dir)
     if not folder.is_dir():
         return _usage_error(f"no such folder: {folder}")
     from dropreg.experiments.report import write_report
+    from dropreg.experiments.sweep import sweep_folders
 
+    seeds = sweep_folders(folder)
+    if seeds:  # a sweep: every seed's own report, then the pooled one
+        from dropreg.experiments.pooled import write_sweep_report
+
+        if args.readme:
+            return _usage_error(f"--readme takes a single-seed folder; {folder} is a sweep of "
+                                f"{len(seeds)} seeds (pass one of its seed-<k> folders)")
+        for seed_dir in seeds.values():
+            write_report(seed_dir)
+        html_path, md_path, _ = write_sweep_report(folder)
+        print(f"report: {html_path}  {md_path}  (pooled over {len(seeds)} seeds)")
+        return EXIT_OK
     try:
         html_path, md_path = write_report(folder)
     except FileNotFoundError as e:

@@ -53,7 +53,9 @@ def test_every_claim_declares_every_profile():
 def test_smoke_profile_runs_and_the_seed_matters(claim):
     runs = RunCache()
     a = run_claim(claim, "smoke", seed=0, runs=runs)
-    assert a.verdict != "error", a.error
+    assert a.verdict != "error", a.error  # also: a shared run it did not declare is an error
+    # ... and every stage it declares is used (a stale shares= would over-group a sweep)
+    assert {u["name"] for u in a.shared_runs} == set(claim.shares), claim.shares
     assert a.measurements, "a claim must measure something"
     assert a.verdict == "reproduced" or a.reason, "a verdict other than reproduced needs a reason"
     b = run_claim(claim, "smoke", seed=1, runs=runs)

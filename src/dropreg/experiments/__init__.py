@@ -15,7 +15,7 @@ import os
 import pkgutil
 
 INFRASTRUCTURE = frozenset({"claims", "context", "measures", "runner", "store", "report",
-                            "testbeds", "executors"})
+                            "testbeds", "executors", "sweep", "pooled"})
 
 
 def paper_modules() -> list[str]:

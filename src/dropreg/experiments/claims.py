@@ -373,7 +373,9 @@ class Claim:
     ``settings`` maps each profile to the claim's frozen settings dataclass (hashable: it keys
     shared runs); ``figure`` draws the claim's figures from its stored ``details``;
     ``deterministic`` marks a claim that draws no random number (its values do not depend on the
-    seed).
+    seed); ``shares`` names the shared runs (stages of
+    :meth:`~dropreg.experiments.context.ClaimContext.shared`) the claim uses, so that a sweep can
+    group the claims that share a run without running them.
     """
 
     id: str
@@ -384,6 +386,7 @@ class Claim:
     settings: Mapping[str, Any] = field(default_factory=dict)
     figure: DrawFn | None = None
     deterministic: bool = False
+    shares: tuple[str, ...] = ()
 
     def settings_for(self, profile: str) -> Any:
         """The settings of this claim in ``profile``.
@@ -415,6 +418,7 @@ def claim(
     settings: Mapping[str, Any],
     figure: DrawFn | None = None,
     deterministic: bool = False,
+    shares: Sequence[str] = (),
 ) -> Callable[[RunFn], RunFn]:
     """Register a claim function under ``id``.
 
@@ -431,6 +435,10 @@ def claim(
         figure: a drawer ``details -> [Figure, ...]`` (called by the runner after the claim and
             by ``dropreg report`` on stored results).
         deterministic: the claim draws no random number.
+        shares: the stage names of every shared run the claim builds or reuses through
+            ``ctx.shared(name, ...)``. Claims that name a common stage form one group, which a
+            sweep runs in one worker per seed (so the run is built once there); calling
+            ``ctx.shared`` with an undeclared name is an error.
 
     Example:
         >>> from dataclasses import dataclass
@@ -455,6 +463,9 @@ def claim(
     if unknown or missing:
         raise ValueError(f"settings of claim {id!r} must have exactly the profiles "
                          f"{', '.join(PROFILES)} (missing: {missing}, unknown: {unknown})")
+    if isinstance(shares, str) or not all(isinstance(n, str) and n for n in shares):
+        raise TypeError(f"shares of claim {id!r} must be a tuple of stage names (non-empty "
+                        f"strings), got {shares!r}")
     for prof, value in settings.items():
         try:
             hash(value)
@@ -467,7 +478,7 @@ def claim(
             raise ValueError(f"claim id {id!r} is registered twice")
         _REGISTRY[id] = Claim(id=id, paper=paper, statement=statement, run=fn,
                               module=fn.__module__, settings=dict(settings), figure=figure,
-                              deterministic=deterministic)
+                              deterministic=deterministic, shares=tuple(shares))
         return fn
 
     return register

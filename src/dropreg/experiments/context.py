@@ -106,7 +106,9 @@ class ClaimContext:
 
     ``shared_runs`` records every shared run the claim used, with the time it took to build
     (also when an earlier claim built it), so the report can show the claim's own time plus the
-    shared runs it used.
+    shared runs it used. ``shares`` is the claim's declaration of the stage names it may use
+    (``@claim(..., shares=...)``; the runner passes it): :meth:`shared` refuses any other name, so
+    the declaration a sweep groups claims by cannot go stale. ``None`` (library use) allows any.
     """
 
     claim_id: str
@@ -117,15 +119,19 @@ class ClaimContext:
     progress: Progress = field(default_factory=NullProgress)
     runs: RunCache = field(default_factory=RunCache)
     shared_runs: list[dict[str, Any]] = field(default_factory=list)
+    shares: tuple[str, ...] | None = None
 
     @classmethod
     def for_claim(cls, claim_id: str, profile: str, seed: int, settings: Any, *,
-                  progress: Progress | None = None, runs: RunCache | None = None) -> ClaimContext:
-        """The context of claim ``claim_id`` for one ``(profile, seed)``."""
+                  progress: Progress | None = None, runs: RunCache | None = None,
+                  shares: tuple[str, ...] | None = None) -> ClaimContext:
+        """The context of claim ``claim_id`` for one ``(profile, seed)``; ``shares``: the
+        stage names the claim declares (None: any)."""
         generator = torch.Generator().manual_seed(derived_seed(seed, claim_id))
         return cls(claim_id=claim_id, profile=profile, seed=int(seed), settings=settings,
                    generator=generator, progress=progress or NullProgress(),
-                   runs=runs if runs is not None else RunCache())
+                   runs=runs if runs is not None else RunCache(),
+                   shares=None if shares is None else tuple(shares))
 
     def shared(self, name: str, build: Callable[[Any, torch.Generator], T],
                settings: Any = None) -> T:
@@ -135,7 +141,13 @@ class ClaimContext:
         ``settings`` defaults to the claim's own settings; pass the part of them that the run
         depends on (a frozen dataclass) so that claims with different settings but the same run
         share it. ``build`` gets its own generator, seeded from the seed and ``name`` alone.
+
+        Raises:
+            ValueError: ``name`` is not among the stages the claim declares (``shares``).
         """
+        if self.shares is not None and name not in self.shares:
+            raise ValueError(f"claim {self.claim_id!r} uses shared run {name!r} but declares "
+                             f"shares={self.shares!r}: add {name!r} to the shares= of its @claim")
         settings = self.settings if settings is None else settings
         if not self.runs.has(name, settings, self.seed):
             self.progress.note(f"building shared run {name}")

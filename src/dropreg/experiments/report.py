@@ -320,6 +320,10 @@ def _environment_line(results: Sequence[ClaimResult], run: dict | None = None) -
     if env.get("cpu"):
         line += f", {env['cpu']} ({env.get('cpu_count', '?')} cores)"
     line += f", {env.get('platform', '?')}"
+    if env.get("executor") and env["executor"] != "None":
+        per_job = env.get("threads_per_job", "None")
+        per_job = "unpinned" if per_job == "None" else per_job
+        line += f"; executor {env['executor']}, {env.get('jobs', '?')} jobs x {per_job} threads"
     if len(envs) > 1:
         line += f" (results come from {len(envs)} different environments; see each JSON)"
     return line

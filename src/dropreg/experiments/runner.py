@@ -176,7 +176,7 @@ def run_claim(claim: Claim, profile: str, seed: int, progress: Progress | None =
     """
     settings = claim.settings_for(profile)
     ctx = ClaimContext.for_claim(claim.id, profile, seed, settings, progress=progress,
-                                 runs=runs)
+                                 runs=runs, shares=claim.shares)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     common = dict(id=claim.id, paper=claim.paper, statement=claim.statement, profile=profile,
                   seed=int(seed), started_at=started, settings=settings_record(settings))

@@ -179,6 +179,7 @@ FULL_PROBLEM = ProblemSettings(n=4000, n_test=1000, d=20, D=10, rank=10, noise=0
               "full": SGDSettings(FULL_PROBLEM, 16, 60_000, 1024, 0.05,
                                   ((1, 0.5), (4, 0.5), (8, 0.5), (4, 0.2)))},
     figure=figures.sgd_vs_closed_form,
+    shares=("pal2020.regression",),
 )
 def dropblock_sgd_reaches_closed_form(ctx: ClaimContext) -> Outcome:
     from dropreg.linear import solve_dropblock, train_masked_sgd
@@ -387,6 +388,7 @@ class CurvesSettings:
               "quick": CurvesSettings(QUICK_PROBLEM, 8, 2, 0.3, 6_000, 256, 0.1),
               "full": CurvesSettings(FULL_PROBLEM, 16, 4, 0.3, 30_000, 1024, 0.05)},
     figure=figures.training_curves,
+    shares=("pal2020.regression",),
 )
 def dropblock_approximation_curves(ctx: ClaimContext) -> Outcome:
     from dropreg.linear import solve_dropblock, train_masked_sgd

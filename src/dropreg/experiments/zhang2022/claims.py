@@ -172,6 +172,7 @@ def _paired_log_ratios(rows: list[dict], key: str) -> list[float]:
               "quick": SharpnessSettings(QUICK_REGRESSION),
               "full": SharpnessSettings(FULL_REGRESSION)},
     figure=figures.flatter_minima_1d,
+    shares=("zhang2022.regression",),
 )
 def flatter_minima_1d(ctx: ClaimContext) -> Outcome:
     s = ctx.settings
@@ -221,6 +222,7 @@ def flatter_minima_1d(ctx: ClaimContext) -> Outcome:
     "above the value for a matrix with Sigma's spectrum and random eigenvectors (< 0.1, ours).",
     settings={"smoke": SMOKE_NOISE, "quick": QUICK_NOISE, "full": FULL_NOISE},
     figure=figures.noise_hessian_alignment,
+    shares=("zhang2022.regression", "zhang2022.regression-noise"),
 )
 def noise_hessian_alignment(ctx: ClaimContext) -> Outcome:
     ctx.progress.set_total(1)
@@ -247,6 +249,7 @@ def noise_hessian_alignment(ctx: ClaimContext) -> Outcome:
     "Hessian directions (lambda_k >= 1e-4 lambda_1, ours) is positive, pooled over replicates.",
     settings={"smoke": SMOKE_NOISE, "quick": QUICK_NOISE, "full": FULL_NOISE},
     figure=figures.variance_grows_with_curvature,
+    shares=("zhang2022.regression", "zhang2022.regression-noise"),
 )
 def variance_grows_with_curvature(ctx: ClaimContext) -> Outcome:
     ctx.progress.set_total(1)
@@ -308,6 +311,7 @@ def _window_relation(w, data, layer: str, k: int) -> dict:
               "quick": VarianceFlatnessSettings(),
               "full": VarianceFlatnessSettings(WindowSettings(replicates=6, window=10000))},
     figure=figures.inverse_variance_flatness,
+    shares=("zhang2022.sgd-window",),
 )
 def inverse_variance_flatness(ctx: ClaimContext) -> Outcome:
     s = ctx.settings
@@ -445,6 +449,7 @@ def last_layer_noise_structure(ctx: ClaimContext) -> Outcome:
               "quick": SharpnessSettings(QUICK_MNIST1D),
               "full": SharpnessSettings(FULL_MNIST1D)},
     figure=figures.flatter_minima_mnist1d,
+    shares=("zhang2022.mnist1d",),
 )
 def flatter_minima_mnist1d(ctx: ClaimContext) -> Outcome:
     s = ctx.settings
@@ -483,6 +488,7 @@ def flatter_minima_mnist1d(ctx: ClaimContext) -> Outcome:
     settings={"smoke": SharpnessSettings(SMOKE_MNIST1D), "quick": SharpnessSettings(QUICK_MNIST1D),
               "full": SharpnessSettings(FULL_MNIST1D, directions=4)},
     figure=figures.loss_profile_mnist1d,
+    shares=("zhang2022.mnist1d",),
 )
 def loss_profile_mnist1d(ctx: ClaimContext) -> Outcome:
     s = ctx.settings
