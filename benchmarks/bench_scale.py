@@ -16,8 +16,9 @@ thread): ``cavazza2018.dropout-expected-objective``, ``mianjy2018.dropout-equali
 and ``helmbold2017.rescaling-invariance``; ``--only`` picks others (groups sharing a run, such as
 ``pal2020.dropblock*``, cost ~20 s a seed at quick).
 
-Distributed-operator part: see :func:`operator_rows` (the hook where the benchmark of the
-torch.distributed curvature operator is wired in).
+Distributed-operator part: ``benchmarks/bench_scale_operator.py`` (per-product cost of the
+torch.distributed curvature operator at 1 and 2 gloo ranks, all-reduce share); it writes
+``results/scale_operator.json``, whose rows ``run_all.py`` puts in the same README table.
 
 Usage: ``python benchmarks/bench_scale.py [--quick] [--repeats N] [--seeds 0-9]``
 (``--quick``: seeds 0-3, one repeat).
@@ -107,15 +108,6 @@ def ray_startup_s(repeats: int) -> float | None:
     return statistics.median(times)
 
 
-def operator_rows(quick: bool) -> list[dict]:
-    """HOOK for the second half of the issue: the per-matvec cost of the torch.distributed
-    dropout-aware curvature operator at 1 and 2 ranks (model with P >= 10^5, communication share
-    of the time). That benchmark lives in its own script; the coordinator wires its rows in here
-    (they are appended to ``results/scale.json`` and so to the README table). Returns no rows
-    until then."""
-    return []
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="seeds 0-3, one repeat")
@@ -164,7 +156,6 @@ def main() -> None:
             "baseline": f"serial {serial['wall_s']:.1f} s ({serial['cpu_s']:.0f} s CPU)",
             "ratio": f"{serial['wall_s'] / m['wall_s']:.2f}x faster",
             "goal": "up to 2x (2 cores)"})
-    rows += operator_rows(args.quick)
     # Where Ray's start-up dominates: it pays off once the sweep's work, split over 2 jobs,
     # saves more than the start-up costs: serial work W > 2 * startup (2 cores).
     per_unit = statistics.median(x["inner_wall_s"] for x in runs["serial"]) / max(units, 1)
