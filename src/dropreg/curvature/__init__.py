@@ -5,6 +5,7 @@
   gradient) and its Hessian-vector products (:class:`HessianOperator`; sites, masks and dropout
   states come from :mod:`dropreg.sites`).
 * :func:`top_eigenpairs` (Lanczos, full reorthogonalisation), :func:`trace` (Hutchinson, Hutch++),
+  :func:`xtrace`, :func:`xnystrace` (Epperly et al. 2024) and :func:`auto_trace`,
   :func:`spectral_density` (stochastic Lanczos quadrature).
 * Dropout gradient noise (:func:`dropout_gradient_noise`) and its alignment with the Hessian
   (:func:`alignment`), with the exact last-hidden-layer theory (:mod:`.last_layer`).
@@ -45,7 +46,14 @@ from dropreg.curvature.last_layer import (
 )
 from dropreg.curvature.noise import GradientNoise, dropout_gradient_noise, dropout_gradients
 from dropreg.curvature.risk import DropoutRisk, uncontrolled_randomness
-from dropreg.curvature.trace import TraceResult, squared_frobenius, trace
+from dropreg.curvature.trace import (
+    TraceResult,
+    auto_trace,
+    squared_frobenius,
+    trace,
+    xnystrace,
+    xtrace,
+)
 from dropreg.sites import DropoutMasks, dropout_state, sample_masks
 
 __all__ = [
@@ -63,6 +71,7 @@ __all__ = [
     "TraceResult",
     "VarianceFlatness",
     "alignment",
+    "auto_trace",
     "diagnose",
     "dropout_eta_moments",
     "dropout_gradient_noise",
@@ -90,4 +99,6 @@ __all__ = [
     "uncontrolled_randomness",
     "unflatten_params",
     "variance_flatness",
+    "xnystrace",
+    "xtrace",
 ]
