@@ -105,7 +105,7 @@ def test_auto_choice_and_top_share() -> None:
     for s in range(5):
         g = torch.Generator().manual_seed(s)
         r = auto_trace(_matrix(big), 60, generator=g)
-        assert r.method == "auto:xtrace" and r.num_matvecs == 60
+        assert r.method == "auto:xtrace" and 59 <= r.num_matvecs <= 60  # xtrace spends 2m
         assert auto_trace(_matrix(flat), 60, generator=g).method == "auto:hutchinson"
     # nodes 3 (weight 0.5) and 1 (weight 0.5): the top quarter of the weight carries
     # 0.25 * 9 / (0.5 * 9 + 0.5 * 1) = 0.45 of the second moment

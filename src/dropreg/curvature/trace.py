@@ -266,13 +266,14 @@ def auto_trace(
     ``2m`` products, about ``2 ||A - A_m||_F^2 / m`` (``A_m`` the top ``m`` eigenvalues: the rest
     is what its probes see). XTrace wins when the top ``m`` eigenvalues hold more than half of
     ``||A||_F^2``. That share is estimated by ``k = lanczos_steps`` (default
-    ``min(10, num_matvecs // 10)``, at least 2) Lanczos steps from a Rademacher vector: their
+    ``min(10, num_matvecs // 20)``, at least 2) Lanczos steps from a Rademacher vector: their
     Gauss quadrature (Ritz values ``theta_j``, weights ``tau_j^2``, the squared first components
     of the eigenvectors of the tridiagonal matrix; Golub and Meurant 2010, Chapter 6) is a
     ``k``-point model of the spectrum, exact for ``lambda^2``; the share is that of
     ``sum tau_j^2 theta_j^2`` carried by its largest nodes up to a weight ``m / n``. XTrace is
     chosen when the share is at least ``AUTO_TOP_FRACTION = 1/2`` (our threshold), Hutchinson
-    otherwise; either spends the remaining ``num_matvecs - k`` products. Near the threshold the
+    otherwise; either spends the remaining ``num_matvecs - k`` products (Hutchinson also counts
+    the start vector ``z``, whose ``z^T A z = n alpha_1`` is one more Rademacher probe). Near the threshold the
     two have about the same variance, so a wrong choice there costs little. The result's
     ``method`` is ``"auto:xtrace"`` or ``"auto:hutchinson"``; ``num_matvecs`` includes the
     Lanczos steps.
@@ -312,7 +313,7 @@ def _auto_trace(op, num_matvecs, lanczos_steps, generator) -> tuple[TraceResult,
     matvec, n, dtype = as_operator(op)
     device = getattr(op, "device", None) if not isinstance(op, Tensor) else op.device
     num_matvecs = check_int("num_matvecs", num_matvecs, minimum=8)
-    k = lanczos_steps if lanczos_steps is not None else max(2, min(10, num_matvecs // 10))
+    k = lanczos_steps if lanczos_steps is not None else max(2, min(10, num_matvecs // 20))
     k = check_int("lanczos_steps", k, minimum=1)
     if num_matvecs - k < 4:
         raise ValueError(f"num_matvecs - lanczos_steps = {num_matvecs - k} must be >= 4")
@@ -326,8 +327,11 @@ def _auto_trace(op, num_matvecs, lanczos_steps, generator) -> tuple[TraceResult,
     if share >= AUTO_TOP_FRACTION and rest // 2 < n:
         r = xtrace(op, rest, generator=generator)
         choice = "xtrace"
-    else:
-        r = _hutchinson(op, rest, generator)
+    else:  # the Lanczos start vector is one more Rademacher probe: z^T A z = n alpha_1
+        h = _hutchinson(op, rest, generator)
+        samples = torch.cat([torch.tensor([n * float(alpha[0])], dtype=torch.float64),
+                             h.samples.cpu()])
+        r = _result(samples, 0.0, rest, "hutchinson")
         choice = "hutchinson"
     return (TraceResult(r.estimate, r.stderr, used + r.num_matvecs, r.samples, f"auto:{choice}"),
             share)
