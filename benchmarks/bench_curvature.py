@@ -56,7 +56,14 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from dropreg.curvature import HessianOperator, top_eigenpairs, trace  # noqa: E402
+from dropreg.curvature import (  # noqa: E402
+    HessianOperator,
+    auto_trace,
+    top_eigenpairs,
+    trace,
+    xnystrace,
+    xtrace,
+)
 from dropreg.data import load_mnist1d  # noqa: E402
 from dropreg.experiments.runner import cpu_model  # noqa: E402
 from dropreg.experiments.zhang2022.runs import train_mnist1d  # noqa: E402
@@ -66,7 +73,8 @@ TARGET = 1e-3
 
 def machine() -> dict:
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version()}
+            "torch": torch.__version__, "python": platform.python_version(),
+            "load": list(os.getloadavg())}
 
 
 def make_problem(n: int, width: int, epochs: int):
@@ -406,6 +414,134 @@ def architectures(quick: bool, repeats: int) -> dict:
             "rows": rows, "load": os.getloadavg()}
 
 
+# ---- trace estimators at equal standard error: outliers and flat spectrum --------------------
+def flat_problem(n: int, d: int):
+    """Least squares with a linear model on isotropic Gaussian inputs: the Hessian is
+    ``2 X^T X / n`` (with the bias), a Marchenko-Pastur bulk of ratio ``d / n`` (flat)."""
+    g = torch.Generator().manual_seed(7)
+    X = torch.randn(n, d, generator=g)
+    y = torch.randn(n, 1, generator=g)
+    net = nn.Linear(d, 1)
+    with torch.no_grad():
+        net.weight.copy_(0.01 * torch.randn(1, d, generator=g))
+        net.bias.zero_()
+    return net, X, y
+
+
+def trace_comparison(net, X, y, loss, budget: int, seeds: int) -> dict:
+    """Spread over ``seeds`` of each estimator with ``budget`` HVPs, and the HVPs that PyHessian's
+    Hutchinson needs for the spread of dropreg's ``auto_trace`` (per-probe s.d. from a pilot of
+    100 probes; Hutchinson's variance is exactly per-probe variance / probes). The other
+    estimators' equal-s.e. HVPs are ``budget (spread / target)^2``: exact for Hutchinson, an
+    over-estimate for XTrace and Hutch++ whose variance falls faster than 1 / HVPs."""
+    from curvlinops import HessianLinearOperator, hutchinson_trace, hutchpp_trace
+    from curvlinops import xtrace as cl_xtrace
+
+    def op():
+        return HessianOperator(net, loss, (X, y))
+
+    params = [p for p in net.parameters() if p.requires_grad]
+    loss_mod = nn.CrossEntropyLoss() if loss is nn.functional.cross_entropy else nn.MSELoss()
+    H = HessianLinearOperator(net, loss_mod, params, [(X, y)], check_deterministic=False)
+    estimators = {
+        "dropreg auto_trace": lambda s: auto_trace(
+            op(), budget, generator=torch.Generator().manual_seed(s)),
+        "dropreg xtrace": lambda s: xtrace(op(), budget,
+                                           generator=torch.Generator().manual_seed(s)),
+        "dropreg xnystrace": lambda s: xnystrace(op(), budget,
+                                                 generator=torch.Generator().manual_seed(s)),
+        "dropreg hutch++": lambda s: trace(op(), budget, "hutch++",
+                                           generator=torch.Generator().manual_seed(s)),
+        "dropreg hutchinson": lambda s: trace(op(), budget,
+                                              generator=torch.Generator().manual_seed(s)),
+        "curvlinops xtrace": lambda s: (torch.manual_seed(s), cl_xtrace(H, budget))[1],
+        "curvlinops hutchpp_trace": lambda s: (torch.manual_seed(s), hutchpp_trace(H, budget))[1],
+        "curvlinops hutchinson_trace": lambda s: (torch.manual_seed(s),
+                                                  hutchinson_trace(H, budget))[1],
+    }
+    out = {}
+    for name, fn in estimators.items():
+        est, walls, methods = [], [], set()
+        try:
+            for sd_ in range(seeds):
+                t0 = time.perf_counter()
+                r = fn(sd_)
+                walls.append(time.perf_counter() - t0)
+                est.append(float(r.estimate) if hasattr(r, "estimate") else float(r))
+                methods.add(getattr(r, "method", name))
+        except ValueError as e:  # xnystrace on an indefinite Hessian
+            out[name] = {"error": str(e)}
+            print(f"  {name:30s} not applicable: {str(e)[:70]}")
+            continue
+        out[name] = {"hvps": budget, "mean": statistics.mean(est),
+                     "spread": statistics.stdev(est), "wall_s": statistics.median(walls),
+                     "methods": sorted(methods)}
+    target = out["dropreg auto_trace"]["spread"]
+    for r in out.values():
+        if "spread" in r:
+            r["hvps_at_target_se"] = budget * (r["spread"] / target) ** 2
+    ph = _pyhessian_module()
+    torch.manual_seed(0)
+    h = ph.hessian(net, loss_mod, data=(X, y), cuda=False)
+    pilot = h.trace(maxIter=100, tol=0.0)
+    net.zero_grad(set_to_none=True)
+    sd_probe = statistics.stdev(pilot)
+    out["pyhessian hutchinson"] = {"per_probe_sd": sd_probe, "mean": statistics.mean(pilot),
+                                   "hvps_at_target_se": (sd_probe / target) ** 2}
+    for name, r in out.items():
+        if "hvps_at_target_se" in r:
+            print(f"  {name:30s} spread {r.get('spread', float('nan')):10.4g} with {budget} "
+                  f"HVPs -> {r['hvps_at_target_se']:8.1f} HVPs at the s.e. of auto_trace "
+                  f"({', '.join(r.get('methods', []))})")
+    return {"budget": budget, "seeds": seeds, "target_se": target, "estimators": out,
+            "relative_uncertainty_of_ratio": 2.0 / math.sqrt(2 * (seeds - 1))}
+
+
+def trace_rows(record: dict) -> list[dict]:
+    rows = []
+    for key, label, goal in (("outliers", "trained MLP classifier (C outliers)", "<= 0.5"),
+                             ("flat", "least squares, flat spectrum", "<= 1 (never worse)")):
+        r = record[key]
+        e = r["estimators"]
+        ours = e["dropreg auto_trace"]
+        need = e["pyhessian hutchinson"]["hvps_at_target_se"]
+        cl = e["curvlinops xtrace"]
+        rows.append({
+            "benchmark": f"Hessian trace at equal s.e., {label}, P = {r['params']}, "
+                         f"{r['seeds']} seeds" + (" (quick run)" if record["quick"] else ""),
+            "dropreg": f"auto_trace ({'/'.join(m.split(':')[1] for m in ours['methods'])}) "
+                       f"{r['budget']} HVPs",
+            "baseline": f"PyHessian Hutchinson {need:.0f} HVPs; curvlinops xtrace "
+                        f"{cl['hvps_at_target_se']:.0f}",
+            "ratio": f"{r['budget'] / need:.2f}x HVPs "
+                     f"(+-{100 * r['relative_uncertainty_of_ratio']:.0f}%)",
+            "goal": goal})
+    return rows
+
+
+def trace_benchmark(quick: bool, out_path: Path) -> dict:
+    seeds = 12 if quick else 24
+    budget = 100
+    n, width, epochs = (1000, 128, 30) if quick else (4000, 256, 30)
+    net, X, y = make_problem(n, width, epochs)
+    P = sum(p.numel() for p in net.parameters())
+    print(f"\ntrace estimators, MLP 40-{width}-{width}-10 trained on {n} MNIST-1D examples, "
+          f"P = {P}")
+    rec = {"machine": machine(), "quick": quick}
+    rec["outliers"] = trace_comparison(net, X, y, nn.functional.cross_entropy, budget, seeds)
+    rec["outliers"]["params"] = P
+    fn, fd = (4000, 300) if quick else (10000, 500)
+    fnet, FX, Fy = flat_problem(fn, fd)
+    print(f"trace estimators, least squares on {fn} Gaussian inputs, d = {fd} (flat spectrum)")
+    rec["flat"] = trace_comparison(fnet, FX, Fy, nn.functional.mse_loss, budget, seeds)
+    rec["flat"]["params"] = fd + 1
+    rec["machine"]["load"] = list(os.getloadavg())
+    rec["rows"] = trace_rows(rec)
+    out_path.write_text(json.dumps(rec, indent=2))
+    print(f"wrote {out_path}")
+    return rec
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small model, 3 repeats")
@@ -413,8 +549,14 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "curvature.json"))
     ap.add_argument("--architectures-only", action="store_true",
                     help="only the BN ResNet and transformer section")
+    ap.add_argument("--trace-only", action="store_true",
+                    help="only the trace estimators at equal s.e. (curvature_trace.json)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    trace_benchmark(args.quick, Path(args.out).with_name("curvature_trace.json"))
+    if args.trace_only:
+        return
     arch_out = Path(args.out).with_name("curvature_models.json")
     record = architectures(args.quick, args.repeats or 3)
     arch_out.parent.mkdir(parents=True, exist_ok=True)

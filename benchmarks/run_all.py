@@ -42,7 +42,7 @@ def run_scripts(quick: bool, results: Path) -> None:
         print(f"{script.name}: {time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def table(results: Path) -> str:
+def table(results: Path = HERE / "results") -> str:
     lines = ["| area | benchmark | dropreg | baseline | ratio | goal | machine |",
              "|---|---|---|---|---|---|---|"]
     for path in sorted(results.glob("*.json")):
