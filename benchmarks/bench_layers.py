@@ -257,6 +257,8 @@ def summary_rows(result: dict) -> list[dict]:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer samples and repeats")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="timing rounds (default 15, 5 with --quick)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--wheel-dir", type=Path, default=Path(tempfile.gettempdir()) / "peer_wheels")
     ap.add_argument("--reimplement", action="store_true",
@@ -267,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     peers = load_peers(args.wheel_dir, args.reimplement)
     elements = 4_000_000 if args.quick else 40_000_000
-    repeats = 5 if args.quick else 15
+    repeats = args.repeats or (5 if args.quick else 15)
 
     # 1. realised drop fraction
     gen = torch.Generator().manual_seed(0)
