@@ -145,7 +145,7 @@ def main() -> None:
         for r in RULES:
             if m == "lstm" and r in ("exact_gn", "sampled_r"):
                 continue  # the exact Jacobian of 320k logits is out of reach: that is the point
-            steps = (20 if args.quick else 60) if m == "mlp" else (5 if args.quick else 15)
+            steps = (4 if args.quick else 60) if m == "mlp" else (3 if args.quick else 15)
             if m == "mlp":
                 steps *= 5
             out = subprocess.run([sys.executable, __file__, "--child", f"{m}:{r}:{steps}"],

@@ -11,7 +11,7 @@ clean model for everyone.
    within 1e-3 of the reference (an oracle choice, favourable to every method), and the run
    with the method's own stopping rule at tol = 1e-3.
 2. Trace at equal standard error: the standard error of dropreg's Hutch++ with 99 products is
-   measured as the spread of its estimate over 16 (quick) or 24 seeds; PyHessian's Hutchinson
+   measured as the spread of its estimate over 6 (quick) or 24 seeds; PyHessian's Hutchinson
    (Rademacher) is run for as many products as its per-probe variance says it needs for the
    same standard error; dropreg's Hutchinson with that many products, and
    hessian-eigenthings' Hutch++ with 99, are shown beside.
@@ -335,7 +335,7 @@ def architectures(quick: bool, repeats: int) -> dict:
             net.zero_grad(set_to_none=True)
             return float(ev[0]), None
 
-        probes = 30
+        probes = 10 if quick else 30
 
         def ours_trace():
             r = trace(HessianOperator(net, ce, (X, y)), probes,
@@ -524,7 +524,7 @@ def trace_rows(record: dict) -> list[dict]:
 
 
 def trace_benchmark(quick: bool, out_path: Path, seeds: int | None = None) -> dict:
-    seeds = seeds or (12 if quick else 24)
+    seeds = seeds or (6 if quick else 24)
     budget = 100
     n, width, epochs = (1000, 128, 30) if quick else (4000, 256, 30)
     net, X, y = make_problem(n, width, epochs)
@@ -548,7 +548,8 @@ def trace_benchmark(quick: bool, out_path: Path, seeds: int | None = None) -> di
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small model, 3 repeats")
+    ap.add_argument("--quick", action="store_true",
+                    help="small models, 1 repeat, few seeds and settings (a check that it runs)")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "curvature.json"))
     ap.add_argument("--architectures-only", action="store_true",
@@ -565,14 +566,15 @@ def main() -> None:
     if args.trace_only:
         return
     arch_out = Path(args.out).with_name("curvature_models.json")
-    record = architectures(args.quick, args.repeats or 3)
+    # --quick: a check that every part runs (minutes), not numbers for the README
+    record = architectures(args.quick, args.repeats or (1 if args.quick else 3))
     arch_out.parent.mkdir(parents=True, exist_ok=True)
     arch_out.write_text(json.dumps(record, indent=2))
     print(f"wrote {arch_out}")
     if args.architectures_only:
         return
     n, width, epochs = (1000, 128, 30) if args.quick else (4000, 256, 30)
-    repeats = args.repeats or 3
+    repeats = args.repeats or (1 if args.quick else 3)
     net, X, y = make_problem(n, width, epochs)
     P = sum(p.numel() for p in net.parameters())
     print(f"MLP 40-{width}-{width}-10 on {n} MNIST-1D examples, P = {P}, threads = 1")
@@ -586,8 +588,8 @@ def main() -> None:
     print(f"reference lambda_max = {lam:.8g} (float64 Lanczos, residual "
           f"{float(ref.residuals[0]):.1e}, {ref.iterations} HVPs)")
 
-    tols = [1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 1e-5]
-    steps = [5, 10, 15, 20, 30, 40, 60, 80]
+    tols = [1e-2, 1e-3, 1e-4] if args.quick else [1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 1e-5]
+    steps = [10, 20, 40] if args.quick else [5, 10, 15, 20, 30, 40, 60, 80]
     all_rows, best = [], {}
     for name, fn, settings in [
         ("dropreg Lanczos", lambda t: dropreg_eig(net, X, y, t), tols),
@@ -597,7 +599,8 @@ def main() -> None:
         ("hessian-eigenthings Lanczos (fixed steps)",
          lambda s: eigenthings_eig(net, X, y, s), steps),
         ("hessian-eigenthings power iteration",
-         lambda s: eigenthings_eig(net, X, y, s, "power"), [20, 50, 100, 200, 400]),
+         lambda s: eigenthings_eig(net, X, y, s, "power"),
+         [50, 200] if args.quick else [20, 50, 100, 200, 400]),
         ("curvlinops + scipy eigsh (ARPACK)", lambda t: curvlinops_eig(net, X, y, t), tols),
     ]:
         rows, b = ladder(name, fn, settings, lam, repeats)
@@ -627,7 +630,7 @@ def main() -> None:
     budget = 99
     # the standard error of Hutch++ is measured, not taken from one run's estimate: spread of
     # the estimate over `seeds` independent runs (each run's own s.e. is reported beside it)
-    seeds = 16 if args.quick else 24
+    seeds = 6 if args.quick else 24
     hpp, walls = [], []
     for sd_ in range(seeds):
         t0 = time.perf_counter()
@@ -658,7 +661,7 @@ def main() -> None:
     pilot = pyh_trace(100)
     sd = statistics.stdev(pilot)
     need = max(2, math.ceil((sd / target_se) ** 2)) if target_se > 0 else 100
-    cap = 3000
+    cap = 300 if args.quick else 3000
     runs = min(need, cap)
     samples, wall_ph = timed(lambda: pyh_trace(runs), 1 if runs > 300 else repeats)
     se_ph = statistics.stdev(samples) / math.sqrt(len(samples))

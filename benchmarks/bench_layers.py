@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer samples and repeats")
     ap.add_argument("--repeats", type=int, default=None,
-                    help="timing rounds (default 15, 5 with --quick)")
+                    help="timing rounds (default 15, 3 with --quick)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--wheel-dir", type=Path, default=Path(tempfile.gettempdir()) / "peer_wheels")
     ap.add_argument("--reimplement", action="store_true",
@@ -268,8 +268,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     peers = load_peers(args.wheel_dir, args.reimplement)
-    elements = 4_000_000 if args.quick else 40_000_000
-    repeats = args.repeats or (5 if args.quick else 15)
+    elements = 1_000_000 if args.quick else 40_000_000
+    repeats = args.repeats or (3 if args.quick else 15)
 
     # 1. realised drop fraction
     gen = torch.Generator().manual_seed(0)
