@@ -273,10 +273,10 @@ def auto_trace(
     ``sum tau_j^2 theta_j^2`` carried by its largest nodes up to a weight ``m / n``. XTrace is
     chosen when the share is at least ``AUTO_TOP_FRACTION = 1/2`` (our threshold), Hutchinson
     otherwise; either spends the remaining ``num_matvecs - k`` products (Hutchinson also counts
-    the start vector ``z``, whose ``z^T A z = n alpha_1`` is one more Rademacher probe). Near the threshold the
-    two have about the same variance, so a wrong choice there costs little. The result's
-    ``method`` is ``"auto:xtrace"`` or ``"auto:hutchinson"``; ``num_matvecs`` includes the
-    Lanczos steps.
+    the start vector ``z``, whose ``z^T A z = n alpha_1`` is one more Rademacher probe). Near the
+    threshold the two have about the same variance, so a wrong choice there costs little. The
+    result's ``method`` is ``"auto:xtrace"`` or ``"auto:hutchinson"``; ``num_matvecs`` includes
+    the Lanczos steps.
 
     Example:
         >>> A = torch.diag(torch.logspace(0, -6, 200, dtype=torch.float64))
