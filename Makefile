@@ -7,10 +7,12 @@ ifdef VIRTUAL_ENV
 PYTHON := python
 STAMP := $(VIRTUAL_ENV)/.dropreg-installed
 DOCS_STAMP := $(VIRTUAL_ENV)/.dropreg-docs-installed
+BENCH_STAMP := $(VIRTUAL_ENV)/.dropreg-bench-installed
 else
 PYTHON := .venv/bin/python
 STAMP := .venv/.dropreg-installed
 DOCS_STAMP := .venv/.dropreg-docs-installed
+BENCH_STAMP := .venv/.dropreg-bench-installed
 endif
 PIP := $(PYTHON) -m pip
 OUT ?= results
@@ -52,8 +54,21 @@ docs: $(DOCS_STAMP)
 docs-check: docs
 	$(PYTHON) docs/check_site.py docs/_build/html
 
-bench: install
-	$(PYTHON) benchmarks/run_all.py
+# `make bench` runs every benchmarks/bench_*.py (benchmarks/run_all.py) and rewrites the README's
+# table; `make bench QUICK=1` runs each script's quick mode (few repeats, small sizes), writes
+# benchmarks/results/quick/ and prints the table without touching README.md.
+# The peers: the `bench` extra, plus two packages installed without their dependencies (see the
+# comment of the extra in pyproject.toml); timm and torchvision files are read from their wheels
+# by benchmarks/bench_layers.py.
+BENCH_NODEPS := "curvlinops-for-pytorch==3.0.1" "backpack-for-pytorch==1.7.1"
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PIP) install -q -e ".[test,bench]"
+	$(PIP) install -q --no-deps $(BENCH_NODEPS)
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PYTHON) benchmarks/run_all.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf .venv results .pytest_cache .ruff_cache docs/_build docs/auto_examples docs/api/generated

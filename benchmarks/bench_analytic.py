@@ -3,9 +3,10 @@
 For two models (the MNIST-1D MLP and the pydoc word LSTM of the wei2020 claims) it times one
 optimizer step of each update rule: Dropout_1 (the baseline), Dropout_8, R_approx alone (sampled-
 label estimator, double backprop) and R_approx + xi_approx (Algorithm 2, no dropout). The paper
-reports about 3x for Algorithm 2 against dropout; our goal is at most 2x. It also times the exact
-Gauss-Newton regularizer through ``torch.func`` (the alternative way of computing R_approx) against
-the sampled estimator.
+reports about 3x for Algorithm 2 against dropout; the goals (``GOALS``, issue 16) are 3x for it on
+the LSTM, 2.5x for R_approx alone on the LSTM and 2.5x for Algorithm 2 on the MLP. It also times
+the exact Gauss-Newton regularizer through ``torch.func`` (the alternative way of computing
+R_approx) against the sampled estimator.
 
 Each configuration runs in its own subprocess so that its peak resident memory (``ru_maxrss``
 above the process's level after building the model and data) is its own. Times are the CPU time
@@ -96,8 +97,20 @@ def machine() -> dict:
     import torch
 
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
-            "python": platform.python_version(), "threads": 1,
+            "python": platform.python_version(), "threads": 1, "load": list(os.getloadavg()),
             "note": "shared machine; medians of per-step thread CPU time, ratios to Dropout_1"}
+
+
+#: Goals of issue 16 (ratio to Dropout_1): the paper's "around 3x" for Algorithm 2 on LSTMs.
+GOALS = {("lstm", "explicit_implicit"): 3.0, ("lstm", "explicit"): 2.5,
+         ("mlp", "explicit_implicit"): 2.5}
+
+
+def _goal(model: str, rule: str, ratio: float) -> str:
+    bound = GOALS.get((model, rule))
+    if bound is None:
+        return "-"
+    return f"<= {bound:g}x" + ("" if ratio <= bound else " (not met)")
 
 
 def summary_rows(result: dict) -> list[dict]:
@@ -116,9 +129,7 @@ def summary_rows(result: dict) -> list[dict]:
                 "baseline": f"Dropout_1 {base['median_s'] * 1e3:.2f} ms, "
                             f"{base['peak_rss_above_setup_mib']:.0f} MiB",
                 "ratio": f"{r['ratio_to_dropout1']:.2f}x time",
-                "goal": "<= 2x (not met)" if rule == "explicit_implicit" and
-                        r["ratio_to_dropout1"] > 2 else ("<= 2x" if rule == "explicit_implicit"
-                                                         else "-")})
+                "goal": _goal(model, rule, r["ratio_to_dropout1"])})
     return rows
 
 
@@ -140,7 +151,7 @@ def main() -> None:
         for r in RULES:
             if m == "lstm" and r in ("exact_gn", "sampled_r"):
                 continue  # the exact Jacobian of 320k logits is out of reach: that is the point
-            steps = (20 if args.quick else 60) if m == "mlp" else (5 if args.quick else 15)
+            steps = (4 if args.quick else 60) if m == "mlp" else (3 if args.quick else 15)
             if m == "mlp":
                 steps *= 5
             out = subprocess.run([sys.executable, __file__, "--child", f"{m}:{r}:{steps}"],

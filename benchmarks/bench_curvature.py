@@ -11,7 +11,7 @@ clean model for everyone.
    within 1e-3 of the reference (an oracle choice, favourable to every method), and the run
    with the method's own stopping rule at tol = 1e-3.
 2. Trace at equal standard error: the standard error of dropreg's Hutch++ with 99 products is
-   measured as the spread of its estimate over 16 (quick) or 24 seeds; PyHessian's Hutchinson
+   measured as the spread of its estimate over 6 (quick) or 24 seeds; PyHessian's Hutchinson
    (Rademacher) is run for as many products as its per-probe variance says it needs for the
    same standard error; dropreg's Hutchinson with that many products, and
    hessian-eigenthings' Hutch++ with 99, are shown beside.
@@ -56,7 +56,14 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from dropreg.curvature import HessianOperator, stochastic_trace, top_eigenpairs  # noqa: E402
+from dropreg.curvature import (  # noqa: E402
+    HessianOperator,
+    auto_trace,
+    stochastic_trace,
+    top_eigenpairs,
+    xnystrace,
+    xtrace,
+)
 from dropreg.data import load_mnist1d  # noqa: E402
 from dropreg.experiments.runner import cpu_model  # noqa: E402
 from dropreg.experiments.zhang2022.runs import train_mnist1d  # noqa: E402
@@ -66,7 +73,8 @@ TARGET = 1e-3
 
 def machine() -> dict:
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version()}
+            "torch": torch.__version__, "python": platform.python_version(),
+            "load": list(os.getloadavg())}
 
 
 def make_problem(n: int, width: int, epochs: int):
@@ -327,7 +335,7 @@ def architectures(quick: bool, repeats: int) -> dict:
             net.zero_grad(set_to_none=True)
             return float(ev[0]), None
 
-        probes = 30
+        probes = 10 if quick else 30
 
         def ours_trace():
             r = stochastic_trace(HessianOperator(net, ce, (X, y)), probes,
@@ -406,24 +414,168 @@ def architectures(quick: bool, repeats: int) -> dict:
             "rows": rows, "load": os.getloadavg()}
 
 
+# ---- trace estimators at equal standard error: outliers and flat spectrum --------------------
+def flat_problem(n: int, d: int):
+    """Least squares with a linear model on isotropic Gaussian inputs: the Hessian is
+    ``2 X^T X / n`` (with the bias), a Marchenko-Pastur bulk of ratio ``d / n`` (flat)."""
+    g = torch.Generator().manual_seed(7)
+    X = torch.randn(n, d, generator=g)
+    y = torch.randn(n, 1, generator=g)
+    net = nn.Linear(d, 1)
+    with torch.no_grad():
+        net.weight.copy_(0.01 * torch.randn(1, d, generator=g))
+        net.bias.zero_()
+    return net, X, y
+
+
+def trace_comparison(net, X, y, loss, budget: int, seeds: int) -> dict:
+    """Spread over ``seeds`` of each estimator with ``budget`` HVPs, and the HVPs that PyHessian's
+    Hutchinson needs for the spread of dropreg's ``auto_trace`` (per-probe s.d. from a pilot of
+    100 probes; Hutchinson's variance is exactly per-probe variance / probes). The other
+    estimators' equal-s.e. HVPs are ``budget (spread / target)^2``: exact for Hutchinson, an
+    over-estimate for XTrace and Hutch++ whose variance falls faster than 1 / HVPs."""
+    from curvlinops import HessianLinearOperator, hutchinson_trace, hutchpp_trace
+    from curvlinops import xtrace as cl_xtrace
+
+    def op():
+        return HessianOperator(net, loss, (X, y))
+
+    params = [p for p in net.parameters() if p.requires_grad]
+    loss_mod = nn.CrossEntropyLoss() if loss is nn.functional.cross_entropy else nn.MSELoss()
+    H = HessianLinearOperator(net, loss_mod, params, [(X, y)], check_deterministic=False)
+    estimators = {
+        "dropreg auto_trace": lambda s: auto_trace(
+            op(), budget, generator=torch.Generator().manual_seed(s)),
+        "dropreg xtrace": lambda s: xtrace(op(), budget,
+                                           generator=torch.Generator().manual_seed(s)),
+        "dropreg xnystrace": lambda s: xnystrace(op(), budget,
+                                                 generator=torch.Generator().manual_seed(s)),
+        "dropreg hutch++": lambda s: stochastic_trace(op(), budget, "hutch++",
+                                           generator=torch.Generator().manual_seed(s)),
+        "dropreg hutchinson": lambda s: stochastic_trace(op(), budget,
+                                              generator=torch.Generator().manual_seed(s)),
+        "curvlinops xtrace": lambda s: (torch.manual_seed(s), cl_xtrace(H, budget))[1],
+        # curvlinops' Hutch++ needs a multiple of 3 products: 99 for a budget of 100
+        "curvlinops hutchpp_trace": lambda s: (torch.manual_seed(s),
+                                               hutchpp_trace(H, budget - budget % 3))[1],
+        "curvlinops hutchinson_trace": lambda s: (torch.manual_seed(s),
+                                                  hutchinson_trace(H, budget))[1],
+    }
+    out = {}
+    for name, fn in estimators.items():
+        est, walls, methods = [], [], set()
+        try:
+            for sd_ in range(seeds):
+                t0 = time.perf_counter()
+                r = fn(sd_)
+                walls.append(time.perf_counter() - t0)
+                est.append(float(r.estimate) if hasattr(r, "estimate") else float(r))
+                methods.add(getattr(r, "method", name))
+        except ValueError as e:  # xnystrace on an indefinite Hessian
+            out[name] = {"error": str(e)}
+            print(f"  {name:30s} not applicable: {str(e)[:70]}")
+            continue
+        hvps = budget - budget % 3 if name == "curvlinops hutchpp_trace" else budget
+        out[name] = {"hvps": hvps, "mean": statistics.mean(est),
+                     "spread": statistics.stdev(est), "wall_s": statistics.median(walls),
+                     "methods": sorted(methods)}
+    target = out["dropreg auto_trace"]["spread"]
+    for r in out.values():
+        if "spread" in r:
+            r["hvps_at_target_se"] = r["hvps"] * (r["spread"] / target) ** 2
+    ph = _pyhessian_module()
+    torch.manual_seed(0)
+    h = ph.hessian(net, loss_mod, data=(X, y), cuda=False)
+    pilot = h.trace(maxIter=100, tol=0.0)
+    net.zero_grad(set_to_none=True)
+    sd_probe = statistics.stdev(pilot)
+    out["pyhessian hutchinson"] = {"per_probe_sd": sd_probe, "mean": statistics.mean(pilot),
+                                   "hvps_at_target_se": (sd_probe / target) ** 2}
+    for name, r in out.items():
+        if "hvps_at_target_se" in r:
+            print(f"  {name:30s} spread {r.get('spread', float('nan')):10.4g} with "
+                  f"{r.get('hvps', 0)} "
+                  f"HVPs -> {r['hvps_at_target_se']:8.1f} HVPs at the s.e. of auto_trace "
+                  f"({', '.join(r.get('methods', []))})")
+    return {"budget": budget, "seeds": seeds, "target_se": target, "estimators": out,
+            "relative_uncertainty_of_ratio": 2.0 / math.sqrt(2 * (seeds - 1))}
+
+
+def trace_rows(record: dict) -> list[dict]:
+    rows = []
+    for key, label, goal, bound in (
+            ("outliers", "trained MLP classifier (C outliers)", "<= 0.5", 0.5),
+            ("flat", "least squares, flat spectrum", "<= 1 (never worse)", 1.0)):
+        r = record[key]
+        e = r["estimators"]
+        ours = e["dropreg auto_trace"]
+        need = e["pyhessian hutchinson"]["hvps_at_target_se"]
+        cl = e["curvlinops xtrace"]
+        rows.append({
+            "benchmark": f"Hessian trace at equal s.e., {label}, P = {r['params']}, "
+                         f"{r['seeds']} seeds" + (" (quick run)" if record["quick"] else ""),
+            "dropreg": f"auto_trace ({'/'.join(m.split(':')[1] for m in ours['methods'])}) "
+                       f"{r['budget']} HVPs",
+            "baseline": f"PyHessian Hutchinson {need:.0f} HVPs; curvlinops xtrace "
+                        f"{cl['hvps_at_target_se']:.0f}",
+            "ratio": f"{r['budget'] / need:.2f}x HVPs "
+                     f"(+-{100 * r['relative_uncertainty_of_ratio']:.0f}%)",
+            "goal": goal + ("" if r["budget"] / need <= bound else " (not met)")})
+    return rows
+
+
+def trace_benchmark(quick: bool, out_path: Path, seeds: int | None = None) -> dict:
+    seeds = seeds or (6 if quick else 24)
+    budget = 100
+    n, width, epochs = (1000, 128, 30) if quick else (4000, 256, 30)
+    net, X, y = make_problem(n, width, epochs)
+    P = sum(p.numel() for p in net.parameters())
+    print(f"\ntrace estimators, MLP 40-{width}-{width}-10 trained on {n} MNIST-1D examples, "
+          f"P = {P}")
+    rec = {"machine": machine(), "quick": quick}
+    rec["outliers"] = trace_comparison(net, X, y, nn.functional.cross_entropy, budget, seeds)
+    rec["outliers"]["params"] = P
+    fn, fd = (4000, 300) if quick else (10000, 500)
+    fnet, FX, Fy = flat_problem(fn, fd)
+    print(f"trace estimators, least squares on {fn} Gaussian inputs, d = {fd} (flat spectrum)")
+    rec["flat"] = trace_comparison(fnet, FX, Fy, nn.functional.mse_loss, budget, seeds)
+    rec["flat"]["params"] = fd + 1
+    rec["machine"]["load"] = list(os.getloadavg())
+    rec["rows"] = trace_rows(rec)
+    out_path.write_text(json.dumps(rec, indent=2))
+    print(f"wrote {out_path}")
+    return rec
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small model, 3 repeats")
+    ap.add_argument("--quick", action="store_true",
+                    help="small models, 1 repeat, few seeds and settings (a check that it runs)")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "curvature.json"))
     ap.add_argument("--architectures-only", action="store_true",
                     help="only the BN ResNet and transformer section")
+    ap.add_argument("--trace-only", action="store_true",
+                    help="only the trace estimators at equal s.e. (curvature_trace.json)")
+    ap.add_argument("--trace-seeds", type=int, default=None,
+                    help="seeds per trace estimator (default 12, 24 without --quick)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    trace_benchmark(args.quick, Path(args.out).with_name("curvature_trace.json"),
+                    args.trace_seeds)
+    if args.trace_only:
+        return
     arch_out = Path(args.out).with_name("curvature_models.json")
-    record = architectures(args.quick, args.repeats or 3)
+    # --quick: a check that every part runs (minutes), not numbers for the README
+    record = architectures(args.quick, args.repeats or (1 if args.quick else 3))
     arch_out.parent.mkdir(parents=True, exist_ok=True)
     arch_out.write_text(json.dumps(record, indent=2))
     print(f"wrote {arch_out}")
     if args.architectures_only:
         return
     n, width, epochs = (1000, 128, 30) if args.quick else (4000, 256, 30)
-    repeats = args.repeats or 3
+    repeats = args.repeats or (1 if args.quick else 3)
     net, X, y = make_problem(n, width, epochs)
     P = sum(p.numel() for p in net.parameters())
     print(f"MLP 40-{width}-{width}-10 on {n} MNIST-1D examples, P = {P}, threads = 1")
@@ -437,8 +589,8 @@ def main() -> None:
     print(f"reference lambda_max = {lam:.8g} (float64 Lanczos, residual "
           f"{float(ref.residuals[0]):.1e}, {ref.iterations} HVPs)")
 
-    tols = [1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 1e-5]
-    steps = [5, 10, 15, 20, 30, 40, 60, 80]
+    tols = [1e-2, 1e-3, 1e-4] if args.quick else [1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 1e-5]
+    steps = [10, 20, 40] if args.quick else [5, 10, 15, 20, 30, 40, 60, 80]
     all_rows, best = [], {}
     for name, fn, settings in [
         ("dropreg Lanczos", lambda t: dropreg_eig(net, X, y, t), tols),
@@ -448,7 +600,8 @@ def main() -> None:
         ("hessian-eigenthings Lanczos (fixed steps)",
          lambda s: eigenthings_eig(net, X, y, s), steps),
         ("hessian-eigenthings power iteration",
-         lambda s: eigenthings_eig(net, X, y, s, "power"), [20, 50, 100, 200, 400]),
+         lambda s: eigenthings_eig(net, X, y, s, "power"),
+         [50, 200] if args.quick else [20, 50, 100, 200, 400]),
         ("curvlinops + scipy eigsh (ARPACK)", lambda t: curvlinops_eig(net, X, y, t), tols),
     ]:
         rows, b = ladder(name, fn, settings, lam, repeats)
@@ -478,7 +631,7 @@ def main() -> None:
     budget = 99
     # the standard error of Hutch++ is measured, not taken from one run's estimate: spread of
     # the estimate over `seeds` independent runs (each run's own s.e. is reported beside it)
-    seeds = 16 if args.quick else 24
+    seeds = 6 if args.quick else 24
     hpp, walls = [], []
     for sd_ in range(seeds):
         t0 = time.perf_counter()
@@ -510,7 +663,7 @@ def main() -> None:
     pilot = pyh_trace(100)
     sd = statistics.stdev(pilot)
     need = max(2, math.ceil((sd / target_se) ** 2)) if target_se > 0 else 100
-    cap = 3000
+    cap = 300 if args.quick else 3000
     runs = min(need, cap)
     samples, wall_ph = timed(lambda: pyh_trace(runs), 1 if runs > 300 else repeats)
     se_ph = statistics.stdev(samples) / math.sqrt(len(samples))

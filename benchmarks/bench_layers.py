@@ -61,8 +61,12 @@ RESULTS = ROOT / "results" / "layers.json"
 # --------------------------------------------------------------------------- loading peers
 
 
+#: The peers' versions (their wheels are downloaded with ``pip download --no-deps``).
+PEER_VERSIONS: dict[str, str] = {"torchvision": "0.29.1", "timm": "1.0.31"}
+
+
 def _find_wheel(wheel_dir: Path, name: str) -> Path | None:
-    found = sorted(wheel_dir.glob(f"{name}-*.whl"))
+    found = sorted(wheel_dir.glob(f"{name}-{PEER_VERSIONS[name]}-*.whl"))
     return found[-1] if found else None
 
 
@@ -70,7 +74,8 @@ def _download(wheel_dir: Path, name: str) -> Path | None:
     wheel = _find_wheel(wheel_dir, name)
     if wheel is None:
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d",
-                        str(wheel_dir), name], check=False, timeout=600)
+                        str(wheel_dir), f"{name}=={PEER_VERSIONS[name]}"], check=False,
+                       timeout=600)
         wheel = _find_wheel(wheel_dir, name)
     return wheel
 
@@ -191,35 +196,26 @@ def realised_drop(fn, H: int, bs: int, p: float, elements: int) -> tuple[float, 
     return mean, math.sqrt(max(s2 / m - mean**2, 0.0) / (m - 1))
 
 
-def time_fwd_bwd(fn, x: torch.Tensor, repeats: int, warmup: int = 2) -> float:
-    """Median seconds of ``fn(x)`` forward plus backward of ``sum``-like gradient."""
-    grad = torch.ones_like(x)
-    times = []
-    for i in range(warmup + repeats):
-        t0 = time.perf_counter()
-        y = fn(x)
-        y.backward(grad)
-        dt = time.perf_counter() - t0
-        x.grad = None
-        if i >= warmup:
-            times.append(dt)
-    return statistics.median(times)
-
-
-def time_alternated(fns: dict, x: torch.Tensor, repeats: int, warmup: int = 2) -> dict:
-    """Median seconds of forward + backward of each of ``fns`` on ``x``, the contenders timed in
-    turn within each repeat (so load changes hit all of them alike)."""
-    grad = torch.ones_like(x)
-    times: dict[str, list[float]] = {name: [] for name in fns}
+def time_alternating(fns: dict, x: torch.Tensor, repeats: int, warmup: int = 2
+                     ) -> tuple[dict[str, float], dict[str, float]]:
+    """Median seconds of ``fn(x)`` forward plus backward (gradient of ones) for every ``fn``,
+    the functions alternated within each round (so that a burst of load on the shared machine
+    hits every side alike): ``(thread CPU time, wall time)`` per name. CPU time is the one
+    reported: wall times on a loaded machine include other processes' time slices."""
+    cpu = {k: [] for k in fns}
+    wall = {k: [] for k in fns}
     for i in range(warmup + repeats):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn(x).backward(grad)
-            dt = time.perf_counter() - t0
+            t0, w0 = time.thread_time(), time.perf_counter()
+            y = fn(x)
+            y.backward(torch.ones_like(y))
+            dt, dw = time.thread_time() - t0, time.perf_counter() - w0
             x.grad = None
             if i >= warmup:
-                times[name].append(dt)
-    return {name: statistics.median(t) for name, t in times.items()}
+                cpu[name].append(dt)
+                wall[name].append(dw)
+    return ({k: statistics.median(v) for k, v in cpu.items()},
+            {k: statistics.median(v) for k, v in wall.items()})
 
 
 def dropblock3d_time(tv3d, repeats: int) -> dict:
@@ -233,7 +229,7 @@ def dropblock3d_time(tv3d, repeats: int) -> dict:
             t, p, bs, share_channels=True),
         "torchvision drop_block3d": lambda t: tv3d(t, p, bs),
     }
-    times = time_alternated(fns, x, repeats)
+    times, _ = time_alternating(fns, x, repeats)
     base = times["F.dropout"]
     print(f"\nDropBlock3d fwd+bwd on {shape} float32, p={p}, block={bs}, median of {repeats}")
     for name, t in times.items():
@@ -282,7 +278,7 @@ def compiled_dropblock2d_time(tv, timm, repeats: int) -> dict:
         fns[name](x).backward(torch.ones_like(x))  # compiles forward and backward
         compile_s[name] = time.perf_counter() - t0
         x.grad = None
-    times = time_alternated(fns, x, repeats)
+    times, _ = time_alternating(fns, x, repeats)
     base = times["F.dropout"]
     print(f"\ntorch.compile'd DropBlock2d fwd+bwd on {shape} float32, p={p}, block={bs}, "
           f"median of {repeats}")
@@ -388,12 +384,24 @@ def summary_rows(result: dict) -> list[dict]:
             "ratio": f"{tc['dropreg_shared_over_timm_coupled']:.2f}x time",
             "goal": "<= fastest compiled peer"
                     + _unmet(tc["dropreg_shared_over_timm_coupled"] > 1)})
+    pe = dc["per_example_N32_seconds"]
+    pe_base = pe["nn.Linear + F.dropout(input), N=32"]
+    for pe_p, goal in (("0.5", "<= 30x"), ("0.1", "- (exact p: ~7 random words per 64 entries)")):
+        t = pe[f"DropConnectLinear per_example p={pe_p}, N=32"]
+        rows.append({
+            "benchmark": f"DropConnectLinear fwd+bwd (32x1024x1024, p {pe_p}), one mask per "
+                         "example",
+            "dropreg": f"{t * 1e3:.1f} ms",
+            "baseline": f"nn.Linear + dropout {pe_base * 1e3:.1f} ms",
+            "ratio": f"{t / pe_base:.1f}x time", "goal": goal})
     return rows
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer samples and repeats")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="timing rounds (default 15, 3 with --quick)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--wheel-dir", type=Path, default=Path(tempfile.gettempdir()) / "peer_wheels")
     ap.add_argument("--reimplement", action="store_true",
@@ -407,8 +415,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     load_before = os.getloadavg()[0]
     peers = load_peers(args.wheel_dir, args.reimplement)
-    elements = 4_000_000 if args.quick else 40_000_000
-    repeats = 5 if args.quick else 15
+    elements = 1_000_000 if args.quick else 40_000_000
+    repeats = args.repeats or (3 if args.quick else 15)
 
     sections = {int(s) for s in args.sections.split(",")}
     if not sections <= {1, 2, 3, 4, 5} or (sections & {1, 2, 3} and not {1, 2, 3} <= sections):
@@ -459,7 +467,7 @@ def main(argv: list[str] | None = None) -> dict:
             "timm drop_block_2d (default couple_channels=True)": lambda t: timm(
                 t, drop_prob=p, block_size=bs),
         }
-        times = {name: time_fwd_bwd(f, x, repeats) for name, f in timed.items()}
+        times, walls = time_alternating(timed, x, repeats)
         base = times["F.dropout"]
         # like with like: independent masks per (sample, channel) vs the peers' per-channel modes;
         # one mask per sample (share_channels) vs timm's default couple_channels=True
@@ -468,14 +476,14 @@ def main(argv: list[str] | None = None) -> dict:
         shared_peer = times["timm drop_block_2d (default couple_channels=True)"]
         fastest_peer = min(per_channel_peer, shared_peer)
         print(f"\nDropBlock2d fwd+bwd on (32, 64, 56, 56) float32, p={p}, block={bs}, "
-              f"{args.threads} thread(s), median of {repeats}")
+              f"{args.threads} thread(s), median of {repeats} alternated rounds (CPU time; wall)")
         for name, t in times.items():
-            print(f"  {name:<48} {1e3 * t:8.1f} ms   x{t / base:5.2f} dropout")
+            print(f"  {name:<48} {1e3 * t:8.1f} ms ({1e3 * walls[name]:6.1f} wall)   "
+                  f"x{t / base:5.2f} dropout")
         ours = times["dropreg drop_block2d"]
         ours_shared = times["dropreg drop_block2d share_channels"]
         print(f"  dropreg per-channel / fastest per-channel peer: x{ours / per_channel_peer:.2f}")
-        print("  dropreg share_channels / timm couple_channels=True: "
-              f"x{ours_shared / shared_peer:.2f}")
+        print(f"  dropreg share_channels / timm couple_channels=True: x{ours_shared / shared_peer:.2f}")
         print(f"  fastest dropreg mode / fastest peer (any mode): "
               f"x{min(ours, ours_shared) / fastest_peer:.2f}")
         del x
@@ -485,27 +493,28 @@ def main(argv: list[str] | None = None) -> dict:
         xl = torch.randn(n, d_in, requires_grad=True)
         lin = torch.nn.Linear(d_in, d_out)
         dc = DropConnectLinear(d_in, d_out, p=0.5)
-        dc_pe = DropConnectLinear(d_in, d_out, p=0.5, per_example=True)
-        lin_times = {
-            "nn.Linear": time_fwd_bwd(lambda t: lin(t), xl, repeats),
-            "nn.Linear + F.dropout(input)": time_fwd_bwd(
-                lambda t: lin(F.dropout(t, 0.5, training=True)), xl, repeats),
-            "DropConnectLinear (mask per batch)": time_fwd_bwd(lambda t: dc(t), xl, repeats),
-        }
+        lin_times, _ = time_alternating({
+            "nn.Linear": lambda t: lin(t),
+            "nn.Linear + F.dropout(input)": lambda t: lin(F.dropout(t, 0.5, training=True)),
+            "DropConnectLinear (mask per batch)": lambda t: dc(t),
+        }, xl, repeats)
+        # per example, N = 32: p = 0.5 (one random word per 64 mask entries) and p = 0.1 (about
+        # seven: the cost of an exact non-dyadic p, see dropreg.masks.bits)
         xs = torch.randn(32, d_in, requires_grad=True)
-        pe_small = {
-            "nn.Linear + F.dropout(input), N=32": time_fwd_bwd(
-                lambda t: lin(F.dropout(t, 0.5, training=True)), xs, max(3, repeats // 3)),
-            "DropConnectLinear per_example, N=32": time_fwd_bwd(lambda t: dc_pe(t), xs,
-                                                                max(3, repeats // 3)),
-        }
+        pe_fns = {"nn.Linear + F.dropout(input), N=32":
+                  lambda t: lin(F.dropout(t, 0.5, training=True))}
+        for pe_p in (0.5, 0.1):
+            layer = DropConnectLinear(d_in, d_out, p=pe_p, per_example=True)
+            pe_fns[f"DropConnectLinear per_example p={pe_p}, N=32"] = lambda t, m=layer: m(t)
+        pe_small, pe_wall = time_alternating(pe_fns, xs, max(3, repeats // 2))
         lin_base = lin_times["nn.Linear + F.dropout(input)"]
-        print(f"\nDropConnectLinear fwd+bwd, ({n}, {d_in}) -> {d_out}, p=0.5")
+        print(f"\nDropConnectLinear fwd+bwd, ({n}, {d_in}) -> {d_out}, p=0.5 (CPU time)")
         for name, t in lin_times.items():
             print(f"  {name:<48} {1e3 * t:8.1f} ms   x{t / lin_base:5.2f} Linear+dropout")
         pe_base = pe_small["nn.Linear + F.dropout(input), N=32"]
         for name, t in pe_small.items():
-            print(f"  {name:<48} {1e3 * t:8.1f} ms   x{t / pe_base:5.2f} Linear+dropout")
+            print(f"  {name:<48} {1e3 * t:8.1f} ms ({1e3 * pe_wall[name]:6.1f} wall)  "
+                  f"x{t / pe_base:5.2f} Linear+dropout")
 
         result.update({
             "drop_fraction": {
@@ -518,7 +527,8 @@ def main(argv: list[str] | None = None) -> dict:
             },
             "dropblock2d_time": {
                 "shape": [32, 64, 56, 56], "dtype": "float32", "p": p, "block_size": bs,
-                "repeats": repeats, "seconds": times,
+                "repeats": repeats, "seconds": times, "wall_seconds": walls,
+                "timing": "thread CPU time, sides alternated in each round, median",
                 "ratio_to_dropout": {k: v / base for k, v in times.items()},
                 "dropreg_per_channel_over_fastest_per_channel_peer": ours / per_channel_peer,
                 "dropreg_shared_over_timm_coupled": ours_shared / shared_peer,
@@ -527,7 +537,7 @@ def main(argv: list[str] | None = None) -> dict:
             "dropconnect_linear_time": {
                 "shape": [n, d_in, d_out], "p": 0.5, "seconds": lin_times,
                 "ratio_to_linear_plus_dropout": {k: v / lin_base for k, v in lin_times.items()},
-                "per_example_N32_seconds": pe_small,
+                "per_example_N32_seconds": pe_small, "per_example_N32_wall_seconds": pe_wall,
                 "per_example_N32_ratio": {k: v / pe_base for k, v in pe_small.items()},
             },
         })

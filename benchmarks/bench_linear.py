@@ -53,7 +53,7 @@ def bench_sgd(quick: bool, repeats: int) -> dict:
     t_closed, _ = _median_time(lambda: solve_dropblock(M, r, p, k), repeats)
     sol = solve_dropblock(M, r, p, k)
     E_star = sol.value + c0
-    steps = 12_000 if quick else 60_000
+    steps = 3_000 if quick else 60_000
     lr = 0.1 if quick else 0.05
     runs = []
     for rep in range(max(1, repeats // 2)):
@@ -151,7 +151,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "linear.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
-    repeats = 5 if args.quick else 9
+    repeats = 3 if args.quick else 9
     res = {
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
                     "numpy": np.__version__, "python": platform.python_version(),

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from dropreg.curvature import DropoutRisk, HessianOperator, top_eigenpairs, trace
+from dropreg.curvature import DropoutRisk, HessianOperator, stochastic_trace, top_eigenpairs
 
 launched = "RANK" in os.environ  # torchrun sets RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT
 if launched:
@@ -53,7 +53,7 @@ risk = DropoutRisk(model, nn.functional.cross_entropy, (X[rows].to(device), y[ro
                    generator=torch.Generator().manual_seed(1), process_group=group)
 H = HessianOperator(risk)
 top = top_eigenpairs(H, k=1, tol=1e-6, generator=torch.Generator(device).manual_seed(2))
-tr = trace(H, 30, "hutch++", generator=torch.Generator(device).manual_seed(3))
+tr = stochastic_trace(H, 30, "hutch++", generator=torch.Generator(device).manual_seed(3))
 print(f"rank {rank} of {world}: {len(rows)} rows; top eigenvalue {float(top.eigenvalues[0]):.8f} "
       f"({top.iterations} products), trace {tr.estimate:.6f} +- {tr.stderr:.2g} (Hutch++)")
 

@@ -258,3 +258,27 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="n_masks"):
         monte_carlo_dropout_gap(net, x, y, n_masks=1)
     assert MLP(3, 4, 2).training
+
+
+def test_sampled_labels_follow_the_model_prediction() -> None:
+    """The sampled-label pseudo-loss draws y ~ softmax(logits) per row (inverse CDF): the mean of
+    one_hot(y) = softmax - grad is within 5 s.e. of softmax for every class, on rows with
+    different predictions, and the draw is fixed by the generator."""
+    from dropreg.analytic.losses import sampled_pseudo_loss
+
+    n = 40000
+    base = torch.tensor([[0.0, 1.0, 2.0, -1.0, -30.0], [3.0, 0.0, 0.0, 0.0, 0.0]],
+                        dtype=torch.float64)
+    out = base.repeat(n, 1).requires_grad_(True)
+
+    def draw(seed):
+        P = sampled_pseudo_loss(out, torch.zeros(2 * n, dtype=torch.long), "cross_entropy",
+                                generator=torch.Generator().manual_seed(seed))
+        return torch.autograd.grad(P, out)[0]
+
+    g = draw(0)
+    probs = torch.softmax(base, -1)
+    freq = (torch.softmax(out.detach(), -1) - g).view(n, 2, 5).mean(0)
+    se = (probs * (1 - probs) / n).sqrt()
+    assert bool(((freq - probs).abs() <= 5 * se + 1e-12).all())
+    assert torch.equal(g, draw(0)) and not torch.equal(g, draw(1))

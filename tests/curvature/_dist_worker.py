@@ -16,11 +16,11 @@ from torch import nn
 from dropreg.curvature import (
     DropoutRisk,
     HessianOperator,
-    alignment,
     dropout_gradient_noise,
+    noise_alignment,
     spectral_density,
+    stochastic_trace,
     top_eigenpairs,
-    trace,
 )
 
 N = 11
@@ -61,15 +61,15 @@ def compute(net: nn.Module, X: torch.Tensor, y: torch.Tensor, group, batch_size:
         out[state] = {
             "loss": risk.loss(), "grad": risk.gradient(), "hv": H.matvec(V[:, 0]),
             "hV": H.matmat(V), "eig": eig.eigenvalues, "eig_iters": eig.iterations,
-            "hutch++": trace(H, 12, "hutch++", generator=gen(8)).estimate,
-            "hutchinson": trace(H, 3, generator=gen(9)).estimate,
+            "hutch++": stochastic_trace(H, 12, "hutch++", generator=gen(8)).estimate,
+            "hutchinson": stochastic_trace(H, 3, generator=gen(9)).estimate,
             "slq_m2": spectral_density(H, 1, 5, generator=gen(11)).moment(2),
             "loss_at": risk.loss(0.9 * torch.cat([p.reshape(-1) for p in risk.params.values()])),
         }
     noise = dropout_gradient_noise(net, half_mse, (X, y), 6, generator=gen(12),
                                    batch_size=batch_size, block_rows=4, process_group=group)
     out["noise"] = noise.samples
-    out["cos"] = alignment(H, noise, k=1, exact_hessian=False, num_matvecs=6, eigen=eig,
+    out["cos"] = noise_alignment(H, noise, k=1, exact_hessian=False, num_matvecs=6, eigen=eig,
                            max_noise_hvps=3, generator=gen(13)).cosine
     return out
 

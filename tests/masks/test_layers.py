@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import dropreg.masks.sliding
 import dropreg.nn.functional as DF
 from dropreg.masks import Blocks, Custom, Gaussian, KeepExactly, SlidingBlocks, SlidingBlocks2d
+from dropreg.masks.bits import bernoulli_bits, unpack_bits
 from dropreg.nn import (
     DropBlock1d,
     DropBlock2d,
@@ -381,33 +382,73 @@ def test_errors_name_argument_and_range() -> None:
         layer.p = 2.0
 
 
-def test_per_example_chunks_match_unchunked_and_bound_saved_memory() -> None:
-    """Chunked + checkpointed per-example DropConnect: same values and gradients as one chunk
-    with the same per-chunk seeds, and the graph does not keep N x out x in masks."""
+def _packed_reference_masks(seed: int, m: int, out_f: int, in_f: int, p: float) -> torch.Tensor:
+    """Scaled keep masks ``(m, out_f, in_f)`` of one chunk, unpacked by hand from the documented
+    layout: complement of ``bernoulli_bits(p)`` drop bits, rows padded to whole bytes."""
+    row = 8 * -(-in_f // 8)
+    words = bernoulli_bits(m * out_f * row, p, generator=torch.Generator().manual_seed(seed))
+    keep = ~unpack_bits(words, m * out_f * row)
+    return keep.view(m, out_f, row)[..., :in_f].to(torch.float64) / (1 - p)
+
+
+@pytest.mark.parametrize("bound", [40, 120])  # 3 chunks (re-drawn) / 1 chunk (bits kept)
+def test_per_example_chunks_match_unchunked_and_bound_saved_memory(bound: int) -> None:
+    """Chunked per-example DropConnect: the values and gradients of the masks unpacked by hand
+    from each chunk's seed, and the graph keeps no (chunk, out, in) float mask."""
     x = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
     w = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
     y = DF.drop_connect_linear(x, w, None, 0.5, per_example=True, generator=_gen(20),
-                               max_mask_elements=40)  # 2 examples per chunk
+                               max_mask_elements=bound)
     gx, gw = torch.autograd.grad(y.square().sum(), (x, w))
-    # reference: recompute with the same chunk seeds, no checkpoint, masks kept
-    seeds = torch.randint(0, 2**62, (3,), generator=_gen(20)).tolist()
+    per = bound // 20  # examples per chunk
+    seeds = torch.randint(0, 2**62, (6 // per,), generator=_gen(20)).tolist()
     ref = []
     for i, s in enumerate(seeds):
-        g = torch.Generator().manual_seed(s)
-        m = torch.empty(2, 4, 5, dtype=torch.float64).bernoulli_(0.5, generator=g) * 2.0
-        ref.append(torch.bmm(w * m, x[2 * i:2 * i + 2, :, None])[..., 0])
+        m = _packed_reference_masks(s, per, 4, 5, 0.5)
+        ref.append(torch.bmm(w * m, x[per * i:per * i + per, :, None])[..., 0])
     ref = torch.cat(ref)
     torch.testing.assert_close(y, ref)
     rx, rw = torch.autograd.grad(ref.square().sum(), (x, w))
     torch.testing.assert_close(gx, rx)
     torch.testing.assert_close(gw, rw)
-    # saved tensors of the checkpointed graph: no (chunk, out, in) mask survives forward
+    # saved tensors: no (chunk, out, in) float mask survives forward (bits are uint8)
     saved = []
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t,
-                                                  lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         DF.drop_connect_linear(x, w, None, 0.5, per_example=True, generator=_gen(20),
-                               max_mask_elements=40)
-    assert all(len(s) < 3 for s in saved), saved
+                               max_mask_elements=bound)
+    assert all(t.ndim < 3 or t.dtype == torch.uint8 for t in saved), [t.shape for t in saved]
+    # one chunk: its bits are kept, 1 byte per 8 entries of a row (6 x 4 rows of 5 entries);
+    # several chunks: only the seeds (re-drawn in the backward)
+    kept = sum(t.numel() for t in saved if t.dtype == torch.uint8)
+    assert kept == (6 * 4 * 1 if bound >= 120 else 0)
+
+
+def test_per_example_drop_connect_blocks_and_double_backward(monkeypatch) -> None:
+    """Blocks smaller than an example (rows split) and than a chunk (examples split) give the
+    same numbers; odd ``in_features`` (padded rows); the backward of the backward (HVP) equals
+    autograd's on the hand-unpacked masks."""
+    x = torch.randn(5, 11, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(7, 11, dtype=torch.float64, requires_grad=True)
+    p = 0.3
+    seeds = torch.randint(0, 2**62, (1,), generator=_gen(23)).tolist()
+    m = _packed_reference_masks(seeds[0], 5, 7, 11, p)
+    ref = torch.bmm(w * m, x[..., None])[..., 0]
+    r = torch.autograd.grad(ref.pow(3).sum(), (x, w))
+    for block in (2**18, 40, 16, 8):  # whole chunk, 2 examples, 1 row-pair, 1 row per block
+        monkeypatch.setattr(DF, "BLOCK_ENTRIES", block)
+        y = DF.drop_connect_linear(x, w, None, p, per_example=True, generator=_gen(23))
+        torch.testing.assert_close(y, ref.detach())
+        g = torch.autograd.grad(y.pow(3).sum(), (x, w))
+        torch.testing.assert_close(g, r)
+    v = (torch.randn_like(x), torch.randn_like(w))
+
+    def hvp(f):
+        g = torch.autograd.grad(f().pow(3).sum(), (x, w), create_graph=True)
+        return torch.autograd.grad(sum((a * b).sum() for a, b in zip(g, v)), (x, w))
+
+    torch.testing.assert_close(
+        hvp(lambda: DF.drop_connect_linear(x, w, None, p, per_example=True, generator=_gen(23))),
+        hvp(lambda: torch.bmm(w * m, x[..., None])[..., 0]))
 
 
 def test_sparse_sampler_chunked_at_high_rate(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -156,7 +156,12 @@ def sampled_pseudo_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str,
         C = outputs.shape[-1]
         logits = outputs.reshape(-1, C)
         probs = torch.softmax(logits.detach().double(), dim=-1)
-        y_hat = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        # one categorical draw per row by inverse CDF (one float64 uniform per row;
+        # torch.multinomial draws an exponential per class, C times the random numbers)
+        cdf = probs.cumsum(-1)
+        u = torch.rand((cdf.shape[0], 1), generator=generator, dtype=torch.float64,
+                       device=cdf.device)
+        y_hat = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(1).clamp_(max=C - 1)
         return F.cross_entropy(logits, y_hat, reduction="sum")
     D = outputs[0].numel()
     s = rademacher(outputs.shape, generator=generator, dtype=outputs.dtype, device=outputs.device)

@@ -5,7 +5,8 @@
   gradient) and its Hessian-vector products (:class:`HessianOperator`; sites, masks and dropout
   states come from :mod:`dropreg.sites`).
 * :func:`top_eigenpairs` (Lanczos, full reorthogonalisation), :func:`stochastic_trace`
-  (Hutchinson, Hutch++), :func:`spectral_density` (stochastic Lanczos quadrature).
+  (Hutchinson, Hutch++), :func:`xtrace`, :func:`xnystrace` (Epperly et al. 2024) and
+  :func:`auto_trace`, :func:`spectral_density` (stochastic Lanczos quadrature).
 * Dropout gradient noise (:func:`dropout_gradient_noise`) and its alignment with the Hessian
   (:func:`noise_alignment`), with the exact last-hidden-layer theory (:mod:`.last_layer`).
 * :func:`diagnose`: one call, top eigenvalues, trace, density and noise alignment in the clean
@@ -50,7 +51,14 @@ from dropreg.curvature.last_layer import (
 )
 from dropreg.curvature.noise import GradientNoise, dropout_gradient_noise, dropout_gradients
 from dropreg.curvature.risk import DropoutRisk, uncontrolled_randomness
-from dropreg.curvature.trace import TraceResult, squared_frobenius, stochastic_trace
+from dropreg.curvature.trace import (
+    TraceResult,
+    auto_trace,
+    squared_frobenius,
+    stochastic_trace,
+    xnystrace,
+    xtrace,
+)
 from dropreg.sites import DropoutMasks, dropout_state, sample_masks
 
 __all__ = [
@@ -67,6 +75,7 @@ __all__ = [
     "StateDiagnosis",
     "TraceResult",
     "VarianceFlatness",
+    "auto_trace",
     "diagnose",
     "dropout_eta_moments",
     "dropout_gradient_noise",
@@ -95,4 +104,6 @@ __all__ = [
     "uncontrolled_randomness",
     "unflatten_params",
     "variance_flatness",
+    "xnystrace",
+    "xtrace",
 ]

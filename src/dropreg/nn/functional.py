@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 
 import torch
@@ -42,6 +43,7 @@ from dropreg.masks import (
     SlidingBlocks3d,
 )
 from dropreg.masks.base import capturing
+from dropreg.masks.bits import bernoulli_bits, byte_table
 
 __all__ = [
     "dropout",
@@ -455,10 +457,13 @@ def drop_connect_linear(
 
     By default one mask for the whole batch (AWD-LSTM style; same expected objective as per
     example, ``docs/papers/pal2020.md``, "DropConnect equals Dropout"). With ``per_example=True``
-    each row of the flattened leading dimensions gets its own ``(out, in)`` mask (Wan et al.). When
-    ``N x out x in`` exceeds ``max_mask_elements``, masks are drawn in chunks of at most that many
-    entries and each chunk is checkpointed (its masks re-drawn from the chunk's seed in backward),
-    so neither the forward nor the state saved for backward holds more than one chunk of masks.
+    each row of the flattened leading dimensions gets its own ``(out, in)`` mask (Wan et al.),
+    drawn as packed bits (:func:`dropreg.masks.bits.bernoulli_bits`: iid Bernoulli, drop
+    probability exactly ``p``, 64 entries per random word) and applied block by block without a
+    full-size float mask. The bits of at most ``max_mask_elements`` mask entries are held at once:
+    the examples are split in chunks of at most that many entries, each drawn from its own
+    generator seeded by one draw from ``generator``; a single chunk's bits are kept for the
+    backward (one bit per entry), several chunks are re-drawn from their seeds in the backward.
 
     Args:
         input: ``(*, in_features)`` tensor.
@@ -487,22 +492,159 @@ def drop_connect_linear(
     x = input.reshape(-1, input.shape[-1])
     n = int(x.shape[0])
     out_f, in_f = weight.shape
-
-    def chunk_fn(xb: torch.Tensor, w: torch.Tensor, seed: int) -> torch.Tensor:
-        g = torch.Generator(device=w.device).manual_seed(seed)
-        masks = _iid_scaled_mask(law, (xb.shape[0], out_f, in_f), g, w)
-        return torch.bmm(w * masks, xb.unsqueeze(-1)).squeeze(-1)
-
-    if capturing():  # one draw of all the masks: no seeds, no checkpointed chunks
+    if capturing():  # one draw of all the masks as floats: no seeds, no host-side loops
         masks = _iid_scaled_mask(law, (n, out_f, in_f), generator, weight)
         out = torch.bmm(weight * masks, x.unsqueeze(-1)).squeeze(-1)
+    elif n == 0:
+        out = x.new_zeros((0, out_f))
     else:
         chunk = _chunk_size(n, out_f * in_f, max_mask_elements)
-        outs = _per_example_chunks(chunk_fn, x, (weight,), n, chunk, generator) if n else []
-        out = torch.cat(outs, 0) if outs else x.new_zeros((0, out_f))
+        seeds = tuple(seed_from(generator) for _ in range(-(-n // chunk)))
+        device_type = x.device.type
+        w = weight
+        if torch.is_autocast_enabled(device_type):  # compute in the autocast dtype, as F.linear
+            dt = torch.get_autocast_dtype(device_type)
+            x, w = x.to(dt), w.to(dt)
+        with torch.autocast(device_type, enabled=False):
+            out = _PerExampleDropConnect.apply(x, w, law.p, seeds, chunk)[0]
     if bias is not None:
         out = out + bias.to(out.dtype)  # keeps the autocast dtype of the product, as F.linear
     return out.reshape(*lead, out_f)
+
+
+#: Mask entries unpacked at once by per-example DropConnect (a block's floats stay in cache).
+BLOCK_ENTRIES: int = 2**18
+
+
+def _chunk_keep_bytes(p: float, seed: int, m: int, out_f: int, in_f: int,
+                      device: torch.device) -> torch.Tensor:
+    """Keep bits of ``m`` examples' ``(out_f, in_f)`` masks from ``Generator().manual_seed(seed)``,
+    as bytes ``(m, out_f, ceil(in_f / 8))``: entry ``(k, o, i)`` is bit ``i % 8`` of byte
+    ``i // 8`` of row ``(k, o)`` (rows padded to whole bytes); a bit is 1 (kept) with probability
+    exactly ``1 - p`` (it is the complement of a Bernoulli(``p``) drop bit)."""
+    row_bytes = -(-in_f // 8)
+    num = m * out_f * row_bytes * 8
+    g = torch.Generator(device=device).manual_seed(seed)
+    words = bernoulli_bits(num, p, generator=g, device=device).bitwise_not_()
+    if sys.byteorder == "little":
+        b = words.view(torch.uint8)
+    else:  # byte k of a word holds its bits 8k .. 8k + 7
+        shifts = torch.arange(0, 64, 8, device=device)
+        b = ((words[:, None] >> shifts) & 255).to(torch.uint8).reshape(-1)
+    return b[: num // 8].view(m, out_f, row_bytes)
+
+
+def _blocks(m: int, out_f: int, in_f8: int):
+    """``(rows, examples)`` per block of at most :data:`BLOCK_ENTRIES` mask entries."""
+    if out_f * in_f8 <= BLOCK_ENTRIES:
+        return out_f, max(1, min(m, BLOCK_ENTRIES // (out_f * in_f8)))
+    return max(1, BLOCK_ENTRIES // in_f8), 1
+
+
+class _PerExampleDropConnect(torch.autograd.Function):
+    """``y_k = ((W * Z_k) / (1 - p)) x_k`` for per-example keep masks ``Z_k`` held as bits.
+
+    Forward and backward unpack each block of mask entries (a gather from a 256-entry byte
+    table, :func:`dropreg.masks.bits.byte_table`, whose values are ``0`` and ``1 / (1 - p)``)
+    into a reused float buffer and multiply it into the weights (forward, ``grad_x``) or the
+    outer product ``g_k x_k^T`` (``grad_W``). The saved state is the inputs and either the bits
+    (one chunk) or the chunk seeds (several chunks, re-drawn). The backward of a backward
+    (``create_graph=True``) is computed with differentiable ops from the float masks of each
+    chunk in turn.
+    """
+
+    @staticmethod
+    def forward(x, w, p, seeds, chunk):
+        n, in_f = x.shape
+        out_f = w.shape[0]
+        table = byte_table(0.0, 1.0 / (1.0 - p), w.dtype, w.device)
+        out = torch.empty((n, out_f), dtype=w.dtype, device=w.device)
+        kept = []
+        for i, seed in enumerate(seeds):
+            s0, s1 = i * chunk, min(n, (i + 1) * chunk)
+            bts = _chunk_keep_bytes(p, seed, s1 - s0, out_f, in_f, w.device)
+            _dc_apply(bts, table, w, x[s0:s1], out[s0:s1], None, None, None)
+            if len(seeds) == 1:
+                kept.append(bts)
+        return out, kept[0] if kept else None
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, w, p, seeds, chunk = inputs
+        bts = output[1]
+        ctx.save_for_backward(x, w, *([bts] if bts is not None else []))
+        ctx.p, ctx.seeds, ctx.chunk = p, seeds, chunk
+        ctx.mark_non_differentiable(*([bts] if bts is not None else []))
+
+    @staticmethod
+    def backward(ctx, gy, _):
+        x, w, *kept = ctx.saved_tensors
+        n, in_f = x.shape
+        out_f = w.shape[0]
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        table = byte_table(0.0, 1.0 / (1.0 - ctx.p), w.dtype, w.device)
+        differentiable = torch.is_grad_enabled()  # create_graph=True
+        gx = torch.zeros_like(x) if need_x and not differentiable else None
+        gw = torch.zeros_like(w) if need_w and not differentiable else None
+        gxs, gws = [], []
+        for i, seed in enumerate(ctx.seeds):
+            s0, s1 = i * ctx.chunk, min(n, (i + 1) * ctx.chunk)
+            bts = kept[0] if kept else _chunk_keep_bytes(ctx.p, seed, s1 - s0, out_f, in_f,
+                                                         w.device)
+            if differentiable:
+                masks = table[bts.reshape(-1).long()].view(s1 - s0, out_f, -1)[..., :in_f]
+                g = gy[s0:s1]
+                if need_x:
+                    gxs.append(torch.bmm(g.unsqueeze(1), w * masks).squeeze(1))
+                if need_w:
+                    gws.append((masks * g.unsqueeze(2) * x[s0:s1].unsqueeze(1)).sum(0))
+            else:
+                _dc_apply(bts, table, w, x[s0:s1], None, gy[s0:s1],
+                          None if gx is None else gx[s0:s1], gw)
+        if differentiable:
+            gx = torch.cat(gxs) if need_x else None
+            gw = torch.stack(gws).sum(0) if need_w else None
+        return gx, gw, None, None, None
+
+
+def _dc_apply(bts: torch.Tensor, table: torch.Tensor, w: torch.Tensor, x: torch.Tensor,
+              out: torch.Tensor | None, gy: torch.Tensor | None, gx: torch.Tensor | None,
+              gw: torch.Tensor | None) -> None:
+    """One chunk of per-example DropConnect, block by block: ``out = (W * M_k) x_k`` (forward,
+    when ``out`` is given), ``gx += (W * M_k)^T g_k`` and ``gw += sum_k M_k * g_k x_k^T``
+    (backward), ``M_k`` the scaled masks unpacked from ``bts``."""
+    m, out_f, row_bytes = bts.shape
+    in_f = x.shape[1]
+    in_f8 = 8 * row_bytes
+    rows, ex = _blocks(m, out_f, in_f8)
+    size = rows * ex * in_f8
+    buf = torch.empty(size, dtype=w.dtype, device=w.device)
+    prod = torch.empty(size, dtype=w.dtype, device=w.device) if gx is not None else None
+    idx = torch.empty(size // 8, dtype=torch.int32, device=w.device)
+    for r0 in range(0, out_f, rows):
+        r1 = min(out_f, r0 + rows)
+        wb = w[r0:r1]
+        for k0 in range(0, m, ex):
+            k1 = min(m, k0 + ex)
+            k, r = k1 - k0, r1 - r0
+            cnt = k * r * row_bytes
+            ib = idx[:cnt]
+            ib.copy_(bts[k0:k1, r0:r1].reshape(-1))
+            mask = torch.index_select(table, 0, ib, out=buf[: cnt * 8].view(cnt, 8))
+            mask = mask.view(k, r, in_f8)[..., :in_f]
+            if out is not None:
+                out[k0:k1, r0:r1] = torch.bmm(mask.mul_(wb), x[k0:k1].unsqueeze(-1)).squeeze(-1)
+                continue
+            g = gy[k0:k1, r0:r1]
+            if gx is not None:
+                a = torch.mul(mask, wb, out=prod[: cnt * 8].view(k, r, in_f8)[..., :in_f])
+                gx[k0:k1] += torch.bmm(g.unsqueeze(1), a).squeeze(1)
+            if gw is not None:
+                mask.mul_(x[k0:k1].unsqueeze(1))
+                if k == 1:
+                    gw[r0:r1].addcmul_(mask[0], g[0].unsqueeze(1))
+                else:
+                    gw[r0:r1] += mask.mul_(g.unsqueeze(2)).sum(0)
 
 
 def drop_connect_conv2d(
