@@ -483,7 +483,8 @@ def main(argv: list[str] | None = None) -> dict:
         ours = times["dropreg drop_block2d"]
         ours_shared = times["dropreg drop_block2d share_channels"]
         print(f"  dropreg per-channel / fastest per-channel peer: x{ours / per_channel_peer:.2f}")
-        print(f"  dropreg share_channels / timm couple_channels=True: x{ours_shared / shared_peer:.2f}")
+        print("  dropreg share_channels / timm couple_channels=True: "
+              f"x{ours_shared / shared_peer:.2f}")
         print(f"  fastest dropreg mode / fastest peer (any mode): "
               f"x{min(ours, ours_shared) / fastest_peer:.2f}")
         del x
