@@ -96,12 +96,15 @@ def mnist1d(n_train: int | None = None):
 
 def explicit_vs_gap(qs: Sequence[float], *, hidden: int = 50, n_train: int = 1000, epochs: int = 10,
                     n_eval: int = 64, n_masks: int = 2000, generator: torch.Generator,
-                    progress: Progress | None = None, confident_epochs: int = 0) -> list[dict]:
+                    progress: Progress | None = None, confident_epochs: int = 0,
+                    trained: Sequence[tuple[float, int]] = ()) -> list[dict]:
     """For each q: train a tanh MLP on MNIST-1D with Dropout_1 at q, then compare per training
     example R_approx (exact Gauss-Newton, coefficient q/(2(1-q))) with the Monte-Carlo gap.
 
-    With ``confident_epochs > 0`` a second regime is added: the same net trained that many epochs
-    without dropout (confident, outside the Taylor regime), evaluated at each q.
+    ``trained`` adds a better-trained dropout regime: one net per ``(q, epochs)`` trained that
+    many epochs with Dropout_1 at q. With ``confident_epochs > 0`` a last regime is added: a net
+    trained that many epochs without dropout (confident, outside the Taylor regime), evaluated
+    at each q.
     """
     X, y, _, _ = mnist1d(n_train)
     X = X.double()
@@ -127,12 +130,14 @@ def explicit_vs_gap(qs: Sequence[float], *, hidden: int = 50, n_train: int = 100
                     kstar=kstar, kstar_se=kstar_se, maxprob=maxprob,
                     R_per=R.tolist(), gap_per=G.tolist())
 
-    for q in qs:
+    arms = [(q, epochs, "dropout-trained") for q in qs]
+    arms += [(q, e, f"dropout-trained {e} epochs") for q, e in trained]
+    for q, e, regime in arms:
         net = seeded_model(lambda q=q: MLP(40, hidden, 10, p=q, depth=2,
                                            activation=nn.Tanh).double(), generator)
-        train(net, dropout(1), X, y, X[:2], y[:2], epochs=epochs, batch_size=32, lr=0.05,
+        train(net, dropout(1), X, y, X[:2], y[:2], epochs=e, batch_size=32, lr=0.05,
               momentum=0.9, generator=generator)
-        rows.append(measure(net, q, "dropout-trained"))
+        rows.append(dict(measure(net, q, regime), epochs=e))
         if progress is not None:
             progress.advance()
     if confident_epochs:
