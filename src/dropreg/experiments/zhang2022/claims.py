@@ -281,6 +281,12 @@ def variance_grows_with_curvature(ctx: ClaimContext) -> Outcome:
     )
 
 
+#: The control must show Feng & Tu's inverse relation at least this strongly (mean Spearman over
+#: replicates, whole band below it; our bar): their relation is a near power law, and a control
+#: at -0.1 says the window cannot resolve it, not that plain SGD lacks it.
+CONTROL_BAR: float = -0.5
+
+
 def _window_relation(w, data, layer: str, k: int) -> dict:
     """Feng & Tu's measurement on one window: PCA of the layer's snapshots with the drift
     component (PC1, the direction the window still travels along) excluded, interval flatness
@@ -309,9 +315,10 @@ def _window_relation(w, data, layer: str, k: int) -> dict:
     "The inverse variance-flatness relation of Feng & Tu 2021 holds for dropout (Zhang et al. "
     "2022, Sec. 5): along the principal components of one hidden layer's weights over a window "
     "after the training error is zero (the drift component PC1 excluded, Feng & Tu's protocol), "
-    "the variance falls with the "
-    "interval flatness of the training loss, mean Spearman < 0 over replicates; judged only if "
-    "plain minibatch SGD (the control) shows the relation in the same measurement.",
+    "the variance falls with the interval flatness of the training loss, mean Spearman < 0 "
+    "over replicates; judged only if plain minibatch SGD (the control) shows the relation in "
+    "the same measurement as strongly as Feng & Tu report it: mean Spearman below "
+    f"{CONTROL_BAR} (our bar), its whole 2 s.e. band.",
     settings={"smoke": VarianceFlatnessSettings(WindowSettings(
                   replicates=2, n_train=100, width=16, batch=20, max_epochs=80, window=100,
                   every=5, drops=(0.0, 0.1)), top=4),
@@ -337,7 +344,7 @@ def inverse_variance_flatness(ctx: ClaimContext) -> Outcome:
                        inconclusive_reason="fewer than 2 runs per arm reached zero training "
                                            f"error in {s.window.max_epochs} epochs")
     control = measures.mean_of("control (plain SGD): mean Spearman(sigma_i^2, F_i)", ctl,
-                               expected=0.0, kind="at_most")
+                               expected=CONTROL_BAR, kind="at_most", ours=True)
     dropout = measures.mean_of(f"dropout p = {max(s.window.drops)}: mean Spearman(sigma_i^2, "
                                "F_i)", drp, expected=0.0, kind="at_most")
     ok = control.status == "pass"
@@ -355,8 +362,9 @@ def inverse_variance_flatness(ctx: ClaimContext) -> Outcome:
                        Measurement(dropout.name, dropout.value, kind="info",
                                    stderr=dropout.stderr, n=dropout.n)]) + stat,
         inconclusive_reason=None if ok else
-        f"the plain-SGD control does not show the relation ({band(control)}), so this "
-        "measurement cannot see the effect",
+        f"the plain-SGD control does not show the relation as strongly as Feng & Tu report "
+        f"it ({band(control)}, our bar {CONTROL_BAR}), so this measurement cannot see the effect "
+        f"(dropout, not judged: {band(dropout)})",
         reason=None if not ok or dropout.status == "pass" else
         f"Not reproduced because the dropout nets' mean Spearman is {band(dropout)} while the "
         f"plain-SGD control gives {band(control)}.",
