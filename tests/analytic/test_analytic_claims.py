@@ -78,3 +78,17 @@ def test_identity_ablation_is_reported_not_judged():
     assert out.verdict == "reproduced"
     (g,) = [m for m in out.measurements if m.name.startswith("(g)")]
     assert g.kind == "info" and "not testable" in g.name
+
+
+def test_width_arm_judges_the_paired_distance_to_one():
+    from dropreg.experiments.wei2020.claims import _width_arm
+
+    rows = [dict(hidden=h, example=i, limit_ratio=r)
+            for h, rs in ((25, (0.80, 0.90, 0.99, 0.85)), (100, (0.95, 0.97, 1.00, 0.96)))
+            for i, r in enumerate(rs)]
+    arm = _width_arm(rows)
+    assert arm[0].status == "pass" and arm[0].n == 4
+    assert math.isclose(arm[0].value, (0.15 + 0.07 + 0.01 + 0.11) / 4)
+    shrinking = [dict(r, limit_ratio=2 - r["limit_ratio"]) if r["hidden"] == 25
+                 else dict(r, limit_ratio=0.5) for r in rows]
+    assert _width_arm(shrinking)[0].status == "fail"

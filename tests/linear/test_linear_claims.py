@@ -41,3 +41,34 @@ def test_quick_claims_reproduce(cid):
 def test_smoke_claims_well_formed(cid):
     out = run_claim(get_claim(cid), "smoke", seed=0)
     _check(out)
+
+
+def test_basin_minimum_is_a_stationary_point_below_its_start():
+    import torch
+
+    from dropreg.experiments.pal2020 import runs
+    from dropreg.linear import normalized_covariance_of
+    from dropreg.masks import SlidingBlocks
+
+    g = torch.Generator().manual_seed(3)
+    prob = runs.regression_problem(runs.ProblemSettings(200, 10, 4, 3, 2, 0.5), g)
+    law = SlidingBlocks(0.3, 2)
+    U0 = 0.3 * torch.randn(3, 4, generator=g, dtype=torch.float64)
+    V0 = 0.3 * torch.randn(4, 4, generator=g, dtype=torch.float64)
+    C = normalized_covariance_of(law, 4).to(torch.float64)
+    value, U, V = runs.basin_minimum(prob, law, U0, V0)
+    U.requires_grad_(True)
+    V.requires_grad_(True)
+    f = runs.objective_tensor(U, V, prob, C)
+    gU, gV = torch.autograd.grad(f, (U, V))
+    assert abs(float(f) - value) < 1e-12
+    assert value < float(runs.objective_tensor(U0, V0, prob, C))
+    assert float(torch.cat([gU.reshape(-1), gV.reshape(-1)]).norm()) < 1e-6
+
+
+def test_step_size_limit_needs_halved_steps():
+    from dropreg.experiments.pal2020.runs import StationaryChain, step_size_limit
+
+    a = StationaryChain(0.2, [], 1, 0, mean=1.2, stderr=0.0, tau=1.0, ess=1.0)
+    with pytest.raises(ValueError, match="coarse.eta / 2"):
+        step_size_limit(a, a)

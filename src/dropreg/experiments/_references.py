@@ -20,9 +20,27 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["lbfgs_factorized", "lbfgs_minimize"]
+__all__ = ["lbfgs_factorized", "lbfgs_minimize", "lbfgs_descend"]
 
 F64 = torch.float64
+
+
+def _lbfgs_run(objective: Callable[[Tensor, Tensor], Tensor], D: int, d: int, r: int,
+               x0: Tensor) -> tuple[float, Tensor, Tensor]:
+    """One scipy L-BFGS run on ``objective(U, V)`` from the flat start ``x0`` (autograd
+    gradients, float64)."""
+    from scipy.optimize import minimize
+
+    def fg(x):
+        t = torch.tensor(x, dtype=F64, requires_grad=True)
+        f = objective(t[: D * r].reshape(D, r), t[D * r:].reshape(d, r))
+        f.backward()
+        return f.item(), t.grad.numpy().copy()
+
+    res = minimize(fg, x0.detach().to(F64).numpy(), jac=True, method="L-BFGS-B",
+                   options={"maxiter": 20000, "ftol": 1e-16, "gtol": 1e-11, "maxcor": 30})
+    x = torch.tensor(res.x, dtype=F64)
+    return float(res.fun), x[: D * r].reshape(D, r), x[D * r:].reshape(d, r)
 
 
 def lbfgs_minimize(objective: Callable[[Tensor, Tensor], Tensor], shapes: tuple[tuple[int, int],
@@ -40,27 +58,37 @@ def lbfgs_minimize(objective: Callable[[Tensor, Tensor], Tensor], shapes: tuple[
         >>> f < 1e-12
         True
     """
-    from scipy.optimize import minimize
-
     (D, r), (d, r2) = shapes
+    if r2 != r:
+        raise ValueError(f"shapes must share the width, got {shapes}")
     if starts < 1:
         raise ValueError(f"starts must be >= 1, got {starts}")
-
-    def fg(x):
-        t = torch.tensor(x, dtype=F64, requires_grad=True)
-        f = objective(t[: D * r].reshape(D, r), t[D * r:].reshape(d, r2))
-        f.backward()
-        return f.item(), t.grad.numpy().copy()
-
-    best, bx = math.inf, None
+    best: tuple[float, Tensor, Tensor] = (math.inf, torch.empty(0), torch.empty(0))
     for _ in range(starts):
-        x0 = init_scale * torch.randn(D * r + d * r2, generator=generator, dtype=F64).numpy()
-        res = minimize(fg, x0, jac=True, method="L-BFGS-B",
-                       options={"maxiter": 20000, "ftol": 1e-16, "gtol": 1e-11, "maxcor": 30})
-        if res.fun < best:
-            best, bx = float(res.fun), res.x
-    return (best, torch.tensor(bx[: D * r].reshape(D, r)),
-            torch.tensor(bx[D * r:].reshape(d, r2)))
+        x0 = init_scale * torch.randn(D * r + d * r, generator=generator, dtype=F64)
+        run = _lbfgs_run(objective, D, d, r, x0)
+        if run[0] < best[0]:
+            best = run
+    return best
+
+
+def lbfgs_descend(objective: Callable[[Tensor, Tensor], Tensor], U: Tensor, V: Tensor
+                  ) -> tuple[float, Tensor, Tensor]:
+    """The local minimum of ``objective(U, V)`` that L-BFGS reaches from ``(U, V)``: the bottom of
+    the basin a point (e.g. an SGD iterate) lies in, when the objective has several minima.
+
+    Example:
+        >>> import torch
+        >>> f, U, V = lbfgs_descend(lambda U, V: ((U @ V.T - 1.0) ** 2).sum(),
+        ...                         torch.ones(1, 1), torch.ones(1, 1) * 2)
+        >>> f < 1e-12
+        True
+    """
+    (D, r), (d, r2) = U.shape, V.shape
+    if r2 != r:
+        raise ValueError(f"U and V must have the same width, got {tuple(U.shape)}, "
+                         f"{tuple(V.shape)}")
+    return _lbfgs_run(objective, D, d, r, torch.cat([U.reshape(-1), V.reshape(-1)]))
 
 
 def lbfgs_factorized(M: Tensor, r: int, k: int, lam: float, generator: torch.Generator,

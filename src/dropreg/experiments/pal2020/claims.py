@@ -361,10 +361,17 @@ def last_layer_singular_values_claim(ctx: ClaimContext) -> Outcome:
 
 # --------------------------------------------------------------------------------------- RQ4
 
+#: Agreement of an SGD limit with its prediction: within ``AGREE_Z`` standard errors (our choice;
+#: two-sided, it keeps the false-alarm rate of the three comparisons of one seed under 1%).
+AGREE_Z: float = 3.0
+
+
 @dataclass(frozen=True)
 class CurvesSettings:
     """The regression problem (shared with the SGD claim), width, block size, drop rate, the
-    SGD schedule, the final-window fraction and the L-BFGS starts for the laws' minima."""
+    decaying SGD schedule of the curves, the constant step ``eta`` of the two stationary chains
+    (``eta`` and ``eta / 2``) continued from each curve's end, their length, and the L-BFGS
+    starts for the laws' global minima."""
 
     problem: ProblemSettings
     width: int
@@ -373,7 +380,8 @@ class CurvesSettings:
     steps: int
     batch: int
     lr: float
-    window: float = 0.1
+    eta: float
+    chain: int
     starts: int = 3
 
 
@@ -382,11 +390,16 @@ class CurvesSettings:
     "pal2020",
     "DropBlock as analysed (contiguous, fixed, non-overlapping blocks) trains like the original "
     "sliding-seed DropBlock with the same drop rate (Pal et al. 2020, Sec. 5): SGD with each "
-    "law reaches the minimum of that law's own expected objective, and the gap between the two "
-    "training curves equals the gap between the two minima.",
-    settings={"smoke": CurvesSettings(SMOKE_PROBLEM, 4, 2, 0.3, 400, 32, 0.05, starts=1),
-              "quick": CurvesSettings(QUICK_PROBLEM, 8, 2, 0.3, 6_000, 256, 0.1),
-              "full": CurvesSettings(FULL_PROBLEM, 16, 4, 0.3, 30_000, 1024, 0.05)},
+    "law converges to a minimum of that law's own expected objective, and the gap between the "
+    "two training curves equals the gap between the two minima. Each run's limit is the eta -> 0 "
+    "extrapolation of constant-step SGD chains at eta and eta/2 around the minimum of the basin "
+    "the run ends in (stationary bias O(eta)); both predictions are judged within 3 standard "
+    "errors of that limit (our rule).",
+    settings={"smoke": CurvesSettings(SMOKE_PROBLEM, 4, 2, 0.3, 300, 32, 0.05, 0.01, 800,
+                                      starts=1),
+              "quick": CurvesSettings(QUICK_PROBLEM, 8, 2, 0.3, 6_000, 256, 0.1, 0.004, 16_000),
+              "full": CurvesSettings(FULL_PROBLEM, 16, 4, 0.3, 30_000, 1024, 0.05, 0.002,
+                                     80_000)},
     figure=figures.training_curves,
     shares=("pal2020.regression",),
 )
@@ -407,34 +420,59 @@ def dropblock_approximation_curves(ctx: ClaimContext) -> Outcome:
         run = train_masked_sgd(prob.X, prob.Y, s.width, law, steps=s.steps, lr=s.lr,
                                batch_size=s.batch, generator=g, init=init,
                                eval_every=max(1, s.steps // 400))
-        w = runs.window_statistics(run.objective[-max(20, int(s.window * len(run.objective))):])
-        minimum = runs.law_minimum(prob, law, s.width, g, s.starts)
-        curves.append(dict(name=name, steps=run.steps, objective=run.objective, minimum=minimum,
-                           window_mean=w.mean, window_se=w.stderr, spread=w.spread,
-                           drop=law.drop_fraction(s.width)))
-        ms += [Measurement(f"final-window mean of the expected objective, {name}", w.mean,
-                           stderr=w.stderr, n=w.batches, kind="info"),
-               Measurement(f"minimum of its own expected objective (L-BFGS), {name}", minimum,
-                           kind="info"),
-               Measurement(f"excess over its own minimum, {name}", w.mean - minimum,
-                           stderr=w.stderr, n=w.batches, kind="info"),
-               Measurement(f"spread of the objective over the final window, {name}", w.spread,
-                           kind="info"),
-               Measurement(f"mean drop fraction, {name}", curves[-1]["drop"], kind="info")]
+        basin, U, V = runs.basin_minimum(prob, law, run.U, run.V)
+        chains = [runs.stationary_chain(prob, law, (U, V), eta, s.chain, s.batch, g)
+                  for eta in (s.eta, s.eta / 2)]
+        curves.append(_curve(name, law, s, run, chains, basin,
+                             runs.law_minimum(prob, law, s.width, g, s.starts)))
+        ms += _curve_measurements(curves[-1])
         ctx.progress.advance()
     closed = solve_dropblock(prob.M, s.width, s.p, s.block).value + prob.c0
-    gap_curves = curves[0]["window_mean"] - curves[1]["window_mean"]
-    gap_optima = curves[0]["minimum"] - curves[1]["minimum"]
-    ms += [Measurement("fixed-block minimum, closed form minus L-BFGS",
-                       closed - curves[0]["minimum"], expected=0.0,
-                       tolerance=1e-8 * abs(closed), ours=True),
-           Measurement("gap between the curves (final-window means)", gap_curves, kind="info"),
-           Measurement("gap between the minima of the two laws", gap_optima, kind="info")]
-    return Outcome(
-        measurements=ms,
-        inconclusive_reason="the excess of each SGD run over its own law's minimum is reported "
-                            "but not judged: its step-size (optimisation) error is not yet "
-                            "bounded by a measured tolerance (see the excess and spread "
-                            "measurements)",
-        details={"curves": curves, "closed_form_fixed": closed, "gap_curves": gap_curves,
-                 "gap_optima": gap_optima})
+    fixed, sliding = curves
+    gap = fixed["limit"] - sliding["limit"]
+    gap_se = math.hypot(fixed["limit_se"], sliding["limit_se"])
+    gap_minima = fixed["basin"] - sliding["basin"]
+    ms += [Measurement("fixed-block global minimum, closed form minus L-BFGS",
+                       closed - fixed["global"], expected=0.0, tolerance=1e-8 * abs(closed),
+                       ours=True),
+           Measurement("gap between the curves (SGD limits, fixed minus sliding) minus the gap "
+                       "between their minima", gap - gap_minima, expected=0.0,
+                       tolerance=AGREE_Z * gap_se, stderr=gap_se, ours=True),
+           Measurement("|gap between the curves|, resolved from zero", abs(gap), expected=0.0,
+                       kind="at_least", stderr=gap_se),
+           Measurement("gap between the ends of the two decaying-step training curves",
+                       fixed["objective"][-1] - sliding["objective"][-1], kind="info"),
+           Measurement("gap between the global minima of the two laws",
+                       fixed["global"] - sliding["global"], kind="info")]
+    return Outcome(measurements=ms, details={
+        "curves": curves, "closed_form_fixed": closed, "gap_curves": gap, "gap_curves_se": gap_se,
+        "gap_minima": gap_minima})
+
+
+def _curve(name, law, s, run, chains, basin: float, global_min: float) -> dict:
+    limit, se = runs.step_size_limit(*chains)
+    return {"name": name, "steps": run.steps, "objective": run.objective, "limit": limit,
+            "limit_se": se, "basin": basin, "global": min(global_min, basin),
+            "drop": law.drop_fraction(s.width),
+            "chains": [dict(eta=c.eta, mean=c.mean, stderr=c.stderr, tau_steps=c.tau * c.every,
+                            ess=c.ess) for c in chains]}
+
+
+def _curve_measurements(c: dict) -> list[Measurement]:
+    name, se = c["name"], c["limit_se"]
+    out = [Measurement(f"SGD limit (eta -> 0) minus the minimum of its basin, {name}",
+                       c["limit"] - c["basin"], expected=0.0, tolerance=AGREE_Z * se,
+                       stderr=se, ours=True),
+           Measurement(f"end of the decaying-step training curve minus the minimum of its "
+                       f"basin, {name}", c["objective"][-1] - c["basin"], kind="info"),
+           Measurement(f"minimum of its basin minus the law's global minimum, {name}",
+                       c["basin"] - c["global"], kind="info")]
+    for ch in c["chains"]:
+        out += [Measurement(f"stationary mean excess over the basin minimum at constant step "
+                            f"{ch['eta']:g}, {name}", ch["mean"] - c["basin"],
+                            stderr=ch["stderr"], kind="info"),
+                Measurement(f"autocorrelation time (SGD steps) at step {ch['eta']:g}, "
+                            f"{name}", ch["tau_steps"], kind="info"),
+                Measurement(f"effective samples at step {ch['eta']:g}, {name}", ch["ess"],
+                            kind="info")]
+    return out

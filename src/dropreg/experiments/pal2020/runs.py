@@ -25,8 +25,8 @@ from torch import Tensor
 from dropreg._random import mean_and_stderr
 
 __all__ = ["ProblemSettings", "Problem", "regression_problem", "law_of", "objective_tensor",
-           "law_minimum", "window_statistics", "WindowStats", "init_mlp", "LastLayerRun",
-           "train_last_layer"]
+           "law_minimum", "basin_minimum", "window_statistics", "WindowStats", "StationaryChain",
+           "stationary_chain", "step_size_limit", "init_mlp", "LastLayerRun", "train_last_layer"]
 
 F64 = torch.float64
 
@@ -106,6 +106,19 @@ def law_minimum(problem: Problem, law: Any, width: int, generator: torch.Generat
     return value
 
 
+def basin_minimum(problem: Problem, law: Any, U: Tensor, V: Tensor
+                  ) -> tuple[float, Tensor, Tensor]:
+    """The local minimum ``(value, U*, V*)`` of ``law``'s expected objective that L-BFGS reaches
+    from ``(U, V)`` (:func:`dropreg.experiments._references.lbfgs_descend`): the bottom of the
+    basin an SGD iterate lies in (sliding-seed DropBlock's objective has several local minima,
+    and flat directions that SGD crosses slowly)."""
+    from dropreg.experiments._references import lbfgs_descend
+    from dropreg.linear import normalized_covariance_of
+
+    C = normalized_covariance_of(law, U.shape[1]).to(F64)
+    return lbfgs_descend(lambda A, B: objective_tensor(A, B, problem, C), U, V)
+
+
 @dataclass(frozen=True)
 class WindowStats:
     """Mean of a recorded series over a final window, its standard error from ``batches``
@@ -136,6 +149,58 @@ def window_statistics(values: list[float], batches: int = 10) -> WindowStats:
     mean, se = mean_and_stderr(means)
     return WindowStats(mean=float(v[n - size * batches:].mean()), stderr=se,
                        spread=float(v.std()), n=n, batches=batches)
+
+
+@dataclass(frozen=True)
+class StationaryChain:
+    """Constant-step SGD continued from a converged iterate: the exact expected objective every
+    ``every`` steps, its mean after the burn-in with the batch-means standard error, and the
+    integrated autocorrelation time ``tau`` (in recorded points) and effective sample count."""
+
+    eta: float
+    objective: list[float]
+    every: int
+    burn_in: int
+    mean: float
+    stderr: float
+    tau: float
+    ess: float
+
+
+def stationary_chain(problem: Problem, law: Any, start: tuple[Tensor, Tensor], eta: float,
+                     steps: int, batch: int, generator: torch.Generator, every: int = 10,
+                     burn_in: float = 0.2, batches: int = 20) -> StationaryChain:
+    """Run ``steps`` of constant-step SGD (step ``eta``, minibatch ``batch``, fresh masks) from
+    ``start`` and average the expected objective over the last ``1 - burn_in`` of the chain
+    (standard error from ``batches`` batch means)."""
+    from dropreg.experiments._series import integrated_autocorrelation_time
+    from dropreg.linear import train_masked_sgd
+
+    run = train_masked_sgd(problem.X, problem.Y, start[0].shape[1], law, steps=steps, lr=eta,
+                           batch_size=batch, decay_start=1.0, eval_every=every,
+                           generator=generator, init=start)
+    tail = run.objective[int(burn_in * len(run.objective)):]
+    w = window_statistics(tail, batches=batches)
+    tau = integrated_autocorrelation_time(torch.tensor(tail, dtype=F64))
+    return StationaryChain(eta=eta, objective=run.objective, every=every,
+                           burn_in=len(run.objective) - len(tail), mean=w.mean, stderr=w.stderr,
+                           tau=tau, ess=len(tail) / tau)
+
+
+def step_size_limit(coarse: StationaryChain, fine: StationaryChain) -> tuple[float, float]:
+    """Richardson extrapolation to ``eta -> 0`` of two stationary means at ``eta`` and ``eta/2``:
+    the stationary bias of constant-step SGD is ``c eta + O(eta^2)``, so ``2 E(eta/2) - E(eta)``
+    removes its first-order term. Returns ``(limit, standard error)``.
+
+    Example:
+        >>> a = StationaryChain(0.2, [], 1, 0, mean=1.2, stderr=0.01, tau=1.0, ess=100.0)
+        >>> b = StationaryChain(0.1, [], 1, 0, mean=1.1, stderr=0.01, tau=1.0, ess=100.0)
+        >>> tuple(round(v, 4) for v in step_size_limit(a, b))
+        (1.0, 0.0224)
+    """
+    if not math.isclose(fine.eta, coarse.eta / 2):
+        raise ValueError(f"fine.eta must be coarse.eta / 2, got {fine.eta} and {coarse.eta}")
+    return (2 * fine.mean - coarse.mean, math.sqrt(4 * fine.stderr**2 + coarse.stderr**2))
 
 
 def init_mlp(sizes: tuple[int, ...], generator: torch.Generator) -> torch.nn.Sequential:

@@ -21,8 +21,11 @@ def coefficient(details: dict[str, Any]) -> list[Figure]:
     ax = axes[0]
     labels = {"dropout-trained": "nets trained with Dropout_1 at q",
               "confident": "one net trained without dropout (confident)"}
-    for tag, marker in (("dropout-trained", "o"), ("confident", "s")):
+    for tag in sorted({r["regime"] for r in rows} - set(labels)):
+        labels[tag] = f"a net trained longer with dropout ({tag.split()[-2]} epochs)"
+    for tag in labels:
         sel = [r for r in rows if r["regime"] == tag]
+        marker = {"dropout-trained": "o", "confident": "s"}.get(tag, "^")
         if sel:
             ax.errorbar([r["q"] for r in sel], [r["mult"] for r in sel],
                         yerr=[2 * r["mult_se"] for r in sel], marker=marker, capsize=3,
@@ -85,7 +88,35 @@ def noise_covariance(details: dict[str, Any]) -> list[Figure]:
         "layers, gradient w.r.t. all weights. The paper predicts xi_approx has the covariance "
         "of dropout's gradient noise (trace ratio 1, cosine 1) to first order in the noise. "
         f"Measured trace ratios: {_fmt(rows, 'trace_ratio')}; cosines: {_fmt(rows, 'cosine')}.",
-        fig)]
+        fig)] + _width_arm(details.get("widths") or [])
+
+
+def _width_arm(wide: list[dict[str, Any]]) -> list[Figure]:
+    """The exact small-q limit of the trace ratio per example against the hidden width."""
+    if not wide:
+        return []
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    widths = sorted({r["hidden"] for r in wide})
+    for i in sorted({r["example"] for r in wide}):
+        sel = sorted((r for r in wide if r["example"] == i), key=lambda r: r["hidden"])
+        ax.plot([r["hidden"] for r in sel], [r["limit_ratio"] for r in sel], color="0.6",
+                lw=0.8, marker=".")
+    means = [sum(r["limit_ratio"] for r in wide if r["hidden"] == w)
+             / sum(r["hidden"] == w for r in wide) for w in widths]
+    ax.plot(widths, means, "o-", color="C0", lw=2, label="measured: mean over examples")
+    ax.axhline(1.0, color="k", ls="--", lw=1, label="prediction: approaches 1 with width")
+    ax.set_xscale("log")
+    ax.set_xlabel("hidden width (units per layer)")
+    ax.set_ylabel("exact q -> 0 limit of\ntr Cov(xi_approx) / tr Cov(xi_drop) (dimensionless)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return [Figure.from_matplotlib(
+        "noise-covariance-width",
+        "The same training inputs (grey: one per example) on tanh MLPs of each width trained "
+        "as in the left figure; the limit is computed from one-unit deletions, not sampled. "
+        f"Measured means: {', '.join(f'{m:.3f}' for m in means)} at widths "
+        f"{', '.join(map(str, widths))}.", fig)]
 
 
 def dropout_k(details: dict[str, Any]) -> list[Figure]:

@@ -48,7 +48,8 @@ from dropreg.sites import sample_masks
 
 __all__ = [
     "TrainingBed", "TrainingSettings", "seeded_model", "set_drop_probability", "mnist1d",
-    "explicit_vs_gap", "xi_covariance_comparison", "rule_gradients", "trace_cov",
+    "explicit_vs_gap", "xi_covariance_comparison", "small_q_limit_by_width", "rule_gradients",
+    "trace_cov",
     "mnist1d_testbed", "lstm_testbed", "training_rules", "compare_training", "paired",
     "training_outcome",
 ]
@@ -97,12 +98,15 @@ def mnist1d(n_train: int | None = None):
 
 def explicit_vs_gap(qs: Sequence[float], *, hidden: int = 50, n_train: int = 1000, epochs: int = 10,
                     n_eval: int = 64, n_masks: int = 2000, generator: torch.Generator,
-                    progress: Progress | None = None, confident_epochs: int = 0) -> list[dict]:
+                    progress: Progress | None = None, confident_epochs: int = 0,
+                    trained: Sequence[tuple[float, int]] = ()) -> list[dict]:
     """For each q: train a tanh MLP on MNIST-1D with Dropout_1 at q, then compare per training
     example R_approx (exact Gauss-Newton, coefficient q/(2(1-q))) with the Monte-Carlo gap.
 
-    With ``confident_epochs > 0`` a second regime is added: the same net trained that many epochs
-    without dropout (confident, outside the Taylor regime), evaluated at each q.
+    ``trained`` adds a better-trained dropout regime: one net per ``(q, epochs)`` trained that
+    many epochs with Dropout_1 at q. With ``confident_epochs > 0`` a last regime is added: a net
+    trained that many epochs without dropout (confident, outside the Taylor regime), evaluated
+    at each q.
     """
     X, y, _, _ = mnist1d(n_train)
     X = X.double()
@@ -128,12 +132,14 @@ def explicit_vs_gap(qs: Sequence[float], *, hidden: int = 50, n_train: int = 100
                     kstar=kstar, kstar_se=kstar_se, maxprob=maxprob,
                     R_per=R.tolist(), gap_per=G.tolist())
 
-    for q in qs:
+    arms = [(q, epochs, "dropout-trained") for q in qs]
+    arms += [(q, e, f"dropout-trained {e} epochs") for q, e in trained]
+    for q, e, regime in arms:
         net = seeded_model(lambda q=q: MLP(40, hidden, 10, p=q, depth=2,
                                            activation=nn.Tanh).double(), generator)
-        train(net, dropout(1), X, y, X[:2], y[:2], epochs=epochs, batch_size=32, lr=0.05,
+        train(net, dropout(1), X, y, X[:2], y[:2], epochs=e, batch_size=32, lr=0.05,
               momentum=0.9, generator=generator)
-        rows.append(measure(net, q, "dropout-trained"))
+        rows.append(dict(measure(net, q, regime), epochs=e))
         if progress is not None:
             progress.advance()
     if confident_epochs:
@@ -168,6 +174,29 @@ def _approx_noise_factor(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return torch.cat([r.reshape(v.numel(), -1) for r in rows], dim=1)
 
 
+def _xi_net(hidden: int, epochs: int, X: torch.Tensor, y: torch.Tensor,
+            generator: torch.Generator) -> nn.Module:
+    """The tanh MLP (two hidden layers of ``hidden`` units) of the noise checks, trained
+    ``epochs`` epochs with dropout 0.1 on MNIST-1D."""
+    net = seeded_model(lambda: MLP(40, hidden, 10, p=0.1, depth=2, activation=nn.Tanh).double(),
+                       generator)
+    train(net, dropout(1), X, y, X[:2], y[:2], epochs=epochs, batch_size=32, lr=0.05, momentum=0.9,
+          generator=generator)
+    return net
+
+
+def _ce(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return mean_loss(output, target, "cross_entropy")
+
+
+def _limit_ratio(net: nn.Module, A: torch.Tensor, x1: torch.Tensor, y1: torch.Tensor,
+                 q: float) -> float:
+    """The exact q -> 0 limit of tr Cov(xi_approx) / tr Cov(xi_drop) on one example, from
+    ``Cov(xi_approx) = A^T A`` at drop probability ``q`` (its trace is ``q/(1-q)`` times a
+    q-free sum) and :func:`~dropreg.analytic.small_q.small_q_noise_trace`."""
+    return float((A**2).sum()) * (1 - q) / q / small_q_noise_trace(net, _ce, x1, y1)
+
+
 def xi_covariance_comparison(qs: Sequence[float], *, n_examples: int = 3, n_masks: int = 1000,
                              hidden: int = 50, epochs: int = 5,
                              generator: torch.Generator, progress: Progress | None = None
@@ -181,15 +210,8 @@ def xi_covariance_comparison(qs: Sequence[float], *, n_examples: int = 3, n_mask
     """
     X, y, _, _ = mnist1d(1000)
     X = X.double()
-    net = seeded_model(lambda: MLP(40, hidden, 10, p=0.1, depth=2, activation=nn.Tanh).double(),
-                       generator)
-    train(net, dropout(1), X, y, X[:2], y[:2], epochs=epochs, batch_size=32, lr=0.05, momentum=0.9,
-          generator=generator)
+    net = _xi_net(hidden, epochs, X, y, generator)
     params = list(net.parameters())
-
-    def ce(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return mean_loss(output, target, "cross_entropy")
-
     out = []
     for q in qs:
         set_drop_probability(net, q)
@@ -197,7 +219,7 @@ def xi_covariance_comparison(qs: Sequence[float], *, n_examples: int = 3, n_mask
             x1, y1 = X[i: i + 1], y[i: i + 1]
             A = _approx_noise_factor(net, x1, y1, params)
             masks = sample_masks(net, x1, n_masks, generator=generator)
-            S = dropout_gradients(net, ce, (x1, y1), masks).T
+            S = dropout_gradients(net, _ce, (x1, y1), masks).T
             Sc = S - S.mean(0)
             tr_drop, tr_drop_se = trace_cov(S)
             tr_app = float((A**2).sum())
@@ -207,11 +229,35 @@ def xi_covariance_comparison(qs: Sequence[float], *, n_examples: int = 3, n_mask
             drop_sq = float(((Ha @ Hb.T) ** 2).sum()) / ((h - 1) * (n_masks - h - 1))
             app_sq = float(((A @ A.T) ** 2).sum())
             cos = inner / math.sqrt(app_sq * max(drop_sq, 1e-300))
-            limit = tr_app * (1 - q) / q / small_q_noise_trace(net, ce, x1, y1)
-            out.append(dict(q=q, example=i, trace_ratio=tr_app / tr_drop, limit_ratio=limit,
+            out.append(dict(q=q, example=i, trace_ratio=tr_app / tr_drop,
+                            limit_ratio=_limit_ratio(net, A, x1, y1, q),
                             trace_ratio_se=tr_app / tr_drop * tr_drop_se / tr_drop, cosine=cos))
             if progress is not None:
                 progress.advance()
+    return out
+
+
+def small_q_limit_by_width(widths: Sequence[int], *, n_examples: int, epochs: int = 5,
+                           generator: torch.Generator, progress: Progress | None = None
+                           ) -> list[dict]:
+    """Per hidden width and example: the exact q -> 0 limit of tr Cov(xi_approx) /
+    tr Cov(xi_drop) (computed, not sampled) on a net of that width trained as in
+    :func:`xi_covariance_comparison`; the same ``n_examples`` training inputs at every width."""
+    X, y, _, _ = mnist1d(1000)
+    X = X.double()
+    out = []
+    for hidden in widths:
+        net = _xi_net(hidden, epochs, X, y, generator)
+        params = list(net.parameters())
+        for i in range(n_examples):
+            x1, y1 = X[i: i + 1], y[i: i + 1]
+            A = _approx_noise_factor(net, x1, y1, params)
+            with torch.no_grad(), site_mode(net):
+                prob = float(torch.softmax(net(x1), -1)[0, y1[0]])
+            out.append(dict(hidden=hidden, example=i, prob=prob,
+                            limit_ratio=_limit_ratio(net, A, x1, y1, 0.1)))
+        if progress is not None:
+            progress.advance()
     return out
 
 

@@ -112,8 +112,19 @@ def _regression(ctx: ClaimContext, settings: RegressionSettings):
     return ctx.shared("zhang2022.regression", train_regression, settings)
 
 
-def _regression_noise(ctx: ClaimContext, settings: NoiseSettings) -> list[dict]:
-    """Dropout noise vs the exact Hessian at every converged dropout regression run."""
+def _mnist1d_runs(ctx: ClaimContext):
+    """The shared MNIST-1D runs of the claim's settings: the first of its two progress steps."""
+    ctx.progress.set_total(2)
+    out = ctx.shared("zhang2022.mnist1d", train_mnist1d_runs, ctx.settings.runs)
+    ctx.progress.advance()
+    return out
+
+
+def _regression_noise(ctx: ClaimContext) -> list[dict]:
+    """Dropout noise vs the exact Hessian at every converged dropout regression run (the claim's
+    one progress step)."""
+    settings = ctx.settings
+    ctx.progress.set_total(1)
     data, runs = _regression(ctx, settings.regression)
 
     def build(s: NoiseSettings, g: torch.Generator) -> list[dict]:
@@ -135,7 +146,9 @@ def _regression_noise(ctx: ClaimContext, settings: NoiseSettings) -> list[dict]:
                          "slope": _loglog_slope(lam[keep], pv[keep])})
         return rows
 
-    return ctx.shared("zhang2022.regression-noise", build, settings)
+    rows = ctx.shared("zhang2022.regression-noise", build, settings)
+    ctx.progress.advance()
+    return rows
 
 
 def _loglog_slope(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -168,10 +181,10 @@ def _paired_log_ratios(rows: list[dict], key: str) -> list[float]:
     "regression): compared at the same clean training loss (each run captured when it first "
     "reaches a common target, ours), the largest Hessian eigenvalue and the trace of the "
     "training-loss Hessian are smaller with dropout: mean log ratio over replicates < 0.",
+    figure=figures.flatter_minima_1d,
     settings={"smoke": SharpnessSettings(SMOKE_REGRESSION),
               "quick": SharpnessSettings(QUICK_REGRESSION),
               "full": SharpnessSettings(FULL_REGRESSION)},
-    figure=figures.flatter_minima_1d,
     shares=("zhang2022.regression",),
 )
 def flatter_minima_1d(ctx: ClaimContext) -> Outcome:
@@ -220,14 +233,12 @@ def flatter_minima_1d(ctx: ClaimContext) -> Outcome:
     "At the solutions found by dropout, the covariance of the dropout gradient noise aligns "
     "with the Hessian (Zhang et al. 2022, Sec. 5): cos(H, Sigma) > 0.7 (ours) in every run, far "
     "above the value for a matrix with Sigma's spectrum and random eigenvectors (< 0.1, ours).",
-    settings={"smoke": SMOKE_NOISE, "quick": QUICK_NOISE, "full": FULL_NOISE},
     figure=figures.noise_hessian_alignment,
+    settings={"smoke": SMOKE_NOISE, "quick": QUICK_NOISE, "full": FULL_NOISE},
     shares=("zhang2022.regression", "zhang2022.regression-noise"),
 )
 def noise_hessian_alignment(ctx: ClaimContext) -> Outcome:
-    ctx.progress.set_total(1)
-    rows = _regression_noise(ctx, ctx.settings)
-    ctx.progress.advance()
+    rows = _regression_noise(ctx)
     worst = min(rows, key=lambda r: r["cos"])
     return Outcome(
         measurements=[
@@ -252,9 +263,7 @@ def noise_hessian_alignment(ctx: ClaimContext) -> Outcome:
     shares=("zhang2022.regression", "zhang2022.regression-noise"),
 )
 def variance_grows_with_curvature(ctx: ClaimContext) -> Outcome:
-    ctx.progress.set_total(1)
-    rows = _regression_noise(ctx, ctx.settings)
-    ctx.progress.advance()
+    rows = _regression_noise(ctx)
     slope = measures.mean_of("mean over runs of the log-log slope of v_k^T Sigma v_k on "
                              "lambda_k", [r["slope"] for r in rows], expected=0.0,
                              kind="at_least")
@@ -275,26 +284,32 @@ def variance_grows_with_curvature(ctx: ClaimContext) -> Outcome:
     )
 
 
+#: The control must show Feng & Tu's inverse relation at least this strongly (mean Spearman over
+#: replicates, whole band below it; our bar): their relation is a near power law, and a control
+#: at -0.1 says the window cannot resolve it, not that plain SGD lacks it.
+CONTROL_BAR: float = -0.5
+
+
 def _window_relation(w, data, layer: str, k: int) -> dict:
-    """Feng & Tu's measurement on one window: linear drift removed, PCA of the layer's
-    snapshots, interval flatness of the full training loss along each PC, autocorrelation
-    times of the PC projections."""
+    """Feng & Tu's measurement on one window: PCA of the layer's snapshots with the drift
+    component (PC1, the direction the window still travels along) excluded, interval flatness
+    of the full training loss along PCs 2..k+1, autocorrelation times of their projections."""
     S = w.snapshots
+    mean, V, var = trajectory_pca(S, k + 1)
     t = torch.arange(S.shape[0], dtype=torch.float64)
-    tc = t - t.mean()
-    drift = (tc[:, None] * (S - S.mean(0))).sum(0) / (tc ** 2).sum()
-    D = S - tc[:, None] * drift[None, :]
-    mean, V, var = trajectory_pca(D, k)
+    pc1 = (S - mean) @ V[:, 0]
+    trend = float(torch.corrcoef(torch.stack([t, pc1]))[0, 1] ** 2)
+    V, var = V[:, 1:], var[1:]
     op = HessianOperator(w.net, nn.functional.cross_entropy, data, params=[layer])
     F = torch.tensor([interval_flatness(op, V[:, i], center=mean).width for i in range(k)],
                      dtype=torch.float64)
-    proj = (D - mean) @ V
+    proj = (S - mean) @ V
     taus = [integrated_autocorrelation_time(proj[:, i]) for i in range(k)]
     return {"replicate": w.replicate, "p": w.p, "zero_error_epoch": w.zero_error_epoch,
             "variances": var.tolist(), "flatness": F.tolist(), "spearman": spearman(var, F),
             "tau_max": max(taus), "n_eff_min": S.shape[0] / max(taus),
-            "drift_variance": float((drift ** 2).sum() * (tc ** 2).sum() / (S.shape[0] - 1)),
-            "pc_variance": float(var.sum())}
+            "pc1_trend_r2": trend, "pc1_share": float(((S - mean) ** 2).sum() ** -1 *
+                                                       pc1.pow(2).sum())}
 
 
 @claim(
@@ -302,9 +317,11 @@ def _window_relation(w, data, layer: str, k: int) -> dict:
     "zhang2022",
     "The inverse variance-flatness relation of Feng & Tu 2021 holds for dropout (Zhang et al. "
     "2022, Sec. 5): along the principal components of one hidden layer's weights over a window "
-    "after the training error is zero (linear drift removed), the variance falls with the "
-    "interval flatness of the training loss, mean Spearman < 0 over replicates; judged only if "
-    "plain minibatch SGD (the control) shows the relation in the same measurement.",
+    "after the training error is zero (the drift component PC1 excluded, Feng & Tu's protocol), "
+    "the variance falls with the interval flatness of the training loss, mean Spearman < 0 "
+    "over replicates; judged only if plain minibatch SGD (the control) shows the relation in "
+    "the same measurement as strongly as Feng & Tu report it: mean Spearman below "
+    f"{CONTROL_BAR} (our bar), its whole 2 s.e. band.",
     settings={"smoke": VarianceFlatnessSettings(WindowSettings(
                   replicates=2, n_train=100, width=16, batch=20, max_epochs=80, window=100,
                   every=5, drops=(0.0, 0.1)), top=4),
@@ -331,11 +348,13 @@ def inverse_variance_flatness(ctx: ClaimContext) -> Outcome:
                        inconclusive_reason="fewer than 2 runs per arm reached zero training "
                                            f"error in {s.window.max_epochs} epochs")
     control = measures.mean_of("control (plain SGD): mean Spearman(sigma_i^2, F_i)", ctl,
-                               expected=0.0, kind="at_most")
+                               expected=CONTROL_BAR, kind="at_most", ours=True)
     dropout = measures.mean_of(f"dropout p = {max(s.window.drops)}: mean Spearman(sigma_i^2, "
                                "F_i)", drp, expected=0.0, kind="at_most")
     ok = control.status == "pass"
-    stat = [Measurement("max autocorrelation time of the PC projections (snapshots)",
+    stat = [Measurement("min R^2 of PC1 on a linear trend (PC1 is the drift)",
+                        min(r["pc1_trend_r2"] for r in rows), kind="info"),
+            Measurement("max autocorrelation time of the PC projections (snapshots)",
                         max(r["tau_max"] for r in rows), kind="info"),
             Measurement("min effective samples in a window", min(r["n_eff_min"] for r in rows),
                         kind="info")]
@@ -347,8 +366,9 @@ def inverse_variance_flatness(ctx: ClaimContext) -> Outcome:
                        Measurement(dropout.name, dropout.value, kind="info",
                                    stderr=dropout.stderr, n=dropout.n)]) + stat,
         inconclusive_reason=None if ok else
-        f"the plain-SGD control does not show the relation ({band(control)}), so this "
-        "measurement cannot see the effect",
+        f"the plain-SGD control does not show the relation as strongly as Feng & Tu report "
+        f"it ({band(control)}, our bar {CONTROL_BAR}), so this measurement cannot see the effect "
+        f"(dropout, not judged: {band(dropout)})",
         reason=None if not ok or dropout.status == "pass" else
         f"Not reproduced because the dropout nets' mean Spearman is {band(dropout)} while the "
         f"plain-SGD control gives {band(control)}.",
@@ -453,9 +473,7 @@ def last_layer_noise_structure(ctx: ClaimContext) -> Outcome:
 )
 def flatter_minima_mnist1d(ctx: ClaimContext) -> Outcome:
     s = ctx.settings
-    ctx.progress.set_total(2)
-    (X, y, _, _), runs = ctx.shared("zhang2022.mnist1d", train_mnist1d_runs, s.runs)
-    ctx.progress.advance()
+    (X, y, _, _), runs = _mnist1d_runs(ctx)
     rows = [{"replicate": r.replicate, "p": r.p, "epochs": r.epochs, "reached": r.reached,
              **_sharpness(HessianOperator(r.net, nn.functional.cross_entropy, (X, y)), s,
                           ctx.generator)} for r in runs]
@@ -492,9 +510,7 @@ def flatter_minima_mnist1d(ctx: ClaimContext) -> Outcome:
 )
 def loss_profile_mnist1d(ctx: ClaimContext) -> Outcome:
     s = ctx.settings
-    ctx.progress.set_total(2)
-    (X, y, Xt, yt), runs = ctx.shared("zhang2022.mnist1d", train_mnist1d_runs, s.runs)
-    ctx.progress.advance()
+    (X, y, Xt, yt), runs = _mnist1d_runs(ctx)
     alphas = torch.linspace(-1, 1, 41)
     rows = []
     for r in runs:

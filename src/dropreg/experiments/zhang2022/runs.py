@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from dropreg._random import bernoulli_keep, seed_from
+from dropreg.experiments._series import integrated_autocorrelation_time
 
 __all__ = [
     "half_mse", "regression_data", "regression_net", "RegressionSettings", "RegressionRun",
@@ -81,9 +82,9 @@ class RegressionSettings:
     steps to find where its clean loss first reaches each dropout run's final clean loss."""
 
     replicates: int = 3
-    drops: tuple[float, ...] = (0.0, 0.2)
     steps: int = 40000
     lr: float = 0.05
+    drops: tuple[float, ...] = (0.0, 0.2)
     width: int = 200
     n_points: int = 12
     check_every: int = 50
@@ -401,27 +402,3 @@ def sgd_window(settings: WindowSettings, generator: torch.Generator
                                  torch.empty(0, param.numel(), dtype=torch.float64), zero_at,
                                  err))
     return (X, y), out
-
-
-def integrated_autocorrelation_time(series: torch.Tensor, c: float = 5.0) -> float:
-    """Integrated autocorrelation time ``tau = 1 + 2 sum_{t>=1} rho(t)`` of a 1-D series, summed
-    up to Sokal's automatic window (the first ``M >= c tau(M)``); ``T / tau`` is the effective
-    number of independent samples.
-
-    Example:
-        >>> g = torch.Generator()
-        >>> white = torch.randn(4000, generator=g, dtype=torch.float64)
-        >>> round(integrated_autocorrelation_time(white))
-        1
-    """
-    x = series.double() - series.double().mean()
-    T = x.shape[0]
-    f = torch.fft.rfft(x, n=2 * T)
-    acf = torch.fft.irfft(f * f.conj(), n=2 * T)[:T]
-    acf = acf / acf[0]
-    tau = 1.0
-    for m in range(1, T):
-        tau += 2.0 * float(acf[m])
-        if m >= c * tau:
-            break
-    return max(tau, 1.0)
