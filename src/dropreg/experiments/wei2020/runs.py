@@ -30,7 +30,6 @@ from dropreg.analytic import (
     mean_loss,
     monte_carlo_dropout_gap,
     pydoc_corpus,
-    site_mode,
     train,
 )
 from dropreg.analytic.rules import (
@@ -44,7 +43,7 @@ from dropreg.analytic.rules import (
 from dropreg.analytic.small_q import small_q_noise_trace
 from dropreg.curvature import dropout_gradients
 from dropreg.experiments.claims import Measurement, Outcome, Progress
-from dropreg.sites import sample_masks
+from dropreg.sites import dropout_state, sample_masks
 
 __all__ = [
     "TrainingBed", "TrainingSettings", "seeded_model", "set_drop_probability", "mnist1d",
@@ -120,7 +119,7 @@ def explicit_vs_gap(qs: Sequence[float], *, hidden: int = 50, n_train: int = 100
         gap = monte_carlo_dropout_gap(net, xe, ye, n_masks=n_masks, repeats=min(100, n_masks),
                                       generator=generator)
         G = gap.per_term
-        with torch.no_grad(), site_mode(net):
+        with torch.no_grad(), dropout_state(net, "off", record=True):
             maxprob = float(torch.softmax(net(xe), -1).max(-1).values.mean())
         ratio = float(R.mean()) / gap.value
         ratio_se = ratio * gap.stderr / gap.value
@@ -161,7 +160,7 @@ def explicit_vs_gap(qs: Sequence[float], *, hidden: int = 50, n_train: int = 100
 def _approx_noise_factor(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                          params: list[torch.Tensor]) -> torch.Tensor:
     """Rows sqrt(var_s) * d/dW (dL/dh * h)_j: Cov(xi_approx) = A^T A exactly."""
-    with site_mode(model, "record") as rec:
+    with dropout_state(model, "off", record=True) as rec:
         rec.clear()
         L = mean_loss(model(x), y, "cross_entropy")
     items = list(rec.items())
@@ -252,7 +251,7 @@ def small_q_limit_by_width(widths: Sequence[int], *, n_examples: int, epochs: in
         for i in range(n_examples):
             x1, y1 = X[i: i + 1], y[i: i + 1]
             A = _approx_noise_factor(net, x1, y1, params)
-            with torch.no_grad(), site_mode(net):
+            with torch.no_grad(), dropout_state(net, "off", record=True):
                 prob = float(torch.softmax(net(x1), -1)[0, y1[0]])
             out.append(dict(hidden=hidden, example=i, prob=prob,
                             limit_ratio=_limit_ratio(net, A, x1, y1, 0.1)))
