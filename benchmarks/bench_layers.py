@@ -306,6 +306,13 @@ def machine(load_before: float) -> dict:
             "load": f"{load_before:.1f}-{os.getloadavg()[0]:.1f}"}
 
 
+def _timed_label(what: str, t: dict) -> str:
+    """README label of a timed section: the layer, its tensor and settings, and the load."""
+    return (f"{what} fwd+bwd (" + "x".join(map(str, t["shape"]))
+            + f", p {t['p']}, block {t['block_size']}), per-channel masks"
+            + (f" (load {t['load']})" if "load" in t else ""))
+
+
 def _unmet(missed: bool) -> str:
     return " (not met)" if missed else ""
 
@@ -354,9 +361,7 @@ def summary_rows(result: dict) -> list[dict]:
         t3 = result["dropblock3d_time"]
         r3 = t3["ratio_to_dropout"]
         rows.append({
-            "benchmark": "DropBlock3d fwd+bwd (" + "x".join(map(str, t3["shape"]))
-                         + f", p {t3['p']}, block {t3['block_size']}), per-channel masks"
-                         + (f" (load {t3['load']})" if "load" in t3 else ""),
+            "benchmark": _timed_label("DropBlock3d", t3),
             "dropreg": f"{r3['dropreg drop_block3d']:.2f}x F.dropout",
             "baseline": f"torchvision drop_block3d {r3['torchvision drop_block3d']:.2f}x "
                         "F.dropout",
@@ -366,9 +371,7 @@ def summary_rows(result: dict) -> list[dict]:
         tc = result["compiled_dropblock2d_time"]
         rc = tc["ratio_to_dropout"]
         rows.append({
-            "benchmark": "torch.compile'd DropBlock2d fwd+bwd (" + "x".join(map(str, tc["shape"]))
-                         + f", p {tc['p']}, block {tc['block_size']}), per-channel masks"
-                         + (f" (load {tc['load']})" if "load" in tc else ""),
+            "benchmark": _timed_label("torch.compile'd DropBlock2d", tc),
             "dropreg": f"{rc['dropreg drop_block2d']:.2f}x compiled F.dropout",
             "baseline": f"compiled torchvision {rc['torchvision drop_block2d']:.2f}x, timm "
                         f"per-channel {rc['timm drop_block_2d couple_channels=False']:.2f}x",
