@@ -72,3 +72,25 @@ def test_step_size_limit_needs_halved_steps():
     a = StationaryChain(0.2, [], 1, 0, mean=1.2, stderr=0.0, tau=1.0, ess=1.0)
     with pytest.raises(ValueError, match="coarse.eta / 2"):
         step_size_limit(a, a)
+
+
+def test_sgd_claim_outside_closed_form_condition_is_inconclusive():
+    """One block of the full width (b = 1) on a full-rank problem: the convex bound is not
+    attainable, so the claim cannot test "SGD reaches the closed form" and must say so."""
+    from dropreg.experiments.claims import Outcome
+    from dropreg.experiments.context import ClaimContext
+    from dropreg.experiments.pal2020.claims import SGDSettings, dropblock_sgd_reaches_closed_form
+    from dropreg.experiments.pal2020.runs import ProblemSettings
+    from dropreg.linear import solve_dropblock
+
+    s = SGDSettings(ProblemSettings(n=200, n_test=50, d=6, D=6, rank=6, noise=0.1), 4, 50, 32,
+                    0.05, ((4, 0.2), (1, 0.2)))
+    claim = get_claim("pal2020.dropblock-sgd-reaches-closed-form")
+    ctx = ClaimContext.for_claim(claim.id, "smoke", 0, s, shares=claim.shares)
+    out = dropblock_sgd_reaches_closed_form(ctx)
+    assert isinstance(out, Outcome)
+    prob = ctx.shared("pal2020.regression", lambda *_: None, settings=s.problem)
+    assert not solve_dropblock(prob.M, 4, 0.2, 4).certificate.attained
+    assert out.inconclusive_reason and "DropBlock k=4, p=0.2" in out.inconclusive_reason
+    assert "Dropout, p=0.2" not in out.inconclusive_reason       # Dropout's is always attained
+    assert out.verdict in ("inconclusive", "not reproduced")

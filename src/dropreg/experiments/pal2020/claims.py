@@ -173,10 +173,12 @@ FULL_PROBLEM = ProblemSettings(n=4000, n_test=1000, d=20, D=10, rank=10, noise=0
     "SGD with sampled DropBlock masks (and with Dropout masks) on a one-hidden-layer linear net "
     "with whitened data converges to the closed-form global minimum (Pal et al. 2020, Sec. 5): "
     "the expected objective at the SGD iterate is within a relative 1e-3 (our threshold) of the "
-    "closed-form optimum.",
+    "closed-form optimum. The closed form is the global minimum only where a width-r "
+    "factorization attains the convex k-support bound (enough blocks b = r / k for a fusion "
+    "frame); a draw outside that condition makes the claim inconclusive for that case.",
     settings={"smoke": SGDSettings(SMOKE_PROBLEM, 4, 200, 32, 0.05, ((2, 0.3),)),
               "quick": SGDSettings(QUICK_PROBLEM, 8, 12_000, 256, 0.1, ((2, 0.3), (1, 0.3))),
-              "full": SGDSettings(FULL_PROBLEM, 16, 60_000, 1024, 0.05,
+              "full": SGDSettings(FULL_PROBLEM, 32, 60_000, 1024, 0.05,
                                   ((1, 0.5), (4, 0.5), (8, 0.5), (4, 0.2)))},
     figure=figures.sgd_vs_closed_form,
     shares=("pal2020.regression",),
@@ -187,7 +189,7 @@ def dropblock_sgd_reaches_closed_form(ctx: ClaimContext) -> Outcome:
     s, g = ctx.settings, ctx.generator
     prob = ctx.shared("pal2020.regression", runs.regression_problem, settings=s.problem)
     ctx.progress.set_total(len(s.runs))
-    rows, ms = [], []
+    rows, ms, outside = [], [], []
     for k, p in s.runs:
         sol = solve_dropblock(prob.M, s.width, p, k)
         run = train_masked_sgd(prob.X, prob.Y, s.width, runs.law_of(k, p), steps=s.steps,
@@ -202,15 +204,21 @@ def dropblock_sgd_reaches_closed_form(ctx: ClaimContext) -> Outcome:
         ms += [Measurement(f"relative gap (E - E*)/E*, {lab}", rows[-1]["gap"], expected=1e-3,
                            kind="at_most", ours=True),
                Measurement(f"closed form attained (certificate), {lab}",
-                           float(sol.certificate.attained), expected=1.0),
+                           float(sol.certificate.attained), kind="info"),
                Measurement(f"max |sigma_SGD - sigma_closed|, {lab}",
                            float((sv - sol.singular_values).abs().max()), kind="info"),
                Measurement(f"relative gap excluding the constant c_0, {lab}",
                            (run.objective[-1] - E_star) / sol.value, kind="info"),
                Measurement(f"SGD wall time, {lab}", run.seconds, kind="info", unit="s")]
+        if not sol.certificate.attained:
+            outside.append(f"{lab}: {sol.certificate.reason}")
         ctx.progress.advance()
     return Outcome(
         measurements=ms,
+        inconclusive_reason=(
+            "outside the closed form's condition for this draw, so E* is only the best "
+            "factorization found, not a certified global minimum: " + "; ".join(outside)
+        ) if outside else None,
         notes="E is the exact expected training loss, including the constant c_0 = ||Y||^2/N - "
               "||M||^2 that no weights can remove; the gap without c_0 is reported as info.",
         details={"problem": vars(s.problem), "width": s.width, "steps": s.steps,
@@ -326,7 +334,7 @@ def last_layer_singular_values_claim(ctx: ClaimContext) -> Outcome:
     s, g = ctx.settings, ctx.generator
     X, Y, labels = _imbalanced_digits(g)
     ctx.progress.set_total(len(s.runs))
-    rows, ms = [], []
+    rows, ms, outside = [], [], []
     for k, p in s.runs:
         run = runs.train_last_layer(X, Y, s.width, s.hidden, k, p, s.steps, g)
         sol = last_layer_solution(s.width, p, k, Y=Y)
@@ -347,9 +355,15 @@ def last_layer_singular_values_claim(ctx: ClaimContext) -> Outcome:
                            expected=1e-2, kind="at_most", ours=True),
                Measurement(f"closed form attained by width-{s.width} factors (certificate), "
                            f"{lab}", float(sol.certificate.attained), kind="info")]
+        if not sol.certificate.attained:
+            outside.append(f"{lab}: {sol.certificate.reason}")
         ctx.progress.advance()
     return Outcome(
         measurements=ms,
+        inconclusive_reason=(
+            "outside the closed form's condition for this draw, so E* is only the best "
+            "factorization found, not a certified global minimum: " + "; ".join(outside)
+        ) if outside else None,
         notes="E is the exact expected training loss of the trained net (its features held "
               "fixed), E* the closed-form optimum over free features. ||Y - A||^2 + "
               "mu||A||_(k)^2 is strongly convex and bounds the factorized objective from below, "
