@@ -140,7 +140,8 @@ def inverse_variance_flatness(details: dict[str, Any]) -> list[Figure]:
     return [Figure.from_matplotlib(
         "variance-flatness",
         f"PCA of one hidden layer's weights over {details['window']} SGD steps (every "
-        f"{details['every']}) after the training error reached zero, PC1 (the drift) excluded; "
+        f"{details['every']}) starting {details.get('burn_in', 0)} steps after the training "
+        "error reached zero, PC1 (the drift) excluded; "
         "interval flatness of the full training loss (threshold 2 x loss at the window mean). "
         "Feng & Tu predict a negative relation.", fig)]
 

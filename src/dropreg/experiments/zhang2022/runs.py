@@ -6,7 +6,8 @@
 - :func:`train_mnist1d` -- the MNIST-1D MLP (SGD, momentum 0.9, batch 100), optionally stopped at
   a target clean training loss; the public trainer of ``benchmarks/bench_curvature.py``;
 - :func:`sgd_window` -- Feng & Tu's protocol for the variance-flatness relation: train until the
-  training error is zero, then record one hidden layer's weights over a window of SGD steps.
+  training error is zero, go on for a burn-in, then record one hidden layer's weights over a
+  window of SGD steps.
 
 Every random number (data noise, initialisation, minibatch order, dropout masks) comes from the
 generator passed in; nothing here seeds or caches anything.
@@ -325,8 +326,9 @@ def train_mnist1d_runs(settings: Mnist1dSettings, generator: torch.Generator
 @dataclass(frozen=True)
 class WindowSettings:
     """Train (plain or dropout ``p``) SGD without momentum until the training error is zero (at
-    most ``max_epochs``), then record layer ``layer``'s weights every ``every`` steps over
-    ``window`` steps."""
+    most ``max_epochs``), go on for ``burn_in`` steps (the loss settles: Feng & Tu 2021 measure
+    in this exploration phase, not right after the error reaches zero), then record layer
+    ``layer``'s weights every ``every`` steps over ``window`` steps."""
 
     replicates: int = 3
     n_train: int = 1000
@@ -335,9 +337,10 @@ class WindowSettings:
     lr: float = 0.1
     batch: int = 50
     max_epochs: int = 300
-    window: int = 4000
-    every: int = 10
+    window: int = 1000
+    every: int = 5
     layer: str = "3.weight"
+    burn_in: int = 3000
 
 
 @dataclass(frozen=True)
@@ -383,12 +386,12 @@ def sgd_window(settings: WindowSettings, generator: torch.Generator
                     opt.step()
                     if zero_at is not None:
                         step += 1
-                        if step % s.every == 0:
+                        if step > s.burn_in and (step - s.burn_in) % s.every == 0:
                             snaps.append(param.detach().reshape(-1).clone())
-                        if step >= s.window:
+                        if step >= s.burn_in + s.window:
                             break
                 epoch += 1
-                if zero_at is not None and step >= s.window:
+                if zero_at is not None and step >= s.burn_in + s.window:
                     break
                 if zero_at is None:
                     with torch.no_grad():
