@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_report.add_argument("--readme", metavar="FILE",
                           help="also write the claims matrix between the <!-- claims:start --> "
                           "and <!-- claims:end --> markers of FILE")
+    p_report.add_argument("--papers", metavar="DIR",
+                          help="also write each paper's rows between the same markers of "
+                          "DIR/<paper>.md (pages without them, or missing, are an error)")
     return parser
 
 
@@ -348,9 +351,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if seeds:  # a sweep: every seed's own report, then the pooled one
         from dropreg.experiments.pooled import write_sweep_report
 
-        if args.readme:
-            return _usage_error(f"--readme takes a single-seed folder; {folder} is a sweep of "
-                                f"{len(seeds)} seeds (pass one of its seed-<k> folders)")
+        if args.readme or args.papers:
+            return _usage_error(f"--readme and --papers take a single-seed folder; {folder} is "
+                                f"a sweep of {len(seeds)} seeds (pass one of its seed-<k> "
+                                "folders)")
         for seed_dir in seeds.values():
             write_report(seed_dir)
         html_path, md_path, _ = write_sweep_report(folder)
@@ -372,6 +376,26 @@ def _cmd_report(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as e:
             return _usage_error(f"--readme {args.readme}: {e}")
         print(f"claims matrix: {args.readme}")
+    if args.papers:
+        from dropreg._io import update_marked_section
+        from dropreg.experiments.report import render_paper_matrix
+        from dropreg.experiments.store import load_results
+
+        results = load_results(folder)[0]
+        pages = Path(args.papers)
+        if not pages.is_dir():
+            return _usage_error(f"--papers {pages}: no such folder")
+        written = []
+        for paper in sorted({r.paper for r in results}):
+            page = pages / f"{paper}.md"
+            if not page.is_file():
+                continue  # claims about dropreg itself have no paper page
+            try:
+                update_marked_section(page, "claims", render_paper_matrix(results, paper))
+            except (OSError, ValueError) as e:
+                return _usage_error(f"--papers {pages}: {e}")
+            written.append(page.name)
+        print(f"paper pages: {', '.join(written) if written else 'none'} in {pages}")
     return EXIT_OK
 
 

@@ -200,3 +200,27 @@ def test_report_writes_claims_matrix_into_readme(tmp_path, fake_env):
     readme.write_text("no markers")
     bad = run_cli("report", str(out), "--readme", str(readme), env=fake_env)
     assert bad.returncode == 2 and "claims:start" in bad.stderr
+
+
+def test_report_writes_each_papers_rows_into_its_page(tmp_path, fake_env):
+    out = tmp_path / "out"
+    run_cli("reproduce", "--only", "dropreg.fake-pass,dropreg.fake-fail", "--out", str(out),
+            env=fake_env)
+    pages = tmp_path / "papers"
+    pages.mkdir()
+    page = pages / "dropreg.md"
+    page.write_text("# p\n<!-- claims:start -->\nold\n<!-- claims:end -->\ntail\n")
+    other = pages / "someone2020.md"
+    other.write_text("untouched")
+    proc = run_cli("report", str(out), "--papers", str(pages), env=fake_env)
+    assert proc.returncode == 0, proc.stderr
+    text = page.read_text()
+    assert "| `dropreg.fake-fail` | not reproduced |" in text
+    assert "| `dropreg.fake-pass` | reproduced | x = 1 |" in text
+    assert "old" not in text and text.endswith("tail\n") and "seed 0" in text
+    assert other.read_text() == "untouched"
+    page.write_text("no markers")
+    bad = run_cli("report", str(out), "--papers", str(pages), env=fake_env)
+    assert bad.returncode == 2 and "claims:start" in bad.stderr and "dropreg.md" in bad.stderr
+    missing = run_cli("report", str(out), "--papers", str(tmp_path / "nowhere"), env=fake_env)
+    assert missing.returncode == 2 and "no such folder" in missing.stderr

@@ -285,6 +285,25 @@ def render_claims_matrix(results: Sequence[ClaimResult]) -> str:
     return "\n".join(lines)
 
 
+def render_paper_matrix(results: Sequence[ClaimResult], paper: str) -> str:
+    """One paper's rows of the claims matrix (claim, verdict, key number), with the run's line:
+    what ``dropreg report DIR --papers docs/papers`` writes into that paper's docs page.
+
+    Raises:
+        ValueError: no result of ``paper`` in ``results``.
+    """
+    group = [r for r in results if r.paper == paper]
+    if not group:
+        raise ValueError(f"no results of paper {paper!r}")
+    lines = ["| claim | verdict | key number |", "|---|---|---|"]
+    lines += [f"| `{r.id}` | {r.verdict} | {md_cell(key_number(r))} |"
+              for r in sorted(group, key=lambda r: r.id)]
+    profiles = ", ".join(sorted({f"{r.profile} profile, seed {r.seed}" for r in group}))
+    lines += ["", f"From `dropreg reproduce` ({profiles}) on: {_environment_line(group)}. The "
+              "report of that run has every measurement and the reason of each verdict."]
+    return "\n".join(lines)
+
+
 def _figure_file(result: ClaimResult, name: str) -> str:
     return f"{result.id}__{name}.png"
 
