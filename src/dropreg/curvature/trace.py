@@ -358,7 +358,8 @@ def _unresolved_mass(alphas: list[float], betas: list[float], n: int) -> float:
 
 def _auto_trace(op, num_matvecs, lanczos_steps, generator) -> tuple[TraceResult, dict]:
     """:func:`auto_trace` and what it saw: ``basis`` (the deflated ``V``, ``(j, n)``, or None),
-    ``steps``, ``first_sample`` (``z^T A z``), ``gain`` (``K_2 / 2`` over ``F / N``)."""
+    ``steps``, ``first_sample`` (``z^T A z``), ``gain`` (``K_2 / 2`` over ``F / N``) and, when
+    deflated, ``trace_T`` (``tr T``)."""
     matvec, n, dtype = as_operator(op)
     device = getattr(op, "device", None) if not isinstance(op, Tensor) else op.device
     N = check_int("num_matvecs", num_matvecs, minimum=8)
@@ -403,7 +404,7 @@ def _auto_trace(op, num_matvecs, lanczos_steps, generator) -> tuple[TraceResult,
         est, se = mean_and_stderr(samples)
         return TraceResult(est, se, N, samples, "auto:hutchinson"), info
     V = Q.T  # (n, j), orthonormal columns
-    info["basis"] = Q
+    info["basis"], info["trace_T"] = Q, sum(alphas)
     G = rademacher((n, N - steps), generator=generator, dtype=dtype, device=device)
     for _ in range(2):  # twice is enough (the basis may be float32)
         G = G - V @ (V.T @ G)
