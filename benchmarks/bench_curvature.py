@@ -31,6 +31,16 @@ median over ``--repeats`` runs, operator construction included. Output: a table 
    expected loss over 8 masks (stacked along the batch, one forward pass, its gradient graph
    cached) against one clean HVP (likewise cached), after one warm-up product each.
 
+4. Trace estimators at equal standard error (first, and alone with ``--trace-only``; written to
+   ``benchmarks/results/curvature_trace.json``), on the trained MLP (outliers) and on a flat
+   least-squares Hessian: the Hessian's diagonal and ``||H||_F^2`` are computed exactly (``P``
+   products), which gives PyHessian's Rademacher Hutchinson its exact per-probe variance
+   ``2 (||H||_F^2 - sum h_ii^2)`` (checked against 2000 of its own probes); ``auto_trace``'s
+   mean squared error is the mean over ``--auto-seeds`` seeds of its exact MSE given the Lanczos
+   start vector (see ``conditional_mse``), so the HVP ratio at equal s.e. carries a small s.e.
+   The other estimators (curvlinops', XTrace, Hutch++) are shown from the spread over
+   ``--trace-seeds`` seeds.
+
 PyHessian 0.1 (PyPI) is used as its README says, ``hessian(model, criterion, data=(X, y),
 cuda=False)``; no shim was needed for ``eigenvalues`` and ``trace`` (only ``density`` calls the
 removed ``torch.eig``). It was installed with ``pip install --no-deps pyhessian`` (its metadata
@@ -530,6 +540,11 @@ def trace_comparison(net, X, y, loss, budget: int, seeds: int, auto_seeds: int) 
     tr = float(diag.sum())
     print(f"  exact: tr H = {tr:.6g}, ||H||_F^2 = {fro2:.6g}, Hutchinson per-probe variance "
           f"{var_h:.6g} ({time.perf_counter() - t0:.0f} s)")
+    lam_min = float(top_eigenpairs(op(), 1, 1e-3, which="SA", max_iter=300,
+                                   generator=torch.Generator().manual_seed(0)).eigenvalues[0])
+    print(f"  smallest eigenvalue {lam_min:.4g}"
+          + (" (indefinite: XNysTrace, which needs PSD, is shown for reference only)"
+             if lam_min < 0 else ""))
     auto = auto_trace_exact(op, diag, fro2, budget, auto_seeds)
     print(f"  dropreg auto_trace over {auto_seeds} seeds: MSE {auto['variance']:.5g} +- "
           f"{auto['variance_se']:.2g} (spread^2 {auto['spread_variance']:.4g} +- "
@@ -574,12 +589,15 @@ def trace_comparison(net, X, y, loss, budget: int, seeds: int, auto_seeds: int) 
         out[name] = {"hvps": hvps, "mean": statistics.mean(est), "spread": spread,
                      "hvps_at_target_se": hvps * spread**2 / var,
                      "relative_uncertainty": rel, "methods": sorted(methods)}
+        if name == "dropreg xnystrace" and lam_min < 0:
+            out[name]["note"] = ("the Hessian is indefinite: XNysTrace assumes PSD, so this "
+                                 "is not a valid estimator here (reference only)")
         print(f"  {name:30s} spread {spread:10.4g} with {hvps} HVPs -> "
               f"{out[name]['hvps_at_target_se']:8.1f} HVPs (+-{100 * rel:.0f}%) at the s.e. "
-              f"of auto_trace")
+              f"of auto_trace" + (" [not PSD: reference only]" if "note" in out[name] else ""))
     # PyHessian: its own probes, to check that their variance is the exact one
     ph = _pyhessian_module()
-    pilot_n = 1000
+    pilot_n = 2000
     torch.manual_seed(0)
     h = ph.hessian(net, loss_mod, data=(X, y), cuda=False)
     pilot = torch.tensor(h.trace(maxIter=pilot_n, tol=0.0), dtype=torch.float64)
@@ -597,6 +615,7 @@ def trace_comparison(net, X, y, loss, budget: int, seeds: int, auto_seeds: int) 
           f"probes {pv:.5g} +- {pv_se:.2g} (z = {(pv - var_h) / pv_se:+.2f}); needs "
           f"{need:.1f} HVPs at the s.e. of auto_trace: ratio {ratio:.4f} +- {ratio_se:.4f}")
     return {"budget": budget, "seeds": seeds, "auto_seeds": auto_seeds, "trace": tr,
+            "lambda_min": lam_min,
             "frobenius2": fro2, "per_probe_variance": var_h, "target_variance": var,
             "ratio": ratio, "ratio_se": ratio_se, "estimators": out}
 
