@@ -636,8 +636,8 @@ def trace_rows(record: dict) -> list[dict]:
         note = ""
         if not met and methods == "hutchinson":
             wasted = steps[1] - 1  # Lanczos products that are not a probe (z is one)
-            note = (f" (not met: {wasted:.0f} of {r['budget']} products decide, "
-                    f"{r['budget']}/{r['budget'] - wasted:.0f} = "
+            note = (f" (not met by the decision: {wasted:.0f} of {r['budget']} products is "
+                    f"not a probe, {r['budget']}/{r['budget'] - wasted:.0f} = "
                     f"{r['budget'] / (r['budget'] - wasted):.4f})")
         elif not met:
             note = " (not met)"
