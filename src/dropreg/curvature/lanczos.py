@@ -97,7 +97,8 @@ def lanczos_iteration(
     ``(j, P)`` basis so far and ``beta_j = ||r_j||`` the norm of the new residual (the next
     off-diagonal entry, 0 up to rounding on an invariant subspace, where the iteration stops).
 
-    For a caller that decides after each product whether to go on (:func:`~dropreg.curvature.auto_trace`).
+    For a caller that decides after each product whether to go on
+    (:func:`~dropreg.curvature.auto_trace`).
 
     Example:
         >>> A = torch.diag(torch.arange(1.0, 4.0, dtype=torch.float64))
