@@ -31,6 +31,16 @@ median over ``--repeats`` runs, operator construction included. Output: a table 
    expected loss over 8 masks (stacked along the batch, one forward pass, its gradient graph
    cached) against one clean HVP (likewise cached), after one warm-up product each.
 
+4. Trace estimators at equal standard error (first, and alone with ``--trace-only``; written to
+   ``benchmarks/results/curvature_trace.json``), on the trained MLP (outliers) and on a flat
+   least-squares Hessian: the Hessian's diagonal and ``||H||_F^2`` are computed exactly (``P``
+   products), which gives PyHessian's Rademacher Hutchinson its exact per-probe variance
+   ``2 (||H||_F^2 - sum h_ii^2)`` (checked against 2000 of its own probes); ``auto_trace``'s
+   mean squared error is the mean over ``--auto-seeds`` seeds of its exact MSE given the Lanczos
+   start vector (see ``conditional_mse``), so the HVP ratio at equal s.e. carries a small s.e.
+   The other estimators (curvlinops', XTrace, Hutch++) are shown from the spread over
+   ``--trace-seeds`` seeds.
+
 PyHessian 0.1 (PyPI) is used as its README says, ``hessian(model, criterion, data=(X, y),
 cuda=False)``; no shim was needed for ``eigenvalues`` and ``trace`` (only ``density`` calls the
 removed ``torch.eig``). It was installed with ``pip install --no-deps pyhessian`` (its metadata
@@ -58,7 +68,6 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from dropreg.curvature import (  # noqa: E402
     HessianOperator,
-    auto_trace,
     stochastic_trace,
     top_eigenpairs,
     xnystrace,
@@ -428,24 +437,124 @@ def flat_problem(n: int, d: int):
     return net, X, y
 
 
-def trace_comparison(net, X, y, loss, budget: int, seeds: int) -> dict:
-    """Spread over ``seeds`` of each estimator with ``budget`` HVPs, and the HVPs that PyHessian's
-    Hutchinson needs for the spread of dropreg's ``auto_trace`` (per-probe s.d. from a pilot of
-    100 probes; Hutchinson's variance is exactly per-probe variance / probes). The other
-    estimators' equal-s.e. HVPs are ``budget (spread / target)^2``: exact for Hutchinson, an
-    over-estimate for XTrace and Hutch++ whose variance falls faster than 1 / HVPs."""
+def exact_moments(op: HessianOperator) -> tuple[torch.Tensor, float]:
+    """The Hessian's diagonal and ``||H||_F^2``, one column per product (``P`` products, summed in
+    float64; the matrix itself is not kept)."""
+    P = op.shape[0]
+    diag = torch.empty(P, dtype=torch.float64)
+    fro2 = 0.0
+    e = torch.zeros(P, dtype=op.dtype)
+    for j in range(P):
+        e[j] = 1.0
+        c = op.matvec(e).double()
+        e[j] = 0.0
+        diag[j] = c[j]
+        fro2 += float(c @ c)
+    return diag, fro2
+
+
+def conditional_mse(info: dict, matvec, diag: torch.Tensor, fro2: float, budget: int) -> float:
+    """``E[(estimate - tr H)^2 | z]`` of one :func:`auto_trace` run given its Lanczos start ``z``,
+    exactly (up to rounding), from the Hessian's diagonal and ``||H||_F^2``:
+
+    * Hutchinson branch, ``p = budget - steps + 1`` probes (``z`` and ``p - 1`` new ones): the
+      new probes have variance ``v = 2 (||H||_F^2 - sum h_ii^2)`` each, so the conditional MSE is
+      ``v (p - 1) / p^2 + ((z^T H z - tr H) / p)^2``;
+    * deflated branch, basis ``V`` of ``k`` columns: ``B = (I - P) H (I - P)``, ``||B||_F^2 =
+      ||H||_F^2 - 2 ||H V||_F^2 + ||V^T H V||_F^2`` and ``diag B = diag H - 2 diag(V (HV)^T) +
+      diag(V T V^T)``, so the ``budget - k`` residual probes give ``2 (||B||_F^2 - sum b_ii^2) /
+      (budget - k)``, plus the square of ``tr T - tr(V^T H V)`` (rounding).
+
+    The ``k`` products ``H V`` are for this evaluation only (not counted in the budget). Averaged
+    over seeds this is the estimator's mean squared error with a far smaller sampling error than
+    the spread of the estimates (the conditional variance varies little with ``z``)."""
+    tr = float(diag.sum())
+    var_h = 2.0 * (fro2 - float(diag.square().sum()))
+    if info["basis"] is None:
+        p = budget - info["steps"] + 1
+        return var_h * (p - 1) / p**2 + ((info["first_sample"] - tr) / p) ** 2
+    V = info["basis"].T.double()
+    HV = torch.stack([matvec(V[:, j].to(info["basis"].dtype)).double()
+                      for j in range(V.shape[1])], 1)
+    T = V.T @ HV
+    T = 0.5 * (T + T.T)
+    fro_b = fro2 - 2.0 * float(HV.square().sum()) + float(T.square().sum())
+    diag_b = diag - 2.0 * (V * HV).sum(1) + ((V @ T) * V).sum(1)
+    var_b = 2.0 * (fro_b - float(diag_b.square().sum()))
+    shift = info["trace_T"] - float(T.trace())
+    return var_b / (budget - V.shape[1]) + shift**2
+
+
+def auto_trace_exact(make_op, diag: torch.Tensor, fro2: float, budget: int, seeds: int) -> dict:
+    """:func:`auto_trace` over ``seeds`` seeds: its MSE as the mean of :func:`conditional_mse`
+    (with its s.e. over seeds), the plain spread of its estimates beside it (a check), the
+    methods chosen and the Lanczos steps; each run's products are counted by the operator and
+    must equal ``budget`` (the Lanczos products once, the reused start vector once)."""
+    from dropreg.curvature.trace import _auto_trace
+
+    tr = float(diag.sum())
+    evaluator = make_op()
+    mse, est, steps, methods = [], [], [], {}
+    for sd_ in range(seeds):
+        op = make_op()
+        r, info = _auto_trace(op, budget, None, torch.Generator().manual_seed(sd_))
+        if op.num_matvecs != budget or r.num_matvecs != budget:
+            raise RuntimeError(f"auto_trace used {op.num_matvecs} products, reported "
+                               f"{r.num_matvecs}, budget {budget}")
+        mse.append(conditional_mse(info, evaluator.matvec, diag, fro2, budget))
+        est.append(r.estimate)
+        steps.append(info["steps"])
+        methods[r.method] = methods.get(r.method, 0) + 1
+    var = statistics.mean(mse)
+    spread_var = statistics.variance(est)
+    return {"hvps": budget, "seeds": seeds, "variance": var,
+            "variance_se": statistics.stdev(mse) / math.sqrt(seeds),
+            "spread_variance": spread_var,
+            "spread_variance_se": spread_var * math.sqrt(2.0 / (seeds - 1)),
+            "mean": statistics.mean(est), "bias_se": math.sqrt(var / seeds),
+            "trace": tr, "methods": methods,
+            "lanczos_steps": [min(steps), statistics.median(steps), max(steps)]}
+
+
+def trace_comparison(net, X, y, loss, budget: int, seeds: int, auto_seeds: int) -> dict:
+    """Each estimator with ``budget`` HVPs against PyHessian's Hutchinson at equal s.e.
+
+    The Hessian's diagonal and ``||H||_F^2`` are computed exactly (``P`` products); then
+    PyHessian's Hutchinson (Rademacher) has per-probe variance ``v = 2 (||H||_F^2 - sum h_ii^2)``
+    exactly (checked against the spread of its own probes) and needs ``v / var`` HVPs for the
+    variance ``var`` of ``auto_trace``, which is the mean over ``auto_seeds`` seeds of the exact
+    conditional MSE (:func:`auto_trace_exact`). The ratio ``budget var / v`` has the s.e.
+    ``budget s.e.(var) / v``. The other estimators' equal-s.e. HVPs are ``budget spread^2 /
+    var`` from the spread over ``seeds`` (relative s.e. ``sqrt(2 / (seeds - 1))``; exact in the
+    HVPs for Hutchinson, an over-estimate for XTrace and Hutch++ whose variance falls faster
+    than 1 / HVPs)."""
     from curvlinops import HessianLinearOperator, hutchinson_trace, hutchpp_trace
     from curvlinops import xtrace as cl_xtrace
 
     def op():
         return HessianOperator(net, loss, (X, y))
 
+    t0 = time.perf_counter()
+    diag, fro2 = exact_moments(op())
+    var_h = 2.0 * (fro2 - float(diag.square().sum()))
+    tr = float(diag.sum())
+    print(f"  exact: tr H = {tr:.6g}, ||H||_F^2 = {fro2:.6g}, Hutchinson per-probe variance "
+          f"{var_h:.6g} ({time.perf_counter() - t0:.0f} s)")
+    lam_min = float(top_eigenpairs(op(), 1, 1e-3, which="SA", max_iter=300,
+                                   generator=torch.Generator().manual_seed(0)).eigenvalues[0])
+    print(f"  smallest eigenvalue {lam_min:.4g}"
+          + (" (indefinite: XNysTrace, which needs PSD, is shown for reference only)"
+             if lam_min < 0 else ""))
+    auto = auto_trace_exact(op, diag, fro2, budget, auto_seeds)
+    print(f"  dropreg auto_trace over {auto_seeds} seeds: MSE {auto['variance']:.5g} +- "
+          f"{auto['variance_se']:.2g} (spread^2 {auto['spread_variance']:.4g} +- "
+          f"{auto['spread_variance_se']:.2g}), mean - tr = {auto['mean'] - tr:.3g} "
+          f"(s.e. {auto['bias_se']:.2g}), {auto['methods']}, Lanczos steps "
+          f"{auto['lanczos_steps']}")
     params = [p for p in net.parameters() if p.requires_grad]
     loss_mod = nn.CrossEntropyLoss() if loss is nn.functional.cross_entropy else nn.MSELoss()
     H = HessianLinearOperator(net, loss_mod, params, [(X, y)], check_deterministic=False)
     estimators = {
-        "dropreg auto_trace": lambda s: auto_trace(
-            op(), budget, generator=torch.Generator().manual_seed(s)),
         "dropreg xtrace": lambda s: xtrace(op(), budget,
                                            generator=torch.Generator().manual_seed(s)),
         "dropreg xnystrace": lambda s: xnystrace(op(), budget,
@@ -461,14 +570,14 @@ def trace_comparison(net, X, y, loss, budget: int, seeds: int) -> dict:
         "curvlinops hutchinson_trace": lambda s: (torch.manual_seed(s),
                                                   hutchinson_trace(H, budget))[1],
     }
-    out = {}
+    var = auto["variance"]
+    rel = math.sqrt(2.0 / (seeds - 1))
+    out = {"dropreg auto_trace": auto}
     for name, fn in estimators.items():
-        est, walls, methods = [], [], set()
+        est, methods = [], set()
         try:
             for sd_ in range(seeds):
-                t0 = time.perf_counter()
                 r = fn(sd_)
-                walls.append(time.perf_counter() - t0)
                 est.append(float(r.estimate) if hasattr(r, "estimate") else float(r))
                 methods.add(getattr(r, "method", name))
         except ValueError as e:  # xnystrace on an indefinite Hessian
@@ -476,29 +585,39 @@ def trace_comparison(net, X, y, loss, budget: int, seeds: int) -> dict:
             print(f"  {name:30s} not applicable: {str(e)[:70]}")
             continue
         hvps = budget - budget % 3 if name == "curvlinops hutchpp_trace" else budget
-        out[name] = {"hvps": hvps, "mean": statistics.mean(est),
-                     "spread": statistics.stdev(est), "wall_s": statistics.median(walls),
-                     "methods": sorted(methods)}
-    target = out["dropreg auto_trace"]["spread"]
-    for r in out.values():
-        if "spread" in r:
-            r["hvps_at_target_se"] = r["hvps"] * (r["spread"] / target) ** 2
+        spread = statistics.stdev(est)
+        out[name] = {"hvps": hvps, "mean": statistics.mean(est), "spread": spread,
+                     "hvps_at_target_se": hvps * spread**2 / var,
+                     "relative_uncertainty": rel, "methods": sorted(methods)}
+        if name == "dropreg xnystrace" and lam_min < 0:
+            out[name]["note"] = ("the Hessian is indefinite: XNysTrace assumes PSD, so this "
+                                 "is not a valid estimator here (reference only)")
+        print(f"  {name:30s} spread {spread:10.4g} with {hvps} HVPs -> "
+              f"{out[name]['hvps_at_target_se']:8.1f} HVPs (+-{100 * rel:.0f}%) at the s.e. "
+              f"of auto_trace" + (" [not PSD: reference only]" if "note" in out[name] else ""))
+    # PyHessian: its own probes, to check that their variance is the exact one
     ph = _pyhessian_module()
+    pilot_n = 2000
     torch.manual_seed(0)
     h = ph.hessian(net, loss_mod, data=(X, y), cuda=False)
-    pilot = h.trace(maxIter=100, tol=0.0)
+    pilot = torch.tensor(h.trace(maxIter=pilot_n, tol=0.0), dtype=torch.float64)
     net.zero_grad(set_to_none=True)
-    sd_probe = statistics.stdev(pilot)
-    out["pyhessian hutchinson"] = {"per_probe_sd": sd_probe, "mean": statistics.mean(pilot),
-                                   "hvps_at_target_se": (sd_probe / target) ** 2}
-    for name, r in out.items():
-        if "hvps_at_target_se" in r:
-            print(f"  {name:30s} spread {r.get('spread', float('nan')):10.4g} with "
-                  f"{r.get('hvps', 0)} "
-                  f"HVPs -> {r['hvps_at_target_se']:8.1f} HVPs at the s.e. of auto_trace "
-                  f"({', '.join(r.get('methods', []))})")
-    return {"budget": budget, "seeds": seeds, "target_se": target, "estimators": out,
-            "relative_uncertainty_of_ratio": 2.0 / math.sqrt(2 * (seeds - 1))}
+    c = pilot - pilot.mean()
+    pv = float(c.square().mean()) * pilot_n / (pilot_n - 1)
+    pv_se = math.sqrt(max(float(c.pow(4).mean()) - float(c.square().mean()) ** 2, 0.0) / pilot_n)
+    need = var_h / var
+    ratio, ratio_se = budget / need, budget * auto["variance_se"] / var_h
+    out["pyhessian hutchinson"] = {
+        "per_probe_variance_exact": var_h, "pilot_probes": pilot_n,
+        "pilot_per_probe_variance": pv, "pilot_per_probe_variance_se": pv_se,
+        "pilot_mean": float(pilot.mean()), "hvps_at_target_se": need}
+    print(f"  PyHessian Hutchinson: per-probe variance exact {var_h:.5g}, its own {pilot_n} "
+          f"probes {pv:.5g} +- {pv_se:.2g} (z = {(pv - var_h) / pv_se:+.2f}); needs "
+          f"{need:.1f} HVPs at the s.e. of auto_trace: ratio {ratio:.4f} +- {ratio_se:.4f}")
+    return {"budget": budget, "seeds": seeds, "auto_seeds": auto_seeds, "trace": tr,
+            "lambda_min": lam_min,
+            "frobenius2": fro2, "per_probe_variance": var_h, "target_variance": var,
+            "ratio": ratio, "ratio_se": ratio_se, "estimators": out}
 
 
 def trace_rows(record: dict) -> list[dict]:
@@ -511,21 +630,35 @@ def trace_rows(record: dict) -> list[dict]:
         ours = e["dropreg auto_trace"]
         need = e["pyhessian hutchinson"]["hvps_at_target_se"]
         cl = e["curvlinops xtrace"]
+        methods = "/".join(m.split(":")[1] for m in sorted(ours["methods"]))
+        steps = ours["lanczos_steps"]
+        met = r["ratio"] <= bound
+        note = ""
+        if not met and methods == "hutchinson":
+            wasted = steps[1] - 1  # Lanczos products that are not a probe (z is one)
+            note = (f" (not met by the decision: {wasted:.0f} of {r['budget']} products is "
+                    f"not a probe, {r['budget']}/{r['budget'] - wasted:.0f} = "
+                    f"{r['budget'] / (r['budget'] - wasted):.4f})")
+        elif not met:
+            note = " (not met)"
         rows.append({
-            "benchmark": f"Hessian trace at equal s.e., {label}, P = {r['params']}, "
-                         f"{r['seeds']} seeds" + (" (quick run)" if record["quick"] else ""),
-            "dropreg": f"auto_trace ({'/'.join(m.split(':')[1] for m in ours['methods'])}) "
+            "benchmark": f"Hessian trace at equal s.e., {label}, P = {r['params']}, MSE of "
+                         f"auto_trace exact given z over {r['auto_seeds']} seeds"
+                         + (" (quick run)" if record["quick"] else ""),
+            "dropreg": f"auto_trace ({methods}, {steps[1]:.0f} Lanczos steps) "
                        f"{r['budget']} HVPs",
-            "baseline": f"PyHessian Hutchinson {need:.0f} HVPs; curvlinops xtrace "
-                        f"{cl['hvps_at_target_se']:.0f}",
-            "ratio": f"{r['budget'] / need:.2f}x HVPs "
-                     f"(+-{100 * r['relative_uncertainty_of_ratio']:.0f}%)",
-            "goal": goal + ("" if r["budget"] / need <= bound else " (not met)")})
+            "baseline": f"PyHessian Hutchinson {need:.1f} HVPs (exact variance); curvlinops "
+                        f"xtrace {cl['hvps_at_target_se']:.0f} (+-"
+                        f"{100 * cl['relative_uncertainty']:.0f}%, {r['seeds']} seeds)",
+            "ratio": f"{r['ratio']:.4f}x HVPs (+-{r['ratio_se']:.4f})",
+            "goal": goal + note})
     return rows
 
 
-def trace_benchmark(quick: bool, out_path: Path, seeds: int | None = None) -> dict:
+def trace_benchmark(quick: bool, out_path: Path, seeds: int | None = None,
+                    auto_seeds: int | None = None) -> dict:
     seeds = seeds or (6 if quick else 24)
+    auto_seeds = auto_seeds or 200
     budget = 100
     n, width, epochs = (1000, 128, 30) if quick else (4000, 256, 30)
     net, X, y = make_problem(n, width, epochs)
@@ -533,14 +666,16 @@ def trace_benchmark(quick: bool, out_path: Path, seeds: int | None = None) -> di
     print(f"\ntrace estimators, MLP 40-{width}-{width}-10 trained on {n} MNIST-1D examples, "
           f"P = {P}")
     rec = {"machine": machine(), "quick": quick}
-    rec["outliers"] = trace_comparison(net, X, y, nn.functional.cross_entropy, budget, seeds)
+    rec["outliers"] = trace_comparison(net, X, y, nn.functional.cross_entropy, budget, seeds,
+                                       auto_seeds)
     rec["outliers"]["params"] = P
     fn, fd = (4000, 300) if quick else (10000, 500)
     fnet, FX, Fy = flat_problem(fn, fd)
     print(f"trace estimators, least squares on {fn} Gaussian inputs, d = {fd} (flat spectrum)")
-    rec["flat"] = trace_comparison(fnet, FX, Fy, nn.functional.mse_loss, budget, seeds)
+    rec["flat"] = trace_comparison(fnet, FX, Fy, nn.functional.mse_loss, budget, seeds,
+                                   auto_seeds)
     rec["flat"]["params"] = fd + 1
-    rec["machine"]["load"] = list(os.getloadavg())
+    rec["machine"]["load_end"] = list(os.getloadavg())
     rec["rows"] = trace_rows(rec)
     out_path.write_text(json.dumps(rec, indent=2))
     print(f"wrote {out_path}")
@@ -558,12 +693,14 @@ def main() -> None:
     ap.add_argument("--trace-only", action="store_true",
                     help="only the trace estimators at equal s.e. (curvature_trace.json)")
     ap.add_argument("--trace-seeds", type=int, default=None,
-                    help="seeds per trace estimator (default 12, 24 without --quick)")
+                    help="seeds per trace estimator (default 6, 24 without --quick)")
+    ap.add_argument("--auto-seeds", type=int, default=None,
+                    help="seeds of auto_trace for its exact conditional MSE (default 200)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     trace_benchmark(args.quick, Path(args.out).with_name("curvature_trace.json"),
-                    args.trace_seeds)
+                    args.trace_seeds, args.auto_seeds)
     if args.trace_only:
         return
     arch_out = Path(args.out).with_name("curvature_models.json")

@@ -41,7 +41,12 @@ from dropreg.curvature.flatness import (
     variance_flatness,
 )
 from dropreg.curvature.hvp import HessianOperator, flatten_params, unflatten_params
-from dropreg.curvature.lanczos import EigenResult, lanczos_tridiagonal, top_eigenpairs
+from dropreg.curvature.lanczos import (
+    EigenResult,
+    lanczos_iteration,
+    lanczos_tridiagonal,
+    top_eigenpairs,
+)
 from dropreg.curvature.last_layer import (
     dropout_eta_moments,
     last_layer_hessian,
@@ -54,6 +59,7 @@ from dropreg.curvature.risk import DropoutRisk, uncontrolled_randomness
 from dropreg.curvature.trace import (
     TraceResult,
     auto_trace,
+    hutchinson_variance,
     squared_frobenius,
     stochastic_trace,
     xnystrace,
@@ -83,7 +89,9 @@ __all__ = [
     "dropout_state",
     "filter_normalized_direction",
     "flatten_params",
+    "hutchinson_variance",
     "interval_flatness",
+    "lanczos_iteration",
     "lanczos_tridiagonal",
     "last_layer_hessian",
     "last_layer_noise_covariance",

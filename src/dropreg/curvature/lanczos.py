@@ -7,7 +7,7 @@ Every Lanczos vector is kept and each new one is orthogonalised twice against al
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -16,7 +16,8 @@ from torch import Tensor
 
 from dropreg._random import rademacher
 
-__all__ = ["EigenResult", "Operator", "as_operator", "lanczos_tridiagonal", "top_eigenpairs"]
+__all__ = ["EigenResult", "Operator", "as_operator", "lanczos_iteration", "lanczos_tridiagonal",
+           "top_eigenpairs"]
 
 
 class Operator(Protocol):
@@ -89,25 +90,27 @@ class EigenResult:
     converged: bool
 
 
-def lanczos_tridiagonal(
+def lanczos_iteration(
     matvec: Callable[[Tensor], Tensor], v0: Tensor, steps: int, reorthogonalize: bool = True
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``steps`` Lanczos steps from ``v0``: diagonal ``alpha``, off-diagonal ``beta`` and the basis.
+) -> Iterator[tuple[float, float, Tensor]]:
+    """Lanczos one step at a time: after step ``j`` yields ``(alpha_j, beta_j, Q)``, ``Q`` the
+    ``(j, P)`` basis so far and ``beta_j = ||r_j||`` the norm of the new residual (the next
+    off-diagonal entry, 0 up to rounding on an invariant subspace, where the iteration stops).
 
-    Stops early on an invariant subspace. Returns ``(alpha (m,), beta (m-1,), Q (m, P))``.
+    For a caller that decides after each product whether to go on
+    (:func:`~dropreg.curvature.auto_trace`).
 
     Example:
-        >>> A = torch.diag(torch.arange(1.0, 6.0, dtype=torch.float64))
-        >>> a, b, Q = lanczos_tridiagonal(lambda v: A @ v, torch.ones(5, dtype=torch.float64), 5)
-        >>> T = torch.diag(a) + torch.diag(b, 1) + torch.diag(b, -1)
-        >>> torch.linalg.eigvalsh(T).round(decimals=8).tolist()
-        [1.0, 2.0, 3.0, 4.0, 5.0]
+        >>> A = torch.diag(torch.arange(1.0, 4.0, dtype=torch.float64))
+        >>> [round(a, 6) for a, _, _ in lanczos_iteration(lambda v: A @ v, torch.ones(3,
+        ...  dtype=torch.float64), 3)]
+        [2.0, 2.0, 2.0]
     """
     n = v0.numel()
     if not float(v0.norm()) > 0:
         raise ValueError("v0 must be a non-zero start vector, got norm 0")
     Q = torch.zeros(steps, n, dtype=v0.dtype, device=v0.device)
-    alphas, betas = [], []
+    alphas: list[float] = []
     q = v0 / v0.norm()
     beta, q_prev = 0.0, None
     for j in range(steps):
@@ -122,13 +125,34 @@ def lanczos_tridiagonal(
                 w = w - Q[: j + 1].T @ (Q[: j + 1] @ w)
         alphas.append(alpha)
         beta = float(w.norm())
-        if j == steps - 1 or beta <= 1e-12 * max(abs(a) for a in alphas):
-            break
-        betas.append(beta)
+        yield alpha, beta, Q[: j + 1]
+        if beta <= 1e-12 * max(abs(a) for a in alphas):
+            return
         q_prev, q = q, w / beta
+
+
+def lanczos_tridiagonal(
+    matvec: Callable[[Tensor], Tensor], v0: Tensor, steps: int, reorthogonalize: bool = True
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``steps`` Lanczos steps from ``v0``: diagonal ``alpha``, off-diagonal ``beta`` and the basis.
+
+    Stops early on an invariant subspace. Returns ``(alpha (m,), beta (m-1,), Q (m, P))``.
+
+    Example:
+        >>> A = torch.diag(torch.arange(1.0, 6.0, dtype=torch.float64))
+        >>> a, b, Q = lanczos_tridiagonal(lambda v: A @ v, torch.ones(5, dtype=torch.float64), 5)
+        >>> T = torch.diag(a) + torch.diag(b, 1) + torch.diag(b, -1)
+        >>> torch.linalg.eigvalsh(T).round(decimals=8).tolist()
+        [1.0, 2.0, 3.0, 4.0, 5.0]
+    """
+    alphas, betas, Q = [], [], v0.new_zeros((0, v0.numel()))
+    for alpha, beta, basis in lanczos_iteration(matvec, v0, steps, reorthogonalize):
+        alphas.append(alpha)
+        betas.append(beta)
+        Q = basis
     m = len(alphas)
     return (torch.tensor(alphas, dtype=torch.float64), torch.tensor(betas[: m - 1],
-            dtype=torch.float64), Q[:m])
+            dtype=torch.float64), Q)
 
 
 def _select(theta: Tensor, k: int, which: str) -> Tensor:

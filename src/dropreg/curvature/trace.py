@@ -12,12 +12,18 @@
   stochastic trace estimation", SIAM J. Matrix Anal. Appl. 45(1), Sections 2-3): every probe is
   used both for the low-rank approximation and as a Hutchinson probe of the rest, through
   leave-one-out approximations (:func:`xtrace`, :func:`xnystrace`).
-* :func:`auto_trace`: a few Lanczos steps look at the top of the spectrum, then Hutchinson (flat
-  spectrum) or XTrace (a top that holds most of ``||A||_F^2``) spends the rest.
+* :func:`auto_trace`: two Lanczos steps look at the top of the spectrum; on a flat one Hutchinson
+  spends the rest, otherwise Lanczos goes on and its Krylov space is deflated exactly, the rest
+  of ``(I - P) A (I - P)`` by Hutchinson (Hutch++ with a Krylov basis: Meyer et al. 2021,
+  Algorithm 1; Chen and Hallman 2023, "Krylov-aware stochastic trace estimation", SIAM J. Matrix
+  Anal. Appl. 44(3), arXiv:2205.01736).
+* :func:`hutchinson_variance`: the exact per-probe variance ``2 (||A||_F^2 - sum_i a_ii^2)`` of
+  Rademacher Hutchinson on an explicit matrix (to compare estimators at equal standard error).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,10 +32,10 @@ from torch import Tensor
 
 from dropreg._checks import check_int
 from dropreg._random import mean_and_stderr, rademacher
-from dropreg.curvature.lanczos import Operator, as_operator, lanczos_tridiagonal
+from dropreg.curvature.lanczos import Operator, as_operator, lanczos_iteration
 
-__all__ = ["TraceResult", "auto_trace", "squared_frobenius", "stochastic_trace", "xnystrace",
-           "xtrace"]
+__all__ = ["TraceResult", "auto_trace", "hutchinson_variance", "squared_frobenius",
+           "stochastic_trace", "xnystrace", "xtrace"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,12 @@ class TraceResult:
 
 def _apply(matvec, Z: Tensor) -> Tensor:
     return torch.stack([matvec(c) for c in Z.T], dim=1)
+
+
+def _quadratic_forms(matvec, Z: Tensor) -> Tensor:
+    """``z_i^T A z_i`` for the columns of ``Z``, in float64: the one Hutchinson sample formula
+    (:func:`stochastic_trace` and both branches of :func:`auto_trace`)."""
+    return (Z * _apply(matvec, Z)).sum(0).double()
 
 
 def stochastic_trace(
@@ -86,7 +98,7 @@ def stochastic_trace(
     if method == "hutchinson":
         check_int("num_matvecs", num_matvecs, minimum=2)
         Z = rademacher((n, num_matvecs), generator=generator, dtype=dtype, device=device)
-        s = (Z * _apply(matvec, Z)).sum(0).double()
+        s = _quadratic_forms(matvec, Z)
         est, se = mean_and_stderr(s)
         return TraceResult(est, se, num_matvecs, s, method)
     if not isinstance(num_matvecs, int) or num_matvecs < 6:
@@ -218,7 +230,10 @@ def xnystrace(
     ``A + nu I`` (``nu`` a rounding-level shift, ``n nu`` subtracted at the end) so that ``G``
     factors stably. ``stderr`` is ``std(t_i) / sqrt(m)``, as for :func:`xtrace`. For an
     indefinite operator (a Hessian away from a minimum) ``G`` need not be positive definite:
-    then a ``ValueError`` says so (use :func:`xtrace`).
+    then a ``ValueError`` says so (use :func:`xtrace`). The check cannot see every indefinite
+    operator: with small negative eigenvalues ``G`` is often positive definite anyway (so it is
+    for the trained MLP of the trace benchmark, smallest eigenvalue -0.11), and the estimate is
+    then returned although the Nyström approximation it rests on assumes PSD.
 
     Example:
         >>> A = torch.diag(torch.logspace(0, -12, 40, dtype=torch.float64))
@@ -244,14 +259,36 @@ def xnystrace(
     return _result(samples, nu * n, m, "xnystrace")
 
 
-def _hutchinson(op: Operator | Tensor, m: int, generator: torch.Generator | None) -> TraceResult:
-    _, _, omega, Y = _probes(op, m, generator)
-    return _result((omega * Y).sum(0), 0.0, m, "hutchinson")
+
+# --------------------------------------------------------------------------- auto_trace
 
 
-#: :func:`auto_trace` chooses XTrace when the top eigenvalues hold at least this share of the
-#: estimated ``||A||_F^2`` (our threshold, from the variance model in its docstring).
-AUTO_TOP_FRACTION: float = 0.5
+def hutchinson_variance(A: Tensor) -> float:
+    """Exact variance of one Rademacher Hutchinson sample ``z^T A z`` for a symmetric matrix:
+    ``2 (||A||_F^2 - sum_i a_ii^2) = 2 sum_(i != j) a_ij^2`` (the diagonal is seen exactly, since
+    ``z_i^2 = 1``; Hutchinson 1989, "A stochastic estimator of the trace of the influence matrix
+    for Laplacian smoothing splines", Commun. Statist. Simul. Comput. 18(3), Proposition 1;
+    checked by enumeration in the tests). With ``m`` probes the estimate's
+    variance is this over ``m``: what a Hutchinson tool (PyHessian's) needs for a given s.e.
+
+    Example:
+        >>> hutchinson_variance(torch.tensor([[2.0, 1.0], [1.0, 3.0]], dtype=torch.float64))
+        4.0
+    """
+    if not isinstance(A, Tensor):
+        raise TypeError(f"A must be a Tensor, got {type(A).__name__}")
+    as_operator(A)  # square and symmetric, or a ValueError naming op
+    A = A.double()
+    return 2.0 * (float(A.square().sum()) - float(A.diagonal().square().sum()))
+
+
+#: :func:`auto_trace` deflates when its first two Lanczos products removed on average more than
+#: this many Hutchinson products' worth of the estimated ``||A||_F^2`` each (ours: 1 is the
+#: break-even of the variance model in its docstring).
+AUTO_DEFLATE_GAIN: float = 1.0
+#: A Ritz pair counts as resolved in :func:`auto_trace`'s stopping rule when its residual is at
+#: most this fraction of ``|theta|`` (ours).
+AUTO_RITZ_TOL: float = 0.1
 
 
 def auto_trace(
@@ -261,29 +298,48 @@ def auto_trace(
     lanczos_steps: int | None = None,
     generator: torch.Generator | None = None,
 ) -> TraceResult:
-    """Hutchinson or XTrace, chosen by the decay of the top of the spectrum seen by Lanczos.
+    """Hutchinson, or Hutchinson on the operator deflated by a Lanczos Krylov space, chosen from
+    two Lanczos steps.
 
-    The rule (ours). Hutchinson's variance per probe is about ``2 ||A||_F^2``, so with ``2m``
-    products its estimate has variance about ``||A||_F^2 / m``; XTrace's, with ``m`` probes and
-    ``2m`` products, about ``2 ||A - A_m||_F^2 / m`` (``A_m`` the top ``m`` eigenvalues: the rest
-    is what its probes see). XTrace wins when the top ``m`` eigenvalues hold more than half of
-    ``||A||_F^2``. That share is estimated by ``k = lanczos_steps`` (default
-    ``min(10, num_matvecs // 20)``, at least 2) Lanczos steps from a Rademacher vector: their
-    Gauss quadrature (Ritz values ``theta_j``, weights ``tau_j^2``, the squared first components
-    of the eigenvectors of the tridiagonal matrix; Golub and Meurant 2010, Chapter 6) is a
-    ``k``-point model of the spectrum, exact for ``lambda^2``; the share is that of
-    ``sum tau_j^2 theta_j^2`` carried by its largest nodes up to a weight ``m / n``. XTrace is
-    chosen when the share is at least ``AUTO_TOP_FRACTION = 1/2`` (our threshold), Hutchinson
-    otherwise; either spends the remaining ``num_matvecs - k`` products (Hutchinson also counts
-    the start vector ``z``, whose ``z^T A z = n alpha_1`` is one more Rademacher probe). Near the
-    threshold the two have about the same variance, so a wrong choice there costs little. The
-    result's ``method`` is ``"auto:xtrace"`` or ``"auto:hutchinson"``; ``num_matvecs`` includes
-    the Lanczos steps.
+    Lanczos runs from a Rademacher ``z`` with basis ``V = [q_1 .. q_j]``, ``T = V^T A V``
+    tridiagonal and ``beta_j`` the last residual norm. Projecting ``V`` out removes exactly
+    ``K_j = ||T||_F^2 + 2 beta_j^2`` of ``||A||_F^2``: ``||(I - P) A (I - P)||_F^2 =
+    ||A||_F^2 - K_j`` with ``P = V V^T``. ``||A||_F^2`` is estimated by ``F = ||A z||^2 = n
+    (alpha_1^2 + beta_1^2)``. The variance model (ours, Gaussian-probe, so it ignores the diagonal
+    that Rademacher probes see exactly): a Hutchinson probe costs one product and has variance
+    about ``2 ||A||_F^2``, so a Lanczos product pays for itself when it removes more than
+    ``F / N`` of it (``N = num_matvecs``). The rule (ours):
+
+    * after 2 steps, if ``K_2 / 2 <= AUTO_DEFLATE_GAIN * F / N`` (a flat top): Hutchinson with
+      ``N - 2`` new probes plus ``z`` itself (``z^T A z = n alpha_1``): ``N - 1`` probes, one
+      product spent on the decision. The new probes are :func:`stochastic_trace` (the same
+      numbers for the same generator state);
+    * otherwise Lanczos goes on, and stops after step ``j >= 3`` once the larger of the last two
+      gains ``K_j - K_{j-1}`` is at most one residual probe's share ``U_j / (N - j - 1)`` of
+      what is left, ``U_j`` the unresolved part of ``F``: ``n sum tau_i^2 theta_i^2`` over the
+      Ritz pairs (values ``theta_i``, quadrature weights ``tau_i^2``, the squared first
+      components of the eigenvectors of ``T``; Golub and Meurant 2010, Chapter 6) whose
+      residual is above ``AUTO_RITZ_TOL = 0.1`` times ``|theta_i|`` (ours; the resolved ones
+      are removed exactly, and leaving out their weights also removes the noise that a few
+      outliers put into ``F``). It stops anyway at ``lanczos_steps`` (default ``N // 2``) or
+      on an invariant subspace. Then ``tr(A) = tr(T) + E[g^T (I - P) A (I - P) g]`` with the
+      remaining ``N - j`` Rademacher ``g`` (Hutch++ with a Krylov basis: Meyer, Musco, Musco,
+      Woodruff 2021, Algorithm 1; Chen and Hallman 2023, Section 3). ``V`` depends on ``z``
+      only, so this is exactly unbiased, and exact when the Krylov space holds the range
+      of ``A`` (rank below the number of steps).
+
+    In the Hutchinson branch ``z`` is both in the decision and a probe: the bias is
+    ``Cov(1[Hutchinson], z^T A z) / (N - 1)``, at most ``s.d.(z^T A z) / (2 (N - 1))`` (a
+    twentieth of the s.e. for ``N = 100``) and zero where the choice does not depend on ``z``.
+    ``stderr`` is that of the Hutchinson part; ``samples`` its per-probe samples (without
+    ``tr(T)``); ``method`` is ``"auto:hutchinson"`` or ``"auto:deflated"``; ``num_matvecs``
+    counts every product, the Lanczos ones included.
 
     Example:
         >>> A = torch.diag(torch.logspace(0, -6, 200, dtype=torch.float64))
-        >>> auto_trace(A, 60, generator=torch.Generator().manual_seed(0)).method
-        'auto:xtrace'
+        >>> r = auto_trace(A, 60, generator=torch.Generator().manual_seed(0))
+        >>> r.method, r.num_matvecs, abs(r.estimate - float(A.trace())) < 3 * r.stderr + 1e-9
+        ('auto:deflated', 60, True)
         >>> flat = torch.diag(torch.linspace(1.0, 2.0, 200, dtype=torch.float64))
         >>> auto_trace(flat, 60, generator=torch.Generator().manual_seed(0)).method
         'auto:hutchinson'
@@ -292,48 +348,70 @@ def auto_trace(
     return r
 
 
-def top_share(theta: Tensor, weights: Tensor, fraction: float) -> float:
-    """Share of ``sum w_j theta_j^2`` carried by the largest ``theta_j`` up to a total weight
-    ``fraction`` (the last node counted in part): :func:`auto_trace`'s estimate of the share of
-    ``||A||_F^2`` held by the top ``fraction * n`` eigenvalues.
-
-    Example:
-        >>> top_share(torch.tensor([1.0, 3.0]), torch.tensor([0.5, 0.5]), 0.25)
-        0.45
-    """
-    order = torch.argsort(theta.abs(), descending=True)
-    th, w = theta[order].double(), weights[order].double()
-    total = float((w * th**2).sum())
-    if total <= 0:
-        return 1.0
-    before = torch.cumsum(w, 0) - w
-    take = (fraction - before).clamp(min=0.0).minimum(w)
-    return float((take * th**2).sum()) / total
+def _unresolved_mass(alphas: list[float], betas: list[float], n: int) -> float:
+    """``n sum_i tau_i^2 theta_i^2`` over the Ritz pairs of ``T`` whose residual
+    ``beta_j |s_(j,i)|`` is above ``AUTO_RITZ_TOL |theta_i|``: the part of ``z^T A^2 z`` (the
+    estimate of ``||A||_F^2``) that the Krylov space has not resolved yet. ``betas`` holds the
+    off-diagonal of ``T`` and last the residual norm ``beta_j``."""
+    a = torch.tensor(alphas, dtype=torch.float64)
+    b = torch.tensor(betas[:-1], dtype=torch.float64)
+    theta, S = torch.linalg.eigh(torch.diag(a) + torch.diag(b, 1) + torch.diag(b, -1))
+    unresolved = betas[-1] * S[-1].abs() > AUTO_RITZ_TOL * theta.abs()
+    return n * float((S[0] ** 2 * theta**2 * unresolved).sum())
 
 
-def _auto_trace(op, num_matvecs, lanczos_steps, generator) -> tuple[TraceResult, float]:
+def _auto_trace(op, num_matvecs, lanczos_steps, generator) -> tuple[TraceResult, dict]:
+    """:func:`auto_trace` and what it saw: ``basis`` (the deflated ``V``, ``(j, n)``, or None),
+    ``steps``, ``first_sample`` (``z^T A z``), ``gain`` (``K_2 / 2`` over ``F / N``) and, when
+    deflated, ``trace_T`` (``tr T``)."""
     matvec, n, dtype = as_operator(op)
     device = getattr(op, "device", None) if not isinstance(op, Tensor) else op.device
-    num_matvecs = check_int("num_matvecs", num_matvecs, minimum=8)
-    k = lanczos_steps if lanczos_steps is not None else max(2, min(10, num_matvecs // 20))
-    k = check_int("lanczos_steps", k, minimum=1)
-    if num_matvecs - k < 4:
-        raise ValueError(f"num_matvecs - lanczos_steps = {num_matvecs - k} must be >= 4")
+    N = check_int("num_matvecs", num_matvecs, minimum=8)
+    k_max = check_int("lanczos_steps", lanczos_steps if lanczos_steps is not None else N // 2,
+                      minimum=2)
+    if k_max > N - 2:
+        raise ValueError(f"lanczos_steps = {k_max} must be <= num_matvecs - 2 = {N - 2} (two "
+                         "products at least are left for the residual probes)")
     z = rademacher((n,), generator=generator, dtype=dtype, device=device)
-    alpha, beta, _ = lanczos_tridiagonal(matvec, z, k)
-    used = int(alpha.numel())
-    T = torch.diag(alpha) + torch.diag(beta, 1) + torch.diag(beta, -1)
-    theta, vecs = torch.linalg.eigh(T)
-    rest = num_matvecs - used
-    share = top_share(theta, vecs[0] ** 2, min(1.0, (rest // 2) / n))
-    if share >= AUTO_TOP_FRACTION and rest // 2 < n:
-        r = xtrace(op, rest, generator=generator)
-        choice = "xtrace"
-    else:  # the Lanczos start vector is one more Rademacher probe: z^T A z = n alpha_1
-        h = _hutchinson(op, rest, generator)
-        samples = torch.cat([torch.tensor([n * float(alpha[0])], dtype=torch.float64),
-                             h.samples.cpu()])
-        r = _result(samples, 0.0, rest, "hutchinson")
-        choice = "hutchinson"
-    return (TraceResult(r.estimate, r.stderr, used + r.num_matvecs, r.samples, f"auto:{choice}"),
-            share)
+    alphas: list[float] = []
+    betas: list[float] = []
+    K = [0.0]  # K[j] = ||T_j||_F^2 + 2 beta_j^2, removed from ||A||_F^2 by projecting V_j out
+    offdiag2 = 0.0  # 2 sum of the squared inner off-diagonal entries of T_j
+    F = gain = 0.0
+    Q = None
+    deflate = True
+    for alpha, beta, basis in lanczos_iteration(matvec, z, min(k_max, n)):
+        Q = basis
+        alphas.append(alpha)
+        j = len(alphas)
+        K.append(sum(a * a for a in alphas) + offdiag2 + 2.0 * beta**2)
+        offdiag2 += 2.0 * beta**2
+        betas.append(beta)
+        if j == 1:
+            F = n * (alpha**2 + beta**2)
+            if beta <= 1e-12 * abs(alpha):  # z is an eigenvector; the generator stops here
+                deflate = False
+        if j == 2:
+            gain = (K[2] / 2) / (F / N) if F > 0 else math.inf
+            if gain <= AUTO_DEFLATE_GAIN:
+                deflate = False
+                break
+        if j >= 3 and (max(K[j] - K[j - 1], K[j - 1] - K[j - 2]) * (N - j - 1)
+                       <= _unresolved_mass(alphas, betas, n)):
+            break
+    steps = len(alphas)
+    first = n * alphas[0]
+    info = {"steps": steps, "first_sample": first, "gain": gain, "basis": None}
+    if not deflate:
+        h = stochastic_trace(op, N - steps, generator=generator)
+        samples = torch.cat([torch.tensor([first], dtype=torch.float64), h.samples.cpu()])
+        est, se = mean_and_stderr(samples)
+        return TraceResult(est, se, N, samples, "auto:hutchinson"), info
+    V = Q.T  # (n, j), orthonormal columns
+    info["basis"], info["trace_T"] = Q, sum(alphas)
+    G = rademacher((n, N - steps), generator=generator, dtype=dtype, device=device)
+    for _ in range(2):  # twice is enough (the basis may be float32)
+        G = G - V @ (V.T @ G)
+    s = _quadratic_forms(matvec, G)
+    est, se = mean_and_stderr(s)
+    return TraceResult(sum(alphas) + est, se, N, s, "auto:deflated"), info
