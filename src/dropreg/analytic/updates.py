@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dropreg.analytic.explicit import Coefficient, sampled_regularizer
-from dropreg.analytic.implicit import Variance, implicit_noise_term
+from dropreg.analytic.explicit import Coefficient, _sampled_regularizer, output_probabilities
+from dropreg.analytic.implicit import Variance, implicit_noise_from_outputs
 from dropreg.analytic.losses import check_loss, mean_loss
 from dropreg.sites import dropout_state
 
@@ -135,19 +135,27 @@ def accumulate_gradient(
                 ((L1 - L2) * math.sqrt((1 - 1 / rule.k) / 2)).backward()
         if rule.top_up == "xi_approx" and rule.k > 1:
             with dropout_state(model, "off", record=True) as rec:
-                L = mean_loss(model(inputs), targets, loss)
-            implicit_noise_term(L, rec, variance=rule.variance, scale=math.sqrt(1 - 1 / rule.k),
-                                generator=generator).backward()
+                outputs = model(inputs)
+            L = mean_loss(outputs, targets, loss)
+            implicit_noise_from_outputs(outputs, targets, L, rec, loss=loss,
+                                        variance=rule.variance, scale=math.sqrt(1 - 1 / rule.k),
+                                        generator=generator).backward()
         return seen
     with dropout_state(model, "off", record=True) as rec, native_rnn_kernels(model):
         outputs = model(inputs)
     L = mean_loss(outputs, targets, loss)
     total = L
+    # one softmax for the loss gradient, the sampled labels' cotangent and the implicit noise
+    probs = (output_probabilities(outputs, loss) if rule.explicit != "none" or rule.implicit
+             else None)
     if rule.explicit != "none":
-        total = total + sampled_regularizer(outputs, targets, rec, loss=loss, kind=rule.explicit,
-                                            coefficient=rule.coefficient,
-                                            n_samples=rule.n_label_samples, generator=generator)
+        total = total + _sampled_regularizer(outputs, targets, rec, loss=loss, kind=rule.explicit,
+                                             coefficient=rule.coefficient,
+                                             n_samples=rule.n_label_samples,
+                                             generator=generator, probs=probs)
     if rule.implicit:
-        total = total + implicit_noise_term(L, rec, variance=rule.variance, generator=generator)
+        total = total + implicit_noise_from_outputs(outputs, targets, L, rec, loss=loss,
+                                                    variance=rule.variance, generator=generator,
+                                                    probs=probs)
     total.backward()
     return float(L.detach())
