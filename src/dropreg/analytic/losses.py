@@ -202,6 +202,6 @@ def softmax_cotangent(probs: torch.Tensor, labels: torch.Tensor,
     if probs.dim() != 2 or tuple(labels.shape) != (probs.shape[0],):
         raise ValueError(f"probs (rows, C) and labels (rows,) must agree, got "
                          f"{tuple(probs.shape)} and {tuple(labels.shape)}")
-    rows = torch.arange(probs.shape[0], device=probs.device)
-    r = torch.index_put(probs, (rows, labels), probs.new_tensor(-1.0), accumulate=True)
-    return r if scale == 1.0 else r * scale
+    src = probs.new_full((probs.shape[0], 1), -scale)
+    r = probs if scale == 1.0 else probs * scale
+    return r.scatter_add(1, labels.unsqueeze(1), src)
