@@ -20,6 +20,7 @@ from torch import nn
 from dropreg.analytic.explicit import Coefficient, _sampled_regularizer, output_probabilities
 from dropreg.analytic.implicit import Variance, implicit_noise_from_outputs
 from dropreg.analytic.losses import check_loss, mean_loss
+from dropreg.analytic.recurrent import twice_differentiable_lstm
 from dropreg.sites import dropout_state
 
 TOP_UPS = ("none", "xi_tilde", "xi_approx")
@@ -103,6 +104,30 @@ def native_rnn_kernels(model: nn.Module) -> Iterator[None]:
         torch.backends.mkldnn.set_flags(was, None, None, None)
 
 
+@contextlib.contextmanager
+def second_order_rnns(model: nn.Module) -> Iterator[None]:
+    """The recurrent layers of ``model`` in the form whose backward is cheapest to differentiate
+    again: every ``nn.LSTM`` that :func:`dropreg.analytic.recurrent.supports` by
+    :class:`~dropreg.analytic.recurrent.LSTMLayer` (fused forward, hand-derived second
+    derivative), any other ``nn.RNNBase`` on torch's native kernels (:func:`native_rnn_kernels`).
+
+    Example:
+        >>> net = torch.nn.LSTM(3, 4)
+        >>> with second_order_rnns(net):
+        ...     out, _ = net(torch.randn(5, 2, 3))
+        >>> type(out.grad_fn).__name__
+        'LSTMLayerBackward'
+    """
+    with twice_differentiable_lstm(model) as replaced:
+        others = [m for m in model.modules()
+                  if isinstance(m, nn.RNNBase) and all(m is not r for r in replaced)]
+        if not others:
+            yield
+            return
+        with native_rnn_kernels(model):
+            yield
+
+
 def accumulate_gradient(
     model: nn.Module, rule: UpdateRule, inputs: torch.Tensor, targets: torch.Tensor, *,
     loss: str = "cross_entropy", generator: torch.Generator | None = None,
@@ -134,14 +159,14 @@ def accumulate_gradient(
                 L2 = mean_loss(model(inputs), targets, loss)
                 ((L1 - L2) * math.sqrt((1 - 1 / rule.k) / 2)).backward()
         if rule.top_up == "xi_approx" and rule.k > 1:
-            with dropout_state(model, "off", record=True) as rec:
+            with dropout_state(model, "off", record=True) as rec, second_order_rnns(model):
                 outputs = model(inputs)
             L = mean_loss(outputs, targets, loss)
             implicit_noise_from_outputs(outputs, targets, L, rec, loss=loss,
                                         variance=rule.variance, scale=math.sqrt(1 - 1 / rule.k),
                                         generator=generator).backward()
         return seen
-    with dropout_state(model, "off", record=True) as rec, native_rnn_kernels(model):
+    with dropout_state(model, "off", record=True) as rec, second_order_rnns(model):
         outputs = model(inputs)
     L = mean_loss(outputs, targets, loss)
     total = L
