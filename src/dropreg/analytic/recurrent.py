@@ -68,6 +68,28 @@ class _Gates:
             self.d_ifg = torch.stack([g * self.i1, c_prev * self.f1, i * self.g1], 2)
             self.d_o = tc * self.o1
         self.shape = (T, B, H)
+        # per-step views, made once (indexing in the loops would make them on every call)
+        self.f_t, self.k_t = f.unbind(0), self.k.unbind(0)
+        self.d_ifg_t, self.d_o_t = self.d_ifg.unbind(0), self.d_o.unbind(0)
+        self._second: tuple[Tensor, ...] | None = None
+
+    def second(self) -> tuple[Tensor, ...]:
+        """Coefficients of the second-derivative sources (computed once, shared by the
+        backward passes of every VJP of this forward pass)::
+
+            (i'' g, i' g', -2 i g g', f'' c_{t-1}, o'' tanh c, o' (1 - tanh^2 c),
+             -2 o tanh c (1 - tanh^2 c))
+
+        with ``s' = s (1 - s)``, ``s'' = s' (1 - 2 s)`` for the sigmoid gates.
+        """
+        if self._second is None:
+            with torch.no_grad():
+                i, f, g, o, tc = self.i, self.f, self.g, self.o, self.tc
+                self._second = (self.i1 * (1 - 2 * i) * g, self.i1 * self.g1,
+                                -2 * i * g * self.g1, self.f1 * (1 - 2 * f) * self.c_prev,
+                                self.o1 * (1 - 2 * o) * tc, self.o1 * self.tc1,
+                                -2 * o * tc * self.tc1)
+        return self._second
 
 
 class LSTMLayerVJP(torch.autograd.Function):
@@ -81,20 +103,23 @@ class LSTMLayerVJP(torch.autograd.Function):
                 d_cn: Tensor | None, gates: _Gates):
         T, B, H = gates.shape
         n_in = x.shape[-1]
-        w_ifg, w_o = w_hh[:3 * H], w_hh[3 * H:]
         d_a = x.new_empty(T, B, 4 * H)
         d_h = x.new_empty(T, B, H)
         d_c = x.new_empty(T, B, H)
         carry = d_cn if d_cn is not None else c0.new_zeros(c0.shape)
+        if d_out is None:
+            d_out = x.new_zeros(T, B, H)
+        d_out_t, d_a_t, d_h_t, d_c_t = d_out.unbind(0), d_a.unbind(0), d_h.unbind(0), d_c.unbind(0)
+        f, k, d_ifg, d_o = gates.f_t, gates.k_t, gates.d_ifg_t, gates.d_o_t
         for t in range(T - 1, -1, -1):
-            dh = d_out[t].clone() if d_out is not None else x.new_zeros(B, H)
             if t < T - 1:
-                dh.addmm_(d_a[t + 1, :, :3 * H], w_ifg).addmm_(d_a[t + 1, :, 3 * H:], w_o)
-            d_h[t] = dh
-            dc = torch.addcmul(carry, dh, gates.k[t], out=d_c[t])
-            carry = dc * gates.f[t]
-            torch.mul(gates.d_ifg[t], dc.unsqueeze(1), out=d_a[t, :, :3 * H].view(B, 3, H))
-            torch.mul(gates.d_o[t], dh, out=d_a[t, :, 3 * H:])
+                dh = torch.addmm(d_out_t[t], d_a_t[t + 1], w_hh, out=d_h_t[t])
+            else:
+                dh = d_h_t[t].copy_(d_out_t[t])
+            dc = torch.addcmul(carry, dh, k[t], out=d_c_t[t])
+            carry = dc * f[t]
+            torch.mul(d_ifg[t], dc.unsqueeze(1), out=d_a_t[t][:, :3 * H].view(B, 3, H))
+            torch.mul(d_o[t], dh, out=d_a_t[t][:, 3 * H:])
         d_a2 = d_a.view(T * B, 4 * H)
         dx = (d_a2 @ w_ih).view(T, B, n_in)
         dh0 = d_a[0] @ w_hh
@@ -115,55 +140,57 @@ class LSTMLayerVJP(torch.autograd.Function):
         T, B, H = gs.shape
         n_in = x.shape[-1]
         # eps_t: the VJP's output cotangents as a tangent of the gate pre-activations
-        eps = x.new_zeros(T, B, 4 * H)
-        if q_x is not None:
-            eps += q_x @ w_ih.t()
+        eps = q_x @ w_ih.t() if q_x is not None else x.new_zeros(T, B, 4 * H)
         if q_wih is not None:
             eps += x @ q_wih.t()
         if q_whh is not None:
             eps += gs.h_prev @ q_whh.t()
         if q_b is not None:
             eps += q_b
-        # tangent sweep, forward in time
+        # tangent sweep, forward in time; tc_buf[t + 1] = c'_t, th_buf[t + 1] = h'_t
         ta = eps
-        tc = x.new_empty(T, B, H)
-        th = x.new_empty(T, B, H)
-        th_prev = q_h0 if q_h0 is not None else None
-        tc_prev = q_c0 if q_c0 is not None else x.new_zeros(B, H)
+        tc_buf = x.new_empty(T + 1, B, H)
+        th_buf = x.new_empty(T + 1, B, H)
+        tc_buf[0] = q_c0 if q_c0 is not None else 0.0
+        th_buf[0] = q_h0 if q_h0 is not None else 0.0
+        ta_t, tc_t, th_t = ta.unbind(0), tc_buf.unbind(0), th_buf.unbind(0)
+        f_t, k_t, d_ifg_t, d_o_t = gs.f_t, gs.k_t, gs.d_ifg_t, gs.d_o_t
+        w_hh_t = w_hh.t()
         for t in range(T):
-            if th_prev is not None:
-                ta[t].addmm_(th_prev, w_hh.t())
-            a3 = ta[t, :, :3 * H].view(B, 3, H)
-            c = torch.addcmul((gs.d_ifg[t] * a3).sum(1), gs.f[t], tc_prev, out=tc[t])
-            th_prev = torch.addcmul(gs.d_o[t] * ta[t, :, 3 * H:], gs.k[t], c, out=th[t])
-            tc_prev = c
-        tc_before = torch.cat([(q_c0 if q_c0 is not None else x.new_zeros(B, H)).unsqueeze(0),
-                               tc[:-1]], 0)
+            if t > 0 or q_h0 is not None:
+                ta_t[t].addmm_(th_t[t], w_hh_t)
+            a = ta_t[t]
+            c = torch.addcmul((d_ifg_t[t] * a[:, :3 * H].view(B, 3, H)).sum(1), f_t[t], tc_t[t],
+                              out=tc_t[t + 1])
+            torch.addcmul(d_o_t[t] * a[:, 3 * H:], k_t[t], c, out=th_t[t + 1])
+        tc, tc_before, th, th_before = tc_buf[1:], tc_buf[:-1], th_buf[1:], th_buf[:-1]
         a_i, a_f, a_g, a_o = ta.split(H, -1)
-        i, f, g, o, tnh = gs.i, gs.f, gs.g, gs.o, gs.tc
-        i1, f1, g1, o1, tc1 = gs.i1, gs.f1, gs.g1, gs.o1, gs.tc1
+        c_ii, c_ig, c_gg, c_ff, c_oo, c_oc, c_cc = gs.second()
         # second-derivative sources on the gate pre-activations and on the cells
-        g_a = torch.cat([
-            d_c * (i1 * (1 - 2 * i) * a_i * g + i1 * g1 * a_g),
-            d_c * (f1 * (1 - 2 * f) * a_f * gs.c_prev + f1 * tc_before),
-            d_c * (i1 * a_i * g1 - 2 * i * g * g1 * a_g),
-            d_h * (o1 * (1 - 2 * o) * a_o * tnh + o1 * tc1 * tc),
-        ], -1)
-        g_c = d_h * (o1 * a_o * tc1 - 2 * o * tnh * tc1 * tc)
-        nxt = d_c * f1 * a_f  # sources on c_{t-1} from step t
+        g_a = x.new_empty(T, B, 4 * H)
+        s_i, s_f, s_g, s_o = g_a.split(H, -1)
+        torch.mul(c_ii, a_i, out=s_i).addcmul_(c_ig, a_g).mul_(d_c)
+        torch.mul(c_ff, a_f, out=s_f).addcmul_(gs.f1, tc_before).mul_(d_c)
+        torch.mul(c_ig, a_i, out=s_g).addcmul_(c_gg, a_g).mul_(d_c)
+        torch.mul(c_oo, a_o, out=s_o).addcmul_(c_oc, tc).mul_(d_h)
+        g_c = torch.mul(c_oc, a_o).addcmul_(c_cc, tc).mul_(d_h)
+        nxt = d_c * gs.f1 * a_f  # sources on c_{t-1} from step t
         g_c[:-1] += nxt[1:]
         # adjoint sweep, backward in time (a first-order VJP with the sources injected)
-        inj = d_a[1:] @ q_whh if q_whh is not None else None
+        inj = (d_a[1:] @ q_whh).unbind(0) if q_whh is not None else None
         lam_a = g_a
-        carry = x.new_zeros(B, H)
+        lam_t, g_c_t = lam_a.unbind(0), g_c.unbind(0)
+        carry = None
         for t in range(T - 1, -1, -1):
-            lam_h = x.new_zeros(B, H) if t == T - 1 else lam_a[t + 1] @ w_hh
-            if inj is not None and t < T - 1:
-                lam_h += inj[t]
-            lam_c = g_c[t].add_(carry).addcmul_(lam_h, gs.k[t])
-            carry = lam_c * f[t]
-            lam_a[t, :, :3 * H].view(B, 3, H).addcmul_(gs.d_ifg[t], lam_c.unsqueeze(1))
-            lam_a[t, :, 3 * H:].addcmul_(gs.d_o[t], lam_h)
+            lam_c = g_c_t[t]
+            if t < T - 1:
+                lam_h = lam_t[t + 1] @ w_hh
+                if inj is not None:
+                    lam_h += inj[t]
+                lam_c.add_(carry).addcmul_(lam_h, k_t[t])
+                lam_t[t][:, 3 * H:].addcmul_(d_o_t[t], lam_h)
+            carry = lam_c * f_t[t]
+            lam_t[t][:, :3 * H].view(B, 3, H).addcmul_(d_ifg_t[t], lam_c.unsqueeze(1))
         need = ctx.needs_input_grad
         la2 = lam_a.view(T * B, 4 * H)
         dx = dh0 = dc0 = dwih = dwhh = db = None
@@ -182,14 +209,12 @@ class LSTMLayerVJP(torch.autograd.Function):
             if q_x is not None:
                 dwih += d_a.view(T * B, 4 * H).t() @ q_x.reshape(T * B, n_in)
         if need[4]:
-            th_before = torch.cat([(q_h0 if q_h0 is not None else x.new_zeros(B, H)).unsqueeze(0),
-                                   th[:-1]], 0)
             dwhh = la2.t() @ gs.h_prev.reshape(T * B, H)
             dwhh += d_a.view(T * B, 4 * H).t() @ th_before.reshape(T * B, H)
         if ctx.has_bias and (need[5] or need[6]):
             db = la2.sum(0)
         return (dx, dh0, dc0, dwih, dwhh, db if need[5] else None, db if need[6] else None,
-                th if need[7] else None, tc[-1] if need[8] else None, None)
+                th if need[7] else None, tc[-1].clone() if need[8] else None, None)
 
 
 class LSTMLayer(torch.autograd.Function):
