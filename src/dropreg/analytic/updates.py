@@ -118,10 +118,12 @@ def second_order_rnns(model: nn.Module) -> Iterator[None]:
         >>> type(out.grad_fn).__name__
         'LSTMLayerBackward'
     """
+    rnns = [m for m in model.modules() if isinstance(m, nn.RNNBase)]
+    if not rnns:  # nothing to switch (an MLP, a CNN)
+        yield
+        return
     with twice_differentiable_lstm(model) as replaced:
-        others = [m for m in model.modules()
-                  if isinstance(m, nn.RNNBase) and all(m is not r for r in replaced)]
-        if not others:
+        if all(any(m is r for r in replaced) for m in rnns):
             yield
             return
         with native_rnn_kernels(model):
