@@ -99,3 +99,19 @@ def test_lstm_layer_checks_its_input():
         lstm_layer(x[0], h0, c0, w_ih, w_hh)
     with pytest.raises(ValueError, match="both"):
         lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, None)
+
+
+def test_second_order_rnns_switches_only_what_it_must():
+    from dropreg.analytic.updates import second_order_rnns
+
+    was = torch._C._get_mkldnn_enabled()
+    lstm_net = nn.Sequential(nn.LSTM(3, 4))
+    with second_order_rnns(lstm_net):  # the LSTM by LSTMLayer: oneDNN stays on for its forward
+        assert torch._C._get_mkldnn_enabled() == was
+        out, _ = lstm_net[0](torch.randn(5, 2, 3))
+        assert type(out.grad_fn).__name__ == "LSTMLayerBackward"
+    gru_net = nn.ModuleList([nn.LSTM(3, 4), nn.GRU(4, 4)])
+    with second_order_rnns(gru_net):  # a GRU has no LSTMLayer: native kernels for it
+        assert not torch._C._get_mkldnn_enabled()
+        assert "forward" in gru_net[0].__dict__
+    assert torch._C._get_mkldnn_enabled() == was and "forward" not in gru_net[0].__dict__
