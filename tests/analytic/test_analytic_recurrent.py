@@ -115,3 +115,26 @@ def test_second_order_rnns_switches_only_what_it_must():
         assert not torch._C._get_mkldnn_enabled()
         assert "forward" in gru_net[0].__dict__
     assert torch._C._get_mkldnn_enabled() == was and "forward" not in gru_net[0].__dict__
+
+
+def test_weight_dropped_lstm_keeps_its_masks():
+    from dropreg.nn import WeightDrop
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    wd = WeightDrop(nn.LSTM(3, 4).double(), "weight_hh_l0", p=0.5, generator=g)
+    x = torch.randn(5, 2, 3, dtype=D64)
+    g.manual_seed(1)
+    want = wd(x)[0]
+    g.manual_seed(1)
+    with twice_differentiable_lstm(wd) as replaced:
+        got = wd(x)[0]
+    g.manual_seed(2)
+    other = wd(x)[0]
+    assert len(replaced) == 1 and type(got.grad_fn).__name__ == "LSTMLayerBackward"
+    assert torch.allclose(got, want, rtol=1e-12) and not torch.allclose(other, want)
+
+
+@pytest.mark.parametrize("T,B", [(1, 2), (3, 1)])
+def test_one_step_and_one_sequence(T, B):
+    assert gradgradcheck(lambda *a: LSTMLayer.apply(*a), tuple(layer_inputs(T=T, B=B, H=3)))
