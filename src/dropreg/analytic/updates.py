@@ -87,6 +87,8 @@ def native_rnn_kernels(model: nn.Module) -> Iterator[None]:
     ``benchmarks/bench_analytic.py``), while the plain dropout step is faster on oneDNN (17 ms
     against 28 ms). Same numbers up to float rounding; the switch (``torch.backends.mkldnn``) is
     process-wide for the duration of the forward, so it also covers convolutions run meanwhile.
+    :func:`accumulate_gradient` uses it only for the recurrent layers that
+    :class:`~dropreg.analytic.recurrent.LSTMLayer` does not cover (:func:`second_order_rnns`).
 
     Example:
         >>> net = torch.nn.LSTM(3, 4)
