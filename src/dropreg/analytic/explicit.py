@@ -51,7 +51,9 @@ from dropreg.analytic.losses import (
     num_terms,
     output_hessian_quadratic,
     per_term_loss,
+    sample_labels,
     sampled_pseudo_loss,
+    softmax_cotangent,
 )
 from dropreg.sites import DropoutSite, DropoutState, dropout_state, frozen_statistics, group_sum
 
@@ -163,6 +165,75 @@ def sampled_regularizer(
         ...                                            estimator="gauss_newton")))
         True
     """
+    return _sampled_regularizer(outputs, targets, recording, loss=loss, kind=kind,
+                                coefficient=coefficient, n_samples=n_samples,
+                                generator=generator, create_graph=create_graph)
+
+
+def output_probabilities(outputs: torch.Tensor, loss: str) -> torch.Tensor | None:
+    """``softmax`` of cross-entropy logits as ``(rows, C)`` (differentiable), ``None`` for mse:
+    computed once per step and shared by the clean loss gradient, the sampled-label pseudo-loss
+    and the implicit noise (:func:`dropreg.analytic.losses.softmax_cotangent`).
+
+    Example:
+        >>> output_probabilities(torch.zeros(2, 3, 4), "cross_entropy").shape
+        torch.Size([6, 4])
+        >>> output_probabilities(torch.zeros(2, 3), "mse") is None
+        True
+    """
+    if check_loss(loss) != "cross_entropy":
+        return None
+    return torch.softmax(outputs.reshape(-1, outputs.shape[-1]), dim=-1)
+
+
+def pseudo_loss_site_gradients(
+    outputs: torch.Tensor, targets: torch.Tensor, hs: list[torch.Tensor], *, loss: str,
+    kind: str = "hessian", generator: torch.Generator | None = None, create_graph: bool = True,
+    probs: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """``dP / dh`` at the recorded site outputs ``hs`` for one draw of the pseudo-loss ``P`` of
+    :func:`dropreg.analytic.losses.sampled_pseudo_loss` (same random draws, same value).
+
+    For cross entropy (``kind`` ``"hessian"`` or ``"loss_jacobian"``) the output cotangent
+    ``dP/dF = softmax(F) - one_hot(label)`` is formed from ``probs``
+    (:func:`output_probabilities`, computed here when ``None``) and pulled back with one backward
+    (``create_graph`` as given); the double backward then differentiates the softmax once instead
+    of the log-softmax backward of ``F.cross_entropy``. Other kinds and mse differentiate ``P``.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
+        ...                           torch.nn.Dropout(0.3), torch.nn.Linear(4, 2)).double()
+        >>> x, y = torch.randn(5, 3, dtype=torch.float64), torch.tensor([0, 1, 0, 1, 1])
+        >>> with dropout_state(net, "off", record=True) as rec:
+        ...     out = net(x)
+        >>> hs = rec.tensors()
+        >>> g, = pseudo_loss_site_gradients(out, y, hs, loss="cross_entropy",
+        ...                                 generator=torch.Generator().manual_seed(0))
+        >>> P = sampled_pseudo_loss(out, y, "cross_entropy",
+        ...                         generator=torch.Generator().manual_seed(0))
+        >>> bool(torch.allclose(g, torch.autograd.grad(P, hs)[0]))
+        True
+    """
+    check_loss(loss)
+    if loss == "cross_entropy" and kind in ("hessian", "loss_jacobian"):
+        num_terms(outputs, targets, loss)  # checks the shapes
+        C = outputs.shape[-1]
+        logits = outputs.reshape(-1, C)
+        if probs is None:
+            probs = torch.softmax(logits, dim=-1)
+        labels = sample_labels(logits, generator) if kind == "hessian" else targets.reshape(-1)
+        r = softmax_cotangent(probs, labels).reshape(outputs.shape)
+        return torch.autograd.grad(outputs, hs, r, create_graph=create_graph, retain_graph=True)
+    P = sampled_pseudo_loss(outputs, targets, loss, kind=kind, generator=generator)
+    return torch.autograd.grad(P, hs, create_graph=create_graph, retain_graph=True)
+
+
+def _sampled_regularizer(
+    outputs: torch.Tensor, targets: torch.Tensor, recording: DropoutState, *,
+    loss: str = "cross_entropy", kind: str = "hessian", coefficient: Coefficient = None,
+    n_samples: int = 1, generator: torch.Generator | None = None, create_graph: bool = True,
+    probs: torch.Tensor | None = None,
+) -> torch.Tensor:
     check_int("n_samples", n_samples)
     items = list(recording.items())
     if not items:
@@ -170,13 +241,18 @@ def sampled_regularizer(
                          "needs sites that fire (record the forward pass with "
                          "dropout_state(model, 'off', record=True))")
     N = num_terms(outputs, targets, loss)
+    if kind not in ("hessian", "identity", "loss_jacobian"):
+        raise ValueError(f"kind must be 'hessian', 'identity' or 'loss_jacobian', got {kind!r}")
     hs = [h for _, h in items]
+    coefs = [site_coefficient(site, coefficient) for site, _ in items]
+    if probs is None:
+        probs = output_probabilities(outputs, loss)
     total = outputs.new_zeros(())
     for _ in range(n_samples):
-        P = sampled_pseudo_loss(outputs, targets, loss, kind=kind, generator=generator)
-        gs = torch.autograd.grad(P, hs, create_graph=create_graph, retain_graph=True)
-        for (site, h), g in zip(items, gs):
-            c = site_coefficient(site, coefficient)
+        gs = pseudo_loss_site_gradients(outputs, targets, hs, loss=loss, kind=kind,
+                                        generator=generator, create_graph=create_graph,
+                                        probs=probs)
+        for (site, h), g, c in zip(items, gs, coefs):
             if c == 0.0:
                 continue
             a = group_sum(g * h, site.shared_dims(h.dim()))

@@ -24,7 +24,7 @@ from torch import nn
 
 from dropreg._random import rademacher
 from dropreg.analytic.explicit import check_second_order_site
-from dropreg.analytic.losses import check_loss, mean_loss
+from dropreg.analytic.losses import check_loss, mean_loss, num_terms, softmax_cotangent
 from dropreg.masks import Bernoulli
 from dropreg.sites import (
     DropoutSite,
@@ -105,7 +105,14 @@ def implicit_noise_term(
                          "sites that fire (record it with dropout_state(model, 'off', "
                          "record=True))")
     gs = torch.autograd.grad(data_loss, [h for _, h in items], create_graph=True)
-    total = data_loss.new_zeros(())
+    return scale * _noise_sum(items, gs, noise, variance, generator, data_loss.new_zeros(()))
+
+
+def _noise_sum(items: list[tuple[DropoutSite, torch.Tensor]], gs: Sequence[torch.Tensor],
+               noise: str, variance: Variance, generator: torch.Generator | None,
+               total: torch.Tensor) -> torch.Tensor:
+    """``total + sum_s sum_G eta_G sum_{e in G} g_e h_e`` with fresh noise per group, drawn site
+    by site in recording order."""
     for (site, h), g in zip(items, gs):
         sd = site.shared_dims(h.dim())
         a = group_sum(g * h, sd)
@@ -126,7 +133,52 @@ def implicit_noise_term(
             eta = bernoulli_mask(a.shape, site.p, generator=generator, dtype=a.dtype,
                                  device=a.device) - 1.0
         total = total + (eta * a).sum()
-    return scale * total
+    return total
+
+
+def implicit_noise_from_outputs(
+    outputs: torch.Tensor, targets: torch.Tensor, data_loss: torch.Tensor,
+    recording: DropoutState, *, loss: str = "cross_entropy", noise: str = "rademacher",
+    variance: Variance = None, scale: float = 1.0, generator: torch.Generator | None = None,
+    probs: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`implicit_noise_term` of ``data_loss = mean_loss(outputs, targets, loss)``, the same
+    value and weight-gradient from the same draws, with ``dL/dh`` for cross entropy pulled back
+    from the output cotangent ``(softmax(F) - one_hot(y)) / N`` formed from ``probs``
+    (:func:`dropreg.analytic.explicit.output_probabilities`; computed when ``None``), so that the
+    double backward differentiates the (shared) softmax once instead of a log-softmax backward.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
+        ...                           torch.nn.Dropout(0.3), torch.nn.Linear(4, 2)).double()
+        >>> x, y = torch.randn(5, 3, dtype=torch.float64), torch.tensor([0, 1, 0, 1, 1])
+        >>> with dropout_state(net, "off", record=True) as rec:
+        ...     out = net(x)
+        >>> L = mean_loss(out, y, "cross_entropy")
+        >>> a = implicit_noise_from_outputs(out, y, L, rec,
+        ...                                 generator=torch.Generator().manual_seed(0))
+        >>> b = implicit_noise_term(L, rec, generator=torch.Generator().manual_seed(0))
+        >>> bool(torch.isclose(a, b))
+        True
+    """
+    check_loss(loss)
+    if loss != "cross_entropy":
+        return implicit_noise_term(data_loss, recording, noise=noise, variance=variance,
+                                   scale=scale, generator=generator)
+    if noise not in NOISES:
+        raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
+    items = list(recording.items())
+    if not items:
+        raise ValueError("the recorded forward pass called no dropout site: the noise term needs "
+                         "sites that fire (record it with dropout_state(model, 'off', "
+                         "record=True))")
+    N = num_terms(outputs, targets, loss)
+    if probs is None:
+        probs = torch.softmax(outputs.reshape(-1, outputs.shape[-1]), dim=-1)
+    r = softmax_cotangent(probs, targets.reshape(-1), 1.0 / N).reshape(outputs.shape)
+    gs = torch.autograd.grad(outputs, [h for _, h in items], r, create_graph=True,
+                             retain_graph=True)
+    return scale * _noise_sum(items, gs, noise, variance, generator, outputs.new_zeros(()))
 
 
 def _params(model: nn.Module, params: Sequence[torch.Tensor] | None) -> list[torch.Tensor]:

@@ -155,14 +155,53 @@ def sampled_pseudo_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str,
     if loss == "cross_entropy":
         C = outputs.shape[-1]
         logits = outputs.reshape(-1, C)
-        probs = torch.softmax(logits.detach().double(), dim=-1)
-        # one categorical draw per row by inverse CDF (one float64 uniform per row;
-        # torch.multinomial draws an exponential per class, C times the random numbers)
-        cdf = probs.cumsum(-1)
-        u = torch.rand((cdf.shape[0], 1), generator=generator, dtype=torch.float64,
-                       device=cdf.device)
-        y_hat = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(1).clamp_(max=C - 1)
-        return F.cross_entropy(logits, y_hat, reduction="sum")
+        return F.cross_entropy(logits, sample_labels(logits, generator), reduction="sum")
     D = outputs[0].numel()
     s = rademacher(outputs.shape, generator=generator, dtype=outputs.dtype, device=outputs.device)
     return (s * outputs).sum() * math.sqrt(2.0 / D)
+
+
+def sample_labels(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One label per row of ``(rows, C)`` logits, drawn from ``softmax(logits)``.
+
+    By inverse CDF in float64 with one uniform per row (``torch.multinomial`` would draw an
+    exponential per class, ``C`` times the random numbers). The labels of the cross-entropy
+    pseudo-loss of :func:`sampled_pseudo_loss`.
+
+    Example:
+        >>> logits = torch.tensor([[0.0, 50.0, 0.0], [50.0, 0.0, 0.0]])
+        >>> sample_labels(logits, torch.Generator().manual_seed(0)).tolist()
+        [1, 0]
+    """
+    if logits.dim() != 2:
+        raise ValueError(f"logits must have shape (rows, C), got {tuple(logits.shape)}")
+    C = logits.shape[-1]
+    cdf = torch.softmax(logits.detach().double(), dim=-1).cumsum(-1)
+    u = torch.rand((cdf.shape[0], 1), generator=generator, dtype=torch.float64, device=cdf.device)
+    return torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(1).clamp_(max=C - 1)
+
+
+def softmax_cotangent(probs: torch.Tensor, labels: torch.Tensor,
+                      scale: float = 1.0) -> torch.Tensor:
+    """``scale * (probs - one_hot(labels))``: the gradient of ``scale * sum_n CE(logits_n,
+    labels_n)`` with respect to ``(rows, C)`` logits, given ``probs = softmax(logits)``.
+
+    Differentiable through ``probs`` by the softmax's own backward (once), where the autograd
+    gradient of ``F.cross_entropy`` taken with ``create_graph=True`` records a log-softmax
+    backward whose second derivative recomputes ``exp`` of all logits; with one ``probs`` the
+    clean loss, its sampled-label pseudo-loss and the implicit noise share one softmax.
+
+    Example:
+        >>> logits = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+        >>> y = torch.tensor([0, 2, 1, 1])
+        >>> r = softmax_cotangent(torch.softmax(logits, -1), y)
+        >>> auto, = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), logits)
+        >>> bool(torch.allclose(r, auto))
+        True
+    """
+    if probs.dim() != 2 or tuple(labels.shape) != (probs.shape[0],):
+        raise ValueError(f"probs (rows, C) and labels (rows,) must agree, got "
+                         f"{tuple(probs.shape)} and {tuple(labels.shape)}")
+    src = probs.new_full((probs.shape[0], 1), -scale)
+    r = probs if scale == 1.0 else probs * scale
+    return r.scatter_add(1, labels.unsqueeze(1), src)

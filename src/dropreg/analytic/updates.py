@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dropreg.analytic.explicit import Coefficient, sampled_regularizer
-from dropreg.analytic.implicit import Variance, implicit_noise_term
+from dropreg.analytic.explicit import Coefficient, _sampled_regularizer, output_probabilities
+from dropreg.analytic.implicit import Variance, implicit_noise_from_outputs
 from dropreg.analytic.losses import check_loss, mean_loss
+from dropreg.analytic.recurrent import twice_differentiable_lstm
 from dropreg.sites import dropout_state
 
 TOP_UPS = ("none", "xi_tilde", "xi_approx")
@@ -86,6 +87,8 @@ def native_rnn_kernels(model: nn.Module) -> Iterator[None]:
     ``benchmarks/bench_analytic.py``), while the plain dropout step is faster on oneDNN (17 ms
     against 28 ms). Same numbers up to float rounding; the switch (``torch.backends.mkldnn``) is
     process-wide for the duration of the forward, so it also covers convolutions run meanwhile.
+    :func:`accumulate_gradient` uses it only for the recurrent layers that
+    :class:`~dropreg.analytic.recurrent.LSTMLayer` does not cover (:func:`second_order_rnns`).
 
     Example:
         >>> net = torch.nn.LSTM(3, 4)
@@ -101,6 +104,32 @@ def native_rnn_kernels(model: nn.Module) -> Iterator[None]:
         yield
     finally:
         torch.backends.mkldnn.set_flags(was, None, None, None)
+
+
+@contextlib.contextmanager
+def second_order_rnns(model: nn.Module) -> Iterator[None]:
+    """The recurrent layers of ``model`` in the form whose backward is cheapest to differentiate
+    again: every ``nn.LSTM`` that :func:`dropreg.analytic.recurrent.supports` by
+    :class:`~dropreg.analytic.recurrent.LSTMLayer` (fused forward, hand-derived second
+    derivative), any other ``nn.RNNBase`` on torch's native kernels (:func:`native_rnn_kernels`).
+
+    Example:
+        >>> net = torch.nn.LSTM(3, 4)
+        >>> with second_order_rnns(net):
+        ...     out, _ = net(torch.randn(5, 2, 3))
+        >>> type(out.grad_fn).__name__
+        'LSTMLayerBackward'
+    """
+    rnns = [m for m in model.modules() if isinstance(m, nn.RNNBase)]
+    if not rnns:  # nothing to switch (an MLP, a CNN)
+        yield
+        return
+    with twice_differentiable_lstm(model) as replaced:
+        if all(any(m is r for r in replaced) for m in rnns):
+            yield
+            return
+        with native_rnn_kernels(model):
+            yield
 
 
 def accumulate_gradient(
@@ -134,20 +163,28 @@ def accumulate_gradient(
                 L2 = mean_loss(model(inputs), targets, loss)
                 ((L1 - L2) * math.sqrt((1 - 1 / rule.k) / 2)).backward()
         if rule.top_up == "xi_approx" and rule.k > 1:
-            with dropout_state(model, "off", record=True) as rec:
-                L = mean_loss(model(inputs), targets, loss)
-            implicit_noise_term(L, rec, variance=rule.variance, scale=math.sqrt(1 - 1 / rule.k),
-                                generator=generator).backward()
+            with dropout_state(model, "off", record=True) as rec, second_order_rnns(model):
+                outputs = model(inputs)
+            L = mean_loss(outputs, targets, loss)
+            implicit_noise_from_outputs(outputs, targets, L, rec, loss=loss,
+                                        variance=rule.variance, scale=math.sqrt(1 - 1 / rule.k),
+                                        generator=generator).backward()
         return seen
-    with dropout_state(model, "off", record=True) as rec, native_rnn_kernels(model):
+    with dropout_state(model, "off", record=True) as rec, second_order_rnns(model):
         outputs = model(inputs)
     L = mean_loss(outputs, targets, loss)
     total = L
+    # one softmax for the loss gradient, the sampled labels' cotangent and the implicit noise
+    probs = (output_probabilities(outputs, loss) if rule.explicit != "none" or rule.implicit
+             else None)
     if rule.explicit != "none":
-        total = total + sampled_regularizer(outputs, targets, rec, loss=loss, kind=rule.explicit,
-                                            coefficient=rule.coefficient,
-                                            n_samples=rule.n_label_samples, generator=generator)
+        total = total + _sampled_regularizer(outputs, targets, rec, loss=loss, kind=rule.explicit,
+                                             coefficient=rule.coefficient,
+                                             n_samples=rule.n_label_samples,
+                                             generator=generator, probs=probs)
     if rule.implicit:
-        total = total + implicit_noise_term(L, rec, variance=rule.variance, generator=generator)
+        total = total + implicit_noise_from_outputs(outputs, targets, L, rec, loss=loss,
+                                                    variance=rule.variance, generator=generator,
+                                                    probs=probs)
     total.backward()
     return float(L.detach())
