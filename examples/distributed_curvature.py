@@ -18,6 +18,7 @@ generators with the same seed on every rank. DDP is not used: it has no double b
 """
 
 import os
+import sys
 
 import torch
 import torch.distributed as dist
@@ -54,8 +55,11 @@ risk = DropoutRisk(model, nn.functional.cross_entropy, (X[rows].to(device), y[ro
 H = HessianOperator(risk)
 top = top_eigenpairs(H, k=1, tol=1e-6, generator=torch.Generator(device).manual_seed(2))
 tr = stochastic_trace(H, 30, "hutch++", generator=torch.Generator(device).manual_seed(3))
-print(f"rank {rank} of {world}: {len(rows)} rows; top eigenvalue {float(top.eigenvalues[0]):.8f} "
-      f"({top.iterations} products), trace {tr.estimate:.6f} +- {tr.stderr:.2g} (Hutch++)")
+line = (f"rank {rank} of {world}: {len(rows)} rows; top eigenvalue "
+        f"{float(top.eigenvalues[0]):.8f} ({top.iterations} products), trace {tr.estimate:.6f} "
+        f"+- {tr.stderr:.2g} (Hutch++)")
+sys.stdout.write(line + "\n")  # one write: the ranks share stdout under torchrun
+sys.stdout.flush()
 
 if launched:
     dist.destroy_process_group()

@@ -244,7 +244,7 @@ def test_report_command_rebuilds_every_seed_and_the_pooled_report(tmp_path, caps
         assert (tmp_path / f"seed-{s}" / "report.html").is_file()
     assert "reproduced 2/2" in (tmp_path / "report.md").read_text()
     assert main(["report", str(tmp_path), "--readme", str(tmp_path / "R.md")]) == 2
-    assert "--readme takes a single-seed folder" in capsys.readouterr().err
+    assert "--readme and --papers take a single-seed folder" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------ CLI errors
