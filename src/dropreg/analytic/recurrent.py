@@ -101,6 +101,7 @@ class LSTMLayerVJP(torch.autograd.Function):
     def forward(ctx, x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
                 b_ih: Tensor | None, b_hh: Tensor | None, d_out: Tensor | None,
                 d_cn: Tensor | None, gates: _Gates):
+        """The vector-Jacobian product of the layer for the cotangents ``d_out``, ``d_cn``."""
         T, B, H = gates.shape
         n_in = x.shape[-1]
         d_a = x.new_empty(T, B, 4 * H)
@@ -135,6 +136,7 @@ class LSTMLayerVJP(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, q_x, q_h0, q_c0, q_wih, q_whh, q_b):  # noqa: C901 - one formula
+        """The second-order adjoint: the product of the VJP's Jacobian with ``q``."""
         x, w_ih, w_hh, d_a, d_h, d_c = ctx.saved_tensors
         gs: _Gates = ctx.gates
         T, B, H = gs.shape
@@ -226,6 +228,7 @@ class LSTMLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
                 b_ih: Tensor | None, b_hh: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The layer's output sequence and last cell state, by the fused native kernel."""
         has_bias = b_ih is not None
         weights = [w_ih, w_hh] + ([b_ih, b_hh] if has_bias else [])
         out, _, c_n = torch._VF.lstm(x, (h0.unsqueeze(0), c0.unsqueeze(0)), weights, has_bias,
@@ -237,6 +240,7 @@ class LSTMLayer(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_out: Tensor | None, d_cn: Tensor | None):
+        """The VJP, itself differentiable once more (through :class:`LSTMLayerVJP`)."""
         x, h0, c0, w_ih, w_hh, b_ih, b_hh, out = ctx.saved_tensors
         if d_out is None and d_cn is None:
             return (None,) * 7
