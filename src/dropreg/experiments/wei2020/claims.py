@@ -241,7 +241,7 @@ def _training(ctx: ClaimContext, bed_fn) -> Outcome:
 @claim("wei2020.training-lstm-pydoc", "wei2020", _T10 + "Test bed: word LSTM on pydoc topics.",
        settings={"smoke": TrainingSettings(8, 8, 8, 1, 2, k=2, embedding=8),
                  "quick": TrainingSettings(200, 100, 64, 6, 1),
-                 "full": TrainingSettings(2000, 1000, 64, 15, 10)},
+                 "full": TrainingSettings(2000, 1000, 64, 40, 10)},
        figure=figures.training)
 def training_lstm(ctx: ClaimContext) -> Outcome:
     return _training(ctx, lstm_testbed)

@@ -42,7 +42,7 @@ from dropreg.analytic.rules import (
 )
 from dropreg.analytic.small_q import small_q_noise_trace
 from dropreg.curvature import dropout_gradients
-from dropreg.experiments.claims import Measurement, Outcome, Progress
+from dropreg.experiments.claims import DECISION_Z, Measurement, Outcome, Progress
 from dropreg.sites import dropout_state, sample_masks
 
 __all__ = [
@@ -398,12 +398,48 @@ UNTESTABLE_G = ("(g) identity ablation: not testable with 10 classes (the loss H
                 "close to a multiple of I/C here, so R_id ~ R_approx); reported, not judged")
 
 
+#: Epochs at the end of a run over which a still-falling test loss is looked for.
+LATE_EPOCHS: int = 3
+
+
+def late_gain(runs: Sequence[dict]) -> tuple[float, float | None]:
+    """Mean and s.e. over seeds of how much a rule's best test loss fell in its last
+    :data:`LATE_EPOCHS` epochs, ``min(curve[:-LATE_EPOCHS]) - min(curve)`` (0 once it settled).
+
+    Example:
+        >>> g, se = late_gain([{"curve": [3.0, 2.0, 1.9, 1.8, 1.7]},
+        ...                    {"curve": [3.0, 2.0, 1.8, 1.9, 2.0]}])
+        >>> round(g, 6), round(se, 6)
+        (0.25, 0.05)
+    """
+    gains = [min(r["curve"][:-LATE_EPOCHS]) - min(r["curve"]) for r in runs
+             if len(r["curve"]) > LATE_EPOCHS]
+    if not gains:
+        return math.nan, None
+    return mean_stderr_or_none(gains)
+
+
+def still_improving(runs: Sequence[dict], resolution: float | None) -> bool:
+    """Whether a rule's runs stopped before their test loss settled (our rule): the late gain is
+    above ``DECISION_Z`` of its own standard errors and above ``resolution`` (the s.e. of the
+    difference being judged), so more epochs could move that difference by more than the
+    measurement resolves."""
+    g, se = late_gain(runs)
+    if not math.isfinite(g):
+        return True  # too few epochs to tell
+    return g > DECISION_Z * (se or 0.0) and g > (resolution or 0.0)
+
+
 def training_outcome(bed, results: dict[str, list], rules: Sequence[UpdateRule]) -> Outcome:
     """Judge the T10 orderings of Wei et al. 2020 (Sec. 5) from paired per-seed best test losses.
 
     Orderings '> 0' are :func:`~dropreg.experiments.measures.sign_of_difference` measurements
     (decided at 2 s.e. from zero, undecided closer); '~0' pass within 2 s.e. of zero; with one
-    seed every difference is reported, not judged, and the outcome is inconclusive.
+    seed every difference is reported, not judged, and the outcome is inconclusive. The paper
+    compares converged runs, so a difference ``a - b`` is not judged when a rule that could
+    still move it is :func:`still_improving` at the last epoch (``a`` when the observed
+    difference is positive, ``b`` when negative, either for '~0'): the outcome is then
+    inconclusive and says which rules need more epochs.
     """
     from dropreg.experiments.measures import sign_of_difference
 
@@ -413,6 +449,7 @@ def training_outcome(bed, results: dict[str, list], rules: Sequence[UpdateRule])
     n_seeds = len(results[d1])
     ms: list[Measurement] = []
     finals: list[Measurement] = []
+    unsettled: dict[str, list[str]] = {}
 
     def diff(name: str, a: str, b: str, kind: str) -> None:
         if a not in results or b not in results:
@@ -421,8 +458,16 @@ def training_outcome(bed, results: dict[str, list], rules: Sequence[UpdateRule])
         mf, sef = mean_stderr_or_none(paired(results, a, b, "final"))
         finals.append(Measurement(f"final-epoch loss: {name}", mf, kind="info", stderr=sef))
         m, se = mean_stderr_or_none(d)
+        movers = [a, b] if kind == "close" else [a] if m > 0 else [b]
+        moving = [r for r in movers if still_improving(results[r], se)]
         if n_seeds < 2 or kind == "info":
             ms.append(Measurement(name, m, kind="info", stderr=se, n=n_seeds))
+        elif moving:
+            ms.append(Measurement(name + " [not judged: still improving at the last epoch: "
+                                  + ", ".join(moving) + "]", m, kind="info", stderr=se,
+                                  n=n_seeds))
+            for r in moving:
+                unsettled.setdefault(r, []).append(name.split(" ", 1)[0])
         elif kind == "greater":
             ms.append(sign_of_difference(name, d, predicted="positive", unit="nats"))
         else:  # "close": no detectable difference, within 2 s.e. (our rule)
@@ -446,15 +491,31 @@ def training_outcome(bed, results: dict[str, list], rules: Sequence[UpdateRule])
     for n in names:
         mean, se = mean_stderr_or_none([r["best"] for r in results[n]])
         ms.append(Measurement(f"{n}: best {bed.metric}", mean, kind="info", stderr=se))
+    for n in names:
+        g, se = late_gain(results[n])
+        ms.append(Measurement(f"{n}: best test loss fallen in the last {LATE_EPOCHS} epochs",
+                              g, kind="info", stderr=se))
     if "R_approx + xi_approx" in results:
         step = torch.tensor([r["cpu_s_per_step"] for r in results["R_approx + xi_approx"]])
         base = torch.tensor([r["cpu_s_per_step"] for r in results[d1]])
         ms.append(Measurement(f"(h) CPU time per step, R_approx + xi_approx / {d1}",
                               float(step.median() / base.median()), kind="info"))
+    reason = None
+    if n_seeds < 2:
+        reason = ("one seed: the orderings need paired seeds for a standard error; run the full "
+                  "profile")
+    elif unsettled:
+        parts = []
+        for r, orders in unsettled.items():
+            g, se = late_gain(results[r])
+            parts.append(f"{r} (its best test loss fell {g:.3g} +- {se or 0:.2g} in the last "
+                         f"{LATE_EPOCHS} of {bed.epochs} epochs; orderings {', '.join(orders)})")
+        reason = ("runs stopped before their test loss settled, so these orderings would compare "
+                  "convergence speed, not the regularizers: " + "; ".join(parts) + ". Train "
+                  "longer (more epochs in the bed).")
     return Outcome(
         measurements=ms,
-        inconclusive_reason=("one seed: the orderings need paired seeds for a standard error; "
-                             "run the full profile" if n_seeds < 2 else None),
+        inconclusive_reason=reason,
         notes=("Judged metric: best clean test loss over epochs (the paper reports best "
                "validation perplexity); the same differences at the final epoch are reported. "
                "Orderings '> 0' are signs of paired differences decided at 2 standard errors "
