@@ -64,6 +64,19 @@ def site_variance(site: DropoutSite, variance: Variance = None) -> float:
     return v
 
 
+def _noise_items(recording: DropoutState, noise: str) -> list:
+    """The recorded ``(site, h)`` pairs of a noise term, after checking ``noise`` and that some
+    site fired."""
+    if noise not in NOISES:
+        raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
+    items = list(recording.items())
+    if not items:
+        raise ValueError("the recorded forward pass called no dropout site: the noise term needs "
+                         "sites that fire (record it with dropout_state(model, 'off', "
+                         "record=True))")
+    return items
+
+
 def implicit_noise_term(
     data_loss: torch.Tensor, recording: DropoutState, *, noise: str = "rademacher",
     variance: Variance = None, scale: float = 1.0, generator: torch.Generator | None = None,
@@ -97,13 +110,7 @@ def implicit_noise_term(
         >>> float(implicit_noise_term(L, rec, variance=0.0))  # zero variance: no noise
         0.0
     """
-    if noise not in NOISES:
-        raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
-    items = list(recording.items())
-    if not items:
-        raise ValueError("the recorded forward pass called no dropout site: the noise term needs "
-                         "sites that fire (record it with dropout_state(model, 'off', "
-                         "record=True))")
+    items = _noise_items(recording, noise)
     gs = torch.autograd.grad(data_loss, [h for _, h in items], create_graph=True)
     return scale * _noise_sum(items, gs, noise, variance, generator, data_loss.new_zeros(()))
 
@@ -165,13 +172,7 @@ def implicit_noise_from_outputs(
     if loss != "cross_entropy":
         return implicit_noise_term(data_loss, recording, noise=noise, variance=variance,
                                    scale=scale, generator=generator)
-    if noise not in NOISES:
-        raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
-    items = list(recording.items())
-    if not items:
-        raise ValueError("the recorded forward pass called no dropout site: the noise term needs "
-                         "sites that fire (record it with dropout_state(model, 'off', "
-                         "record=True))")
+    items = _noise_items(recording, noise)
     N = num_terms(outputs, targets, loss)
     if probs is None:
         probs = torch.softmax(outputs.reshape(-1, outputs.shape[-1]), dim=-1)
