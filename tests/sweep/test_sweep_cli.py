@@ -83,15 +83,21 @@ def test_killed_sweep_leaves_whole_files_and_resume_runs_the_rest(sweep_env, tmp
             "0-2", "--threads-per-job", "1", "--out", str(out)]
     jobs = ["--executor", executor] + (["--jobs", "2"] if executor == "process" else [])
     log = tmp_path / "driver.log"  # a file: a full pipe would block the driver
-    with open(log, "w") as sink:
-        proc = subprocess.Popen(args + jobs, env=env, stdout=sink, stderr=sink)
+    with open(log, "w") as sink:  # PYTHONFAULTHANDLER: a hung driver's stacks on SIGABRT
+        proc = subprocess.Popen(args + jobs, env=dict(env, PYTHONFAULTHANDLER="1"),
+                                stdout=sink, stderr=sink)
     first = out / "seed-0" / "results" / "sweepcli.fast.json"
     deadline = time.time() + 180
     while not (first.exists() and list(mod.glob("pid-*"))) and time.time() < deadline:
         time.sleep(0.1)
     assert first.exists(), log.read_text()
     proc.send_signal(sig)
-    rc = proc.wait(timeout=180)  # spawned workers stop slowly on a loaded machine
+    try:
+        rc = proc.wait(timeout=180)  # spawned workers stop slowly on a loaded machine
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # faulthandler writes every thread's stack to the log
+        proc.wait(timeout=30)
+        pytest.fail("the driver did not exit after the signal; its threads:\n" + log.read_text())
     assert rc == (130 if sig == signal.SIGINT else -signal.SIGKILL), log.read_text()
     files = _json_files(out)
     assert files and all(f.suffix == ".json" for f in files)  # no temporary file left
