@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "--jobs spawned processes; ray: Ray Core tasks (extra dropreg[ray])")
     p_rep.add_argument("--jobs", type=int, default=None, metavar="N",
                        help="process/ray: units run at once (default: cores / threads per job)")
+    p_rep.add_argument("--claim-jobs", type=int, default=1, metavar="N",
+                       help="serial: processes for the independent pieces inside one claim "
+                       "(the seeds of the wei2020 training comparisons; default 1)")
     p_rep.add_argument("--threads-per-job", "--threads", dest="threads", type=int,
                        default=None, metavar="K",
                        help="pin torch and BLAS threads to K in every job (default: serial "
@@ -84,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ray: GPUs each job asks for (default 0)")
     p_rep.add_argument("--resume", action="store_true",
                        help="skip claims already stored with the same profile, seed and "
-                       "settings (claims that ended in 'error' are rerun)")
+                       "settings (claims that ended in 'error' are rerun) and reuse the pieces "
+                       "an interrupted claim stored")
 
     p_report = sub.add_parser("report", help="rebuild the report from stored results")
     p_report.add_argument("dir", metavar="DIR", help="a folder written by `dropreg reproduce`")
@@ -152,6 +156,8 @@ def _check_sweep_args(args: argparse.Namespace) -> tuple[list[int] | None, str |
         return None, f"--threads-per-job must be an int >= 1, got {args.threads}"
     if args.jobs is not None and args.jobs < 1:
         return None, f"--jobs must be an int >= 1, got {args.jobs}"
+    if args.claim_jobs < 1:
+        return None, f"--claim-jobs must be an int >= 1, got {args.claim_jobs}"
     if not args.gpus_per_job >= 0:
         return None, f"--gpus-per-job must be a number >= 0, got {args.gpus_per_job}"
     if args.address is not None and not (
@@ -178,6 +184,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from dropreg.experiments.executors import MissingExtraError, UnitFailed, make_executor
+    from dropreg.experiments.pieces import PieceOptions
     from dropreg.experiments.report import run_record, utc_now, write_report, write_run_record
     from dropreg.experiments.runner import environment, select_claims, stored_result
     from dropreg.experiments.store import write_result
@@ -216,9 +223,11 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         return _RichTask(bars, tasks[key])
 
     try:
+        pieces = PieceOptions(str(out), several=several, resume=args.resume,
+                              jobs=args.claim_jobs)
         executor = make_executor(args.executor, jobs=args.jobs, threads=args.threads,
                                  address=args.address, gpus=args.gpus_per_job,
-                                 progress_for=progress_for)
+                                 progress_for=progress_for, pieces=pieces)
     except (ValueError, MissingExtraError) as e:
         return _usage_error(str(e))
     with Progress(*columns, console=console) as bars:
@@ -233,6 +242,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         try:
             for unit, result in executor.run(todo):
                 write_result(seed_folder(out, unit.seed, several), result)
+                if result.verdict != "error":  # stored whole: its pieces are not needed
+                    pieces.clear(unit.seed, result.id)
                 key = (unit.seed, result.id)
                 results[key] = result
                 if key in tasks:
@@ -261,6 +272,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     ordered = [results[(s, c.id)] for s in seeds for c in claims if (s, c.id) in results]
     env = dict(ordered[-1].environment) if ordered else environment()
     env.update(executor=args.executor, jobs=getattr(executor, "jobs", None),
+               claim_jobs=args.claim_jobs,
                threads_per_job=args.threads if args.threads is not None
                else getattr(executor, "threads", None))
     record = run_record(getattr(args, "command_line", "dropreg reproduce"), started_at, wall,

@@ -31,13 +31,15 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
 from dropreg.experiments.claims import NullProgress, Progress
+from dropreg.experiments.pieces import run_pieces
 
 __all__ = ["ClaimContext", "RunCache", "derived_seed"]
 
@@ -120,6 +122,10 @@ class ClaimContext:
     runs: RunCache = field(default_factory=RunCache)
     shared_runs: list[dict[str, Any]] = field(default_factory=list)
     shares: tuple[str, ...] | None = None
+    pieces_dir: Path | None = None
+    resume_pieces: bool = False
+    piece_jobs: int = 1
+    pieces_reused: int = 0
 
     @classmethod
     def for_claim(cls, claim_id: str, profile: str, seed: int, settings: Any, *,
@@ -154,3 +160,18 @@ class ClaimContext:
         value, elapsed, cached = self.runs.get(name, settings, self.seed, build)
         self.shared_runs.append({"name": name, "elapsed_s": elapsed, "cached": cached})
         return value
+
+    def pieces(self, name: str, fn: Callable[..., Any], items: Sequence[Any]) -> list[Any]:
+        """``[fn(item) for item in items]`` (``fn(*item)`` for a tuple), one stored piece per
+        item; the progress advances by one per piece.
+
+        Each value must be JSON-ready and depend only on its item (draw the items' seeds from
+        :attr:`generator` first); ``fn`` and the items must be picklable when the run uses
+        several processes per claim. See :func:`~dropreg.experiments.pieces.run_pieces`.
+        """
+        def done(index: int, reused: bool) -> None:
+            self.pieces_reused += int(reused)
+            self.progress.advance()
+
+        return run_pieces(fn, items, name=name, folder=self.pieces_dir,
+                          resume=self.resume_pieces, jobs=self.piece_jobs, on_done=done)

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dropreg.experiments.claims import Progress
+from dropreg.experiments.pieces import PieceOptions, ignore_sigint, stop_pool
 from dropreg.experiments.store import ClaimResult
 from dropreg.experiments.sweep import Unit
 
@@ -71,10 +71,11 @@ class WorkerSpec:
     modules: tuple[str, ...] = ()
     claim_modules: str = ""
     sys_path: tuple[str, ...] = ()
+    pieces: PieceOptions | None = None
 
     @classmethod
-    def of_driver(cls, threads: int | None, executor: str,
-                  units: Sequence[Unit] = ()) -> WorkerSpec:
+    def of_driver(cls, threads: int | None, executor: str, units: Sequence[Unit] = (),
+                  pieces: PieceOptions | None = None) -> WorkerSpec:
         from dropreg.experiments import load_all
         from dropreg.experiments.claims import _REGISTRY, get_claim
 
@@ -84,7 +85,7 @@ class WorkerSpec:
         modules = sorted({get_claim(i).module for i in ids if i in _REGISTRY})
         return cls(threads=threads, executor=executor, modules=tuple(modules),
                    claim_modules=os.environ.get("DROPREG_CLAIM_MODULES", ""),
-                   sys_path=tuple(p for p in sys.path if p))
+                   sys_path=tuple(p for p in sys.path if p), pieces=pieces)
 
 
 def _prepare_worker(spec: WorkerSpec, claim_ids: Sequence[str]) -> None:
@@ -130,7 +131,7 @@ def run_unit(unit: Unit, spec: WorkerSpec,
     for claim_id in unit.claim_ids:
         progress = progress_for(claim_id) if progress_for else None
         result = run_claim(get_claim(claim_id), unit.profile, unit.seed, progress, runs=runs,
-                           threads=spec.threads)
+                           threads=spec.threads, pieces=spec.pieces)
         env = {**result.environment, "executor": spec.executor,
                "threads_per_job": spec.threads}
         yield dataclasses.replace(result, environment=env)
@@ -158,12 +159,14 @@ class SerialExecutor:
     name = "serial"
 
     def __init__(self, threads: int | None = None,
-                 progress_for: Callable[[Unit, str], Progress | None] | None = None) -> None:
+                 progress_for: Callable[[Unit, str], Progress | None] | None = None,
+                 pieces: PieceOptions | None = None) -> None:
         self.threads, self.jobs = threads, 1
         self._progress_for = progress_for
+        self.pieces = pieces
 
     def run(self, units: Sequence[Unit]) -> Iterator[tuple[Unit, ClaimResult]]:
-        spec = WorkerSpec.of_driver(self.threads, self.name, units)
+        spec = WorkerSpec.of_driver(self.threads, self.name, units, self.pieces)
         for unit in units:
             hook = (lambda cid, u=unit: self._progress_for(u, cid)) if self._progress_for \
                 else None
@@ -174,11 +177,6 @@ class SerialExecutor:
         pass
 
 
-def _ignore_sigint() -> None:
-    # Ctrl-C reaches the whole foreground process group; the driver decides and stops us.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 class ProcessExecutor:
     """Units in ``jobs`` spawned worker processes (stdlib, no dependency). A worker that dies
     breaks the pool: :class:`WorkerDied` is raised and the results that arrived are kept (use
@@ -186,9 +184,11 @@ class ProcessExecutor:
 
     name = "process"
 
-    def __init__(self, jobs: int | None = None, threads: int | None = 1) -> None:
+    def __init__(self, jobs: int | None = None, threads: int | None = 1,
+                 pieces: PieceOptions | None = None) -> None:
         from dropreg._checks import check_int
 
+        self.pieces = pieces
         self.threads = 1 if threads is None else check_int("threads", threads, minimum=1)
         cores = os.cpu_count() or 1
         self.jobs = (max(1, cores // self.threads) if jobs is None
@@ -202,10 +202,10 @@ class ProcessExecutor:
 
         if not units:
             return
-        spec = WorkerSpec.of_driver(self.threads, self.name, units)
+        spec = WorkerSpec.of_driver(self.threads, self.name, units, self.pieces)
         self._pool = ProcessPoolExecutor(max_workers=min(self.jobs, len(units)),
                                          mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_ignore_sigint)
+                                         initializer=ignore_sigint)
         futures = {self._pool.submit(run_unit_remote, u, spec): u for u in units}
         try:
             for future in as_completed(futures):
@@ -220,21 +220,8 @@ class ProcessExecutor:
 
     def close(self) -> None:
         pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        kill = getattr(pool, "terminate_workers", None)  # Python >= 3.14
-        if kill is not None:
-            kill()
-            pool.shutdown(wait=False, cancel_futures=True)
-            return
-        # Python < 3.14 has no public way to stop busy workers: terminate them ourselves.
-        procs = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for proc in procs:
-            if proc.is_alive():
-                proc.terminate()
-        for proc in procs:
-            proc.join(timeout=10)
+        if pool is not None:
+            stop_pool(pool)
 
 
 def import_ray():
@@ -284,9 +271,11 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, jobs: int | None = None, threads: int | None = 1,
-                 address: str | None = None, gpus: float = 0.0, max_retries: int = 3) -> None:
+                 address: str | None = None, gpus: float = 0.0, max_retries: int = 3,
+                 pieces: PieceOptions | None = None) -> None:
         from dropreg._checks import check_int
 
+        self.pieces = pieces
         ray = import_ray()
         self.threads = 1 if threads is None else check_int("threads", threads, minimum=1)
         self.jobs = None if jobs is None else check_int("jobs", jobs, minimum=1)
@@ -310,7 +299,7 @@ class RayExecutor:
         task = ray.remote(run_unit_remote).options(
             num_cpus=self.threads, num_gpus=self.gpus, max_retries=self.max_retries,
             retry_exceptions=False)
-        spec = WorkerSpec.of_driver(self.threads, self.name, units)
+        spec = WorkerSpec.of_driver(self.threads, self.name, units, self.pieces)
         queue, unit_of = list(units), {}
         limit = self.jobs or len(queue)
         try:
@@ -347,13 +336,17 @@ class RayExecutor:
 
 def make_executor(name: str, *, jobs: int | None = None, threads: int | None = None,
                   address: str | None = None, gpus: float = 0.0,
-                  progress_for: Callable[[Unit, str], Progress | None] | None = None
-                  ) -> Executor:
-    """The executor called ``name`` (one of :data:`EXECUTORS`).
+                  progress_for: Callable[[Unit, str], Progress | None] | None = None,
+                  pieces: PieceOptions | None = None) -> Executor:
+    """The executor called ``name`` (one of :data:`EXECUTORS`); ``pieces``: where the claims
+    store their pieces and how many processes one claim may use
+    (:class:`~dropreg.experiments.pieces.PieceOptions`).
 
     Raises:
         ValueError: unknown name, or an option the executor does not take (``jobs`` > 1,
-            ``address`` or ``gpus`` with ``serial``; ``address`` or ``gpus`` with ``process``).
+            ``address`` or ``gpus`` with ``serial``; ``address`` or ``gpus`` with ``process``;
+            more than one process per claim with ``process`` or ``ray``, which run claims in
+            parallel already).
         MissingExtraError: ``ray`` without Ray installed.
     """
     if name not in EXECUTORS:
@@ -367,7 +360,10 @@ def make_executor(name: str, *, jobs: int | None = None, threads: int | None = N
         if jobs not in (None, 1):
             raise ValueError(f"--jobs {jobs} needs --executor process or ray (serial runs one "
                              "unit at a time)")
-        return SerialExecutor(threads, progress_for)
+        return SerialExecutor(threads, progress_for, pieces)
+    if pieces is not None and pieces.jobs > 1:
+        raise ValueError(f"--claim-jobs {pieces.jobs} runs one claim's pieces in parallel: it "
+                         f"needs --executor serial (got {name}, which runs claims in parallel)")
     if name == "process":
-        return ProcessExecutor(jobs, threads)
-    return RayExecutor(jobs, threads, address=address, gpus=gpus)
+        return ProcessExecutor(jobs, threads, pieces)
+    return RayExecutor(jobs, threads, address=address, gpus=gpus, pieces=pieces)

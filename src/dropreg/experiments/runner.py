@@ -37,6 +37,7 @@ from dropreg.experiments.claims import (
     registered_claims,
 )
 from dropreg.experiments.context import ClaimContext, RunCache, derived_seed
+from dropreg.experiments.pieces import PieceOptions
 from dropreg.experiments.store import ClaimResult, read_result, result_path
 
 
@@ -162,7 +163,8 @@ def environment() -> dict[str, Any]:
 
 
 def run_claim(claim: Claim, profile: str, seed: int, progress: Progress | None = None, *,
-              runs: RunCache | None = None, threads: int | None = None) -> ClaimResult:
+              runs: RunCache | None = None, threads: int | None = None,
+              pieces: PieceOptions | None = None) -> ClaimResult:
     """Run one claim and return its result; an exception becomes verdict "error" with the
     traceback (``KeyboardInterrupt`` is not caught).
 
@@ -173,15 +175,28 @@ def run_claim(claim: Claim, profile: str, seed: int, progress: Progress | None =
         progress: progress sink.
         runs: the shared runs of this invocation (a new, empty one when None).
         threads: pin torch and BLAS threads to this count for the run (None: as they are).
+        pieces: where the claim stores its pieces (:meth:`ClaimContext.pieces`), whether they
+            are reused, how many processes it may use (None: not stored, one process). Without
+            ``resume`` the claim's earlier pieces are removed first.
     """
     settings = claim.settings_for(profile)
     ctx = ClaimContext.for_claim(claim.id, profile, seed, settings, progress=progress,
                                  runs=runs, shares=claim.shares)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    record = settings_record(settings)
     common = dict(id=claim.id, paper=claim.paper, statement=claim.statement, profile=profile,
-                  seed=int(seed), started_at=started, settings=settings_record(settings))
+                  seed=int(seed), started_at=started, settings=record)
     with pinned_threads(threads), isolated_random_state():
         env = environment()
+        if pieces is not None:
+            import torch
+
+            if not pieces.resume:
+                pieces.clear(seed, claim.id)
+            ctx.pieces_dir = pieces.folder(seed, claim.id, profile, record,
+                                           torch.get_num_threads())
+            ctx.resume_pieces, ctx.piece_jobs = pieces.resume, pieces.jobs
+        env["claim_jobs"] = ctx.piece_jobs
         t0 = time.perf_counter()
         try:
             outcome = claim.run(ctx)
@@ -189,9 +204,11 @@ def run_claim(claim: Claim, profile: str, seed: int, progress: Progress | None =
             if claim.figure is not None:
                 figures += list(claim.figure(outcome.details))
         except Exception:  # noqa: BLE001 - any failure of a claim is recorded, the run goes on
+            env["pieces_reused"] = ctx.pieces_reused
             return ClaimResult(verdict="error", measurements=[], error=traceback.format_exc(),
                                elapsed_s=time.perf_counter() - t0, environment=env,
                                shared_runs=tuple(ctx.shared_runs), **common)
+    env["pieces_reused"] = ctx.pieces_reused
     return ClaimResult(
         verdict=outcome.verdict,
         measurements=list(outcome.measurements),

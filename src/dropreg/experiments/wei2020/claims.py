@@ -234,7 +234,7 @@ def _training(ctx: ClaimContext, bed_fn) -> Outcome:
     s = ctx.settings
     bed, rules = bed_fn(s), training_rules(s)
     ctx.progress.set_total(len(rules) * s.seeds)
-    results = compare_training(bed, rules, ctx.generator, s.seeds, ctx.progress)
+    results = compare_training(bed_fn, s, ctx.generator, ctx.pieces)
     return training_outcome(bed, results, rules)
 
 

@@ -49,7 +49,8 @@ __all__ = [
     "TrainingBed", "TrainingSettings", "seeded_model", "set_drop_probability", "mnist1d",
     "explicit_vs_gap", "xi_covariance_comparison", "small_q_limit_by_width", "rule_gradients",
     "trace_cov",
-    "mnist1d_testbed", "lstm_testbed", "training_rules", "compare_training", "paired",
+    "mnist1d_testbed", "lstm_testbed", "training_rules", "train_rule", "compare_training",
+    "paired",
     "training_outcome",
 ]
 
@@ -352,32 +353,46 @@ def training_rules(s: TrainingSettings) -> list[UpdateRule]:
     return rules
 
 
-def compare_training(bed: TrainingBed, rules: Sequence[UpdateRule], generator: torch.Generator,
-                     seeds: int, progress: Progress | None = None) -> dict[str, list]:
-    """Train every rule on ``seeds`` paired seeds drawn from ``generator`` (same initialisation
-    and batch order for every rule of one seed); per rule, one dict per seed."""
+def train_rule(bed_fn: Callable[[TrainingSettings], TrainingBed], settings: TrainingSettings,
+               rule_name: str, seed: int) -> dict:
+    """One piece of a T10 comparison: rule ``rule_name`` of :func:`training_rules` trained on
+    the bed ``bed_fn(settings)`` from ``seed`` (initialisation and batch order); a JSON-ready
+    record of its test-loss curve and timings. A pure function of its arguments, so it can run
+    in any process (``bed_fn`` must be a module-level function there)."""
+    bed = bed_fn(settings)
+    rule = {r.name: r for r in training_rules(settings)}[rule_name]
     X, y, Xt, yt = bed.data
-    seed_values = [seed_from(generator) for _ in range(seeds)]
-    out: dict[str, list] = {}
-    for rule in rules:
-        out[rule.name] = []
-        for seed in seed_values:
-            model = seeded_model(bed.make_model, torch.Generator().manual_seed(seed))
-            g = torch.Generator().manual_seed(seed_from(torch.Generator().manual_seed(seed)))
-            t0 = time.perf_counter()
-            hist = train(model, rule, X, y, Xt, yt, epochs=bed.epochs,
-                         batch_size=bed.batch_size, lr=bed.lr, momentum=bed.momentum,
-                         clip_grad_norm=bed.clip, generator=g)
-            out[rule.name].append(dict(seed=seed, best=hist.best_test_loss,
-                                       final=hist.final.test_loss,
-                                       train=hist.final.train_loss,
-                                       curve=[e.test_loss for e in hist.epochs],
-                                       s_per_step=hist.seconds_per_step,
-                                       cpu_s_per_step=hist.cpu_seconds_per_step,
-                                       wall=time.perf_counter() - t0))
-            if progress is not None:
-                progress.advance()
-    return out
+    model = seeded_model(bed.make_model, torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed_from(torch.Generator().manual_seed(seed)))
+    t0 = time.perf_counter()
+    hist = train(model, rule, X, y, Xt, yt, epochs=bed.epochs, batch_size=bed.batch_size,
+                 lr=bed.lr, momentum=bed.momentum, clip_grad_norm=bed.clip, generator=g)
+    return dict(seed=seed, best=hist.best_test_loss, final=hist.final.test_loss,
+                train=hist.final.train_loss, curve=[e.test_loss for e in hist.epochs],
+                s_per_step=hist.seconds_per_step, cpu_s_per_step=hist.cpu_seconds_per_step,
+                wall=time.perf_counter() - t0)
+
+
+def compare_training(bed_fn: Callable[[TrainingSettings], TrainingBed],
+                     settings: TrainingSettings, generator: torch.Generator,
+                     pieces: Callable[[str, Callable, Sequence], list] | None = None
+                     ) -> dict[str, list]:
+    """Train every rule of :func:`training_rules` on ``settings.seeds`` paired seeds drawn from
+    ``generator`` (same initialisation and batch order for every rule of one seed); per rule,
+    one :func:`train_rule` record per seed.
+
+    ``pieces`` runs the ``(rule, seed)`` pieces (``ctx.pieces`` of a claim: stored one by one,
+    resumable, in parallel); None: one after another here.
+    """
+    seed_values = [seed_from(generator) for _ in range(settings.seeds)]
+    names = [r.name for r in training_rules(settings)]
+    items = [(bed_fn, settings, name, seed) for name in names for seed in seed_values]
+    if pieces is None:
+        records = [train_rule(*item) for item in items]
+    else:
+        records = pieces("train", train_rule, items)
+    n = len(seed_values)
+    return {name: records[i * n:(i + 1) * n] for i, name in enumerate(names)}
 
 
 def paired(results: dict[str, list], a: str, b: str, key: str = "best") -> list[float]:
