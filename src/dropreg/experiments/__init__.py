@@ -15,7 +15,7 @@ import os
 import pkgutil
 
 INFRASTRUCTURE = frozenset({"claims", "context", "measures", "runner", "store", "report",
-                            "testbeds", "executors", "sweep", "pooled"})
+                            "testbeds", "executors", "sweep", "pooled", "pieces"})
 
 
 def paper_modules() -> list[str]:
