@@ -12,9 +12,9 @@
   stochastic trace estimation", SIAM J. Matrix Anal. Appl. 45(1), Sections 2-3): every probe is
   used both for the low-rank approximation and as a Hutchinson probe of the rest, through
   leave-one-out approximations (:func:`xtrace`, :func:`xnystrace`).
-* :func:`auto_trace`: two Lanczos steps look at the top of the spectrum; on a flat one Hutchinson
-  spends the rest, otherwise Lanczos goes on and its Krylov space is deflated exactly, the rest
-  of ``(I - P) A (I - P)`` by Hutchinson (Hutch++ with a Krylov basis: Meyer et al. 2021,
+* :func:`auto_trace`: four Rademacher probes look at the top of the spectrum (and stay probes);
+  on a flat one Hutchinson spends the rest, otherwise Lanczos from the first of them builds a
+  Krylov space that is deflated exactly, the rest of ``(I - P) A (I - P)`` by Hutchinson (Hutch++ with a Krylov basis: Meyer et al. 2021,
   Algorithm 1; Chen and Hallman 2023, "Krylov-aware stochastic trace estimation", SIAM J. Matrix
   Anal. Appl. 44(3), arXiv:2205.01736).
 * :func:`hutchinson_variance`: the exact per-probe variance ``2 (||A||_F^2 - sum_i a_ii^2)`` of
@@ -34,8 +34,8 @@ from dropreg._checks import check_int
 from dropreg._random import mean_and_stderr, rademacher
 from dropreg.curvature.lanczos import Operator, as_operator, lanczos_iteration
 
-__all__ = ["TraceResult", "auto_trace", "hutchinson_variance", "squared_frobenius",
-           "stochastic_trace", "xnystrace", "xtrace"]
+__all__ = ["TraceResult", "auto_trace", "hutchinson_variance", "spectral_concentration",
+           "squared_frobenius", "stochastic_trace", "xnystrace", "xtrace"]
 
 
 @dataclass(frozen=True)
@@ -282,10 +282,13 @@ def hutchinson_variance(A: Tensor) -> float:
     return 2.0 * (float(A.square().sum()) - float(A.diagonal().square().sum()))
 
 
-#: :func:`auto_trace` deflates when its first two Lanczos products removed on average more than
-#: this many Hutchinson products' worth of the estimated ``||A||_F^2`` each (ours: 1 is the
-#: break-even of the variance model in its docstring).
-AUTO_DEFLATE_GAIN: float = 1.0
+#: Rademacher probes :func:`auto_trace` applies first: they decide between its branches and are
+#: then probes of the branch chosen (ours).
+AUTO_PILOT_PROBES: int = 4
+#: :func:`auto_trace` deflates when the pilots' estimate of ``sum lambda^4 / (sum lambda^2)^2``
+#: (one over the effective rank of ``A^2``) is at least this many times ``1 / num_matvecs``
+#: (ours: 1, i.e. the squared spectrum's mass sits in at most about ``num_matvecs`` directions).
+AUTO_CONCENTRATION: float = 1.0
 #: A Ritz pair counts as resolved in :func:`auto_trace`'s stopping rule when its residual is at
 #: most this fraction of ``|theta|`` (ours).
 AUTO_RITZ_TOL: float = 0.1
@@ -299,41 +302,44 @@ def auto_trace(
     generator: torch.Generator | None = None,
 ) -> TraceResult:
     """Hutchinson, or Hutchinson on the operator deflated by a Lanczos Krylov space, chosen from
-    two Lanczos steps.
+    four Rademacher probes that are then probes of the branch chosen: no product is spent on
+    the choice alone.
 
-    Lanczos runs from a Rademacher ``z`` with basis ``V = [q_1 .. q_j]``, ``T = V^T A V``
-    tridiagonal and ``beta_j`` the last residual norm. Projecting ``V`` out removes exactly
-    ``K_j = ||T||_F^2 + 2 beta_j^2`` of ``||A||_F^2``: ``||(I - P) A (I - P)||_F^2 =
-    ||A||_F^2 - K_j`` with ``P = V V^T``. ``||A||_F^2`` is estimated by ``F = ||A z||^2 = n
-    (alpha_1^2 + beta_1^2)``. The variance model (ours, Gaussian-probe, so it ignores the diagonal
-    that Rademacher probes see exactly): a Hutchinson probe costs one product and has variance
-    about ``2 ||A||_F^2``, so a Lanczos product pays for itself when it removes more than
-    ``F / N`` of it (``N = num_matvecs``). The rule (ours):
+    **The choice.** The pilots ``Z = [z_1 .. z_m]`` (``m = AUTO_PILOT_PROBES = 4``) give ``Y =
+    A Z`` and ``G = Y^T Y = Z^T A^2 Z``. For a flat spectrum ``G`` is close to ``||A||_F^2 I``;
+    when a few eigenvalues carry ``||A||_F^2`` it is close to low rank. The estimate ``r = (m
+    ||G||_F^2 / tr(G)^2 - 1) / (m + 1)`` of ``sum lambda^4 / (sum lambda^2)^2`` (the first-order
+    expectation of ``||G||_F^2`` under Gaussian probes; a flat spectrum gives ``r`` near
+    ``1 / n``, ``C`` equal outliers near ``1 / C``) is compared with ``AUTO_CONCENTRATION /
+    N`` (``N = num_matvecs``; ours): deflation pays when the mass of ``A^2`` sits in fewer
+    directions than there are products.
 
-    * after 2 steps, if ``K_2 / 2 <= AUTO_DEFLATE_GAIN * F / N`` (a flat top): Hutchinson with
-      ``N - 2`` new probes plus ``z`` itself (``z^T A z = n alpha_1``): ``N - 1`` probes, one
-      product spent on the decision. The new probes are :func:`stochastic_trace` (the same
-      numbers for the same generator state);
-    * otherwise Lanczos goes on, and stops after step ``j >= 3`` once the larger of the last two
-      gains ``K_j - K_{j-1}`` is at most one residual probe's share ``U_j / (N - j - 1)`` of
-      what is left, ``U_j`` the unresolved part of ``F``: ``n sum tau_i^2 theta_i^2`` over the
-      Ritz pairs (values ``theta_i``, quadrature weights ``tau_i^2``, the squared first
-      components of the eigenvectors of ``T``; Golub and Meurant 2010, Chapter 6) whose
-      residual is above ``AUTO_RITZ_TOL = 0.1`` times ``|theta_i|`` (ours; the resolved ones
-      are removed exactly, and leaving out their weights also removes the noise that a few
-      outliers put into ``F``). It stops anyway at ``lanczos_steps`` (default ``N // 2``) or
-      on an invariant subspace. Then ``tr(A) = tr(T) + E[g^T (I - P) A (I - P) g]`` with the
-      remaining ``N - j`` Rademacher ``g`` (Hutch++ with a Krylov basis: Meyer, Musco, Musco,
-      Woodruff 2021, Algorithm 1; Chen and Hallman 2023, Section 3). ``V`` depends on ``z``
-      only, so this is exactly unbiased, and exact when the Krylov space holds the range
-      of ``A`` (rank below the number of steps).
+    **Hutchinson branch** (a flat top): the pilots' ``z^T A z`` and ``N - m`` new probes of
+    :func:`stochastic_trace` (the same numbers for the same generator state): ``N`` probes for
+    ``N`` products.
 
-    In the Hutchinson branch ``z`` is both in the decision and a probe: the bias is
-    ``Cov(1[Hutchinson], z^T A z) / (N - 1)``, at most ``s.d.(z^T A z) / (2 (N - 1))`` (a
-    twentieth of the s.e. for ``N = 100``) and zero where the choice does not depend on ``z``.
-    ``stderr`` is that of the Hutchinson part; ``samples`` its per-probe samples (without
-    ``tr(T)``); ``method`` is ``"auto:hutchinson"`` or ``"auto:deflated"``; ``num_matvecs``
-    counts every product, the Lanczos ones included.
+    **Deflated branch**: Lanczos from ``z_1`` (its first product is the pilot's), basis ``V =
+    [q_1 .. q_j]``, ``T = V^T A V`` tridiagonal, ``beta_j`` the last residual norm; projecting
+    ``V`` out removes exactly ``K_j = ||T||_F^2 + 2 beta_j^2`` of ``||A||_F^2``. Lanczos stops
+    after step ``j >= 3`` once the larger of the last two gains ``K_j - K_{j-1}`` is at most one
+    residual probe's share ``U_j / (N - j - 1)`` of what is left, ``U_j`` the unresolved part
+    of ``||A z_1||^2``: ``n sum tau_i^2 theta_i^2`` over the Ritz pairs (values ``theta_i``,
+    quadrature weights ``tau_i^2``, the squared first components of the eigenvectors of ``T``;
+    Golub and Meurant 2010, Chapter 6) whose residual is above ``AUTO_RITZ_TOL = 0.1`` times
+    ``|theta_i|`` (ours). It stops anyway at ``lanczos_steps`` (default ``N // 2``) or on an
+    invariant subspace. Then ``tr(A) = tr(T) + E[g^T (I - P) A (I - P) g]`` over ``N - j``
+    Rademacher ``g``: the other ``m - 1`` pilots, whose products ``A (I - P) g = A g - (A V)
+    (V^T g)`` need none more (``A V`` are the Lanczos products), and ``N - j - m + 1`` new ones
+    (Hutch++ with a Krylov basis: Meyer, Musco, Musco, Woodruff 2021, Algorithm 1; Chen and
+    Hallman 2023, Section 3). ``V`` depends on ``z_1`` only, so the residual probes are
+    independent of it; the estimate is exact when the Krylov space holds the range of ``A``.
+
+    The pilots are both in the decision and probes: the bias is ``Cov(1[branch], sum of the
+    pilots' samples) / N``, at most ``sqrt(m) s.d. / (2 N)`` (a tenth of the s.e. for ``N =
+    100``), and zero where the choice does not depend on them (a clear flat top or clear
+    outliers). ``stderr`` is that of the Hutchinson part; ``samples`` its per-probe samples
+    (without ``tr(T)``); ``method`` is ``"auto:hutchinson"`` or ``"auto:deflated"``;
+    ``num_matvecs`` counts every product.
 
     Example:
         >>> A = torch.diag(torch.logspace(0, -6, 200, dtype=torch.float64))
@@ -346,6 +352,24 @@ def auto_trace(
     """
     r, _ = _auto_trace(op, num_matvecs, lanczos_steps, generator)
     return r
+
+
+def spectral_concentration(G: Tensor) -> float:
+    """``(m ||G||_F^2 / tr(G)^2 - 1) / (m + 1)`` for the ``m x m`` Gram matrix ``G = Z^T A^2 Z``
+    of ``m`` random probes: an estimate of ``sum lambda^4 / (sum lambda^2)^2``, one over the
+    effective rank of ``A^2`` (:func:`auto_trace`'s choice; 0 for ``A = 0``).
+
+    Example:
+        >>> round(spectral_concentration(torch.eye(2, dtype=torch.float64)), 3)   # flat: 1 / n small
+        0.0
+        >>> round(spectral_concentration(torch.ones(2, 2, dtype=torch.float64)), 3)   # rank one
+        0.333
+    """
+    m = G.shape[0]
+    t = float(G.trace())
+    if t <= 0:
+        return 0.0
+    return (m * float(G.square().sum()) / t**2 - 1.0) / (m + 1)
 
 
 def _unresolved_mass(alphas: list[float], betas: list[float], n: int) -> float:
@@ -362,56 +386,71 @@ def _unresolved_mass(alphas: list[float], betas: list[float], n: int) -> float:
 
 def _auto_trace(op, num_matvecs, lanczos_steps, generator) -> tuple[TraceResult, dict]:
     """:func:`auto_trace` and what it saw: ``basis`` (the deflated ``V``, ``(j, n)``, or None),
-    ``steps``, ``first_sample`` (``z^T A z``), ``gain`` (``K_2 / 2`` over ``F / N``) and, when
-    deflated, ``trace_T`` (``tr T``)."""
+    ``steps`` (Lanczos steps, 0 in the Hutchinson branch), ``pilot_samples`` (``z_i^T A z_i``),
+    ``concentration`` (the choice's statistic), ``pilot_residual_samples`` (their samples of
+    ``(I - P) A (I - P)`` when deflated) and, when deflated, ``trace_T`` (``tr T``)."""
     matvec, n, dtype = as_operator(op)
     device = getattr(op, "device", None) if not isinstance(op, Tensor) else op.device
     N = check_int("num_matvecs", num_matvecs, minimum=8)
+    m = AUTO_PILOT_PROBES
     k_max = check_int("lanczos_steps", lanczos_steps if lanczos_steps is not None else N // 2,
                       minimum=2)
-    if k_max > N - 2:
-        raise ValueError(f"lanczos_steps = {k_max} must be <= num_matvecs - 2 = {N - 2} (two "
-                         "products at least are left for the residual probes)")
-    z = rademacher((n,), generator=generator, dtype=dtype, device=device)
+    if k_max > N - m + 1:
+        raise ValueError(f"lanczos_steps = {k_max} must be <= num_matvecs - {m - 1} = "
+                         f"{N - m + 1} (the {m - 1} other pilot probes are residual probes)")
+    Z = rademacher((n, m), generator=generator, dtype=dtype, device=device)
+    Y = _apply(matvec, Z)
+    pilots = (Z * Y).sum(0).double()
+    Yd = Y.double()
+    c = spectral_concentration(Yd.T @ Yd)
+    info = {"steps": 0, "pilot_samples": pilots, "concentration": c, "basis": None}
+    if c < AUTO_CONCENTRATION / N:
+        h = stochastic_trace(op, N - m, generator=generator)
+        samples = torch.cat([pilots.cpu(), h.samples.cpu()])
+        est, se = mean_and_stderr(samples)
+        return TraceResult(est, se, N, samples, "auto:hutchinson"), info
+
+    z, first = Z[:, 0], Y[:, 0] / math.sqrt(n)  # q_1 = z_1 / sqrt(n), A q_1 is known
+    products: list[Tensor] = []
+
+    def lanczos_matvec(q: Tensor) -> Tensor:
+        w = first if not products else matvec(q)
+        products.append(w)
+        return w
+
     alphas: list[float] = []
     betas: list[float] = []
     K = [0.0]  # K[j] = ||T_j||_F^2 + 2 beta_j^2, removed from ||A||_F^2 by projecting V_j out
     offdiag2 = 0.0  # 2 sum of the squared inner off-diagonal entries of T_j
-    F = gain = 0.0
     Q = None
-    deflate = True
-    for alpha, beta, basis in lanczos_iteration(matvec, z, min(k_max, n)):
+    for alpha, beta, basis in lanczos_iteration(lanczos_matvec, z, min(k_max, n)):
         Q = basis
         alphas.append(alpha)
         j = len(alphas)
         K.append(sum(a * a for a in alphas) + offdiag2 + 2.0 * beta**2)
         offdiag2 += 2.0 * beta**2
         betas.append(beta)
-        if j == 1:
-            F = n * (alpha**2 + beta**2)
-            if beta <= 1e-12 * abs(alpha):  # z is an eigenvector; the generator stops here
-                deflate = False
-        if j == 2:
-            gain = (K[2] / 2) / (F / N) if F > 0 else math.inf
-            if gain <= AUTO_DEFLATE_GAIN:
-                deflate = False
-                break
         if j >= 3 and (max(K[j] - K[j - 1], K[j - 1] - K[j - 2]) * (N - j - 1)
                        <= _unresolved_mass(alphas, betas, n)):
             break
     steps = len(alphas)
-    first = n * alphas[0]
-    info = {"steps": steps, "first_sample": first, "gain": gain, "basis": None}
-    if not deflate:
-        h = stochastic_trace(op, N - steps, generator=generator)
-        samples = torch.cat([torch.tensor([first], dtype=torch.float64), h.samples.cpu()])
-        est, se = mean_and_stderr(samples)
-        return TraceResult(est, se, N, samples, "auto:hutchinson"), info
-    V = Q.T  # (n, j), orthonormal columns
-    info["basis"], info["trace_T"] = Q, sum(alphas)
-    G = rademacher((n, N - steps), generator=generator, dtype=dtype, device=device)
-    for _ in range(2):  # twice is enough (the basis may be float32)
-        G = G - V @ (V.T @ G)
-    s = _quadratic_forms(matvec, G)
+    V, AV = Q.T, torch.stack(products[:steps], dim=1)  # (n, j) each
+    info.update(steps=steps, basis=Q, trace_T=sum(alphas))
+
+    def residual_forms(G: Tensor, AG: Tensor) -> Tensor:
+        """``g^T (I - P) A (I - P) g`` per column, from ``A g`` (no product)."""
+        C = V.T @ G
+        C = C + V.T @ (G - V @ C)  # twice is enough (the basis may be float32)
+        return ((G - V @ C) * (AG - AV @ C)).sum(0).double()
+
+    old = residual_forms(Z[:, 1:], Y[:, 1:])
+    info["pilot_residual_samples"] = old
+    fresh = N - steps - (m - 1)
+    s = old.cpu()
+    if fresh > 0:
+        G = rademacher((n, fresh), generator=generator, dtype=dtype, device=device)
+        for _ in range(2):
+            G = G - V @ (V.T @ G)
+        s = torch.cat([s, _quadratic_forms(matvec, G).cpu()])
     est, se = mean_and_stderr(s)
     return TraceResult(sum(alphas) + est, se, N, s, "auto:deflated"), info
