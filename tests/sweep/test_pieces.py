@@ -122,3 +122,20 @@ def test_cli_refuses_bad_claim_jobs(tmp_path, capsys, argv, word):
                  "--out", str(tmp_path), *argv])
     assert code == 2
     assert word in capsys.readouterr().err
+
+
+def test_report_names_reused_pieces_and_claim_jobs():
+    from dropreg.experiments.report import _environment_line, time_line
+    from dropreg.experiments.store import ClaimResult
+
+    def result(reused):
+        return ClaimResult(id="x.y", paper="x", statement="", verdict="reproduced",
+                           measurements=[], profile="full", seed=0, elapsed_s=3.0,
+                           environment={"python": "3.11", "claim_jobs": 2,
+                                        "pieces_reused": reused, "executor": "serial",
+                                        "jobs": 1, "threads_per_job": 1})
+
+    assert "12 pieces stored by an interrupted run" in time_line(result(12))
+    assert "pieces" not in time_line(result(0))
+    line = _environment_line([result(0), result(12)])
+    assert "2 processes per claim" in line and "different environments" not in line

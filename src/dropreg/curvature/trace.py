@@ -14,7 +14,8 @@
   leave-one-out approximations (:func:`xtrace`, :func:`xnystrace`).
 * :func:`auto_trace`: four Rademacher probes look at the top of the spectrum (and stay probes);
   on a flat one Hutchinson spends the rest, otherwise Lanczos from the first of them builds a
-  Krylov space that is deflated exactly, the rest of ``(I - P) A (I - P)`` by Hutchinson (Hutch++ with a Krylov basis: Meyer et al. 2021,
+  Krylov space that is deflated exactly, the rest of ``(I - P) A (I - P)`` by Hutchinson
+  (Hutch++ with a Krylov basis: Meyer et al. 2021,
   Algorithm 1; Chen and Hallman 2023, "Krylov-aware stochastic trace estimation", SIAM J. Matrix
   Anal. Appl. 44(3), arXiv:2205.01736).
 * :func:`hutchinson_variance`: the exact per-probe variance ``2 (||A||_F^2 - sum_i a_ii^2)`` of
@@ -360,9 +361,9 @@ def spectral_concentration(G: Tensor) -> float:
     effective rank of ``A^2`` (:func:`auto_trace`'s choice; 0 for ``A = 0``).
 
     Example:
-        >>> round(spectral_concentration(torch.eye(2, dtype=torch.float64)), 3)   # flat: 1 / n small
+        >>> round(spectral_concentration(torch.eye(2, dtype=torch.float64)), 3)  # flat
         0.0
-        >>> round(spectral_concentration(torch.ones(2, 2, dtype=torch.float64)), 3)   # rank one
+        >>> round(spectral_concentration(torch.ones(2, 2, dtype=torch.float64)), 3)  # rank 1
         0.333
     """
     m = G.shape[0]

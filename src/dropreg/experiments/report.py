@@ -240,6 +240,9 @@ def time_line(result: ClaimResult) -> str:
         '0.2 s'
     """
     own = f"{result.elapsed_s:.1f} s"
+    reused = int((result.environment or {}).get("pieces_reused") or 0)
+    if reused:  # --resume: the pieces an interrupted run stored took their time then
+        own += f" (+ {reused} pieces stored by an interrupted run, reused)"
     shared = list(getattr(result, "shared_runs", None) or [])
     if not shared:
         return own
@@ -323,8 +326,14 @@ def _summary_line(results: Sequence[ClaimResult]) -> str:
     return f"{len(results)} {noun}: " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v])
 
 
+#: Environment entries that describe one claim's run, not the machine: not compared across
+#: claims (``pieces_reused`` shows in the claim's time line).
+PER_CLAIM_KEYS = frozenset({"pieces_reused"})
+
+
 def _environment_line(results: Sequence[ClaimResult], run: dict | None = None) -> str:
-    envs = {tuple(sorted((k, str(v)) for k, v in r.environment.items())) for r in results}
+    envs = {tuple(sorted((k, str(v)) for k, v in r.environment.items()
+                         if k not in PER_CLAIM_KEYS)) for r in results}
     if run and run.get("environment"):
         env = {k: str(v) for k, v in run["environment"].items()}
     elif envs:
@@ -343,6 +352,8 @@ def _environment_line(results: Sequence[ClaimResult], run: dict | None = None) -
         per_job = env.get("threads_per_job", "None")
         per_job = "unpinned" if per_job == "None" else per_job
         line += f"; executor {env['executor']}, {env.get('jobs', '?')} jobs x {per_job} threads"
+    if env.get("claim_jobs") not in (None, "None", "1"):
+        line += f", {env['claim_jobs']} processes per claim (--claim-jobs)"
     if len(envs) > 1:
         line += f" (results come from {len(envs)} different environments; see each JSON)"
     return line
