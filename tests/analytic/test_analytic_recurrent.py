@@ -29,7 +29,7 @@ def test_gradient_and_second_derivative_are_exact(bias):
     inputs = tuple(a for a in args if a is not None)
 
     def f(x, h0, c0, w_ih, w_hh, *b):
-        return LSTMLayer.apply(x, h0, c0, w_ih, w_hh, *(b if b else (None, None)))
+        return LSTMLayer.apply(x, h0, c0, w_ih, w_hh, *(b if b else (None, None)))[:2]
 
     assert gradcheck(f, inputs)
     assert gradgradcheck(f, inputs)  # every output of the VJP gets a cotangent
@@ -71,7 +71,7 @@ def test_matches_nn_lstm_value_gradient_and_double_gradient(batch_first, layers)
 
 def test_third_derivative_raises():
     x, h0, c0, w_ih, w_hh, b_ih, b_hh = layer_inputs()
-    out, _ = LSTMLayer.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    out, _, _ = LSTMLayer.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
     gx, = torch.autograd.grad(out.sum(), x, create_graph=True)
     gw, = torch.autograd.grad((gx ** 2).sum(), w_ih, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable"):
@@ -137,4 +137,60 @@ def test_weight_dropped_lstm_keeps_its_masks():
 
 @pytest.mark.parametrize("T,B", [(1, 2), (3, 1)])
 def test_one_step_and_one_sequence(T, B):
-    assert gradgradcheck(lambda *a: LSTMLayer.apply(*a), tuple(layer_inputs(T=T, B=B, H=3)))
+    assert gradgradcheck(lambda *a: LSTMLayer.apply(*a)[:2], tuple(layer_inputs(T=T, B=B, H=3)))
+
+
+def _unrolled_record(x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+    """Reference LSTM by autograd, step by step: outputs and the step record (a_t, c_t, c_{t-1},
+    h_{t-1}) that :class:`LSTMLayer`'s third output stands for."""
+    H = h0.shape[-1]
+    h, c, outs, recs = h0, c0, [], []
+    for t in range(x.shape[0]):
+        a = x[t] @ w_ih.t() + h @ w_hh.t() + b_ih + b_hh
+        i, f, g, o = a[:, :H].sigmoid(), a[:, H:2 * H].sigmoid(), a[:, 2 * H:3 * H].tanh(), \
+            a[:, 3 * H:].sigmoid()
+        c_new = f * c + i * g
+        recs.append(torch.cat([a, c_new, c, h], -1))
+        h, c = o * c_new.tanh(), c_new
+        outs.append(h)
+    return torch.stack(outs), c, torch.stack(recs)
+
+
+def test_record_cotangent_is_the_step_quantities_cotangent():
+    """A cotangent sent to the record (what a VJP's backward sends there) is carried into the
+    inputs and weights as the cotangent of the step quantities a_t, c_t, c_{t-1}, h_{t-1}."""
+    args = layer_inputs(T=4, B=3, n_in=2, H=5, seed=3)
+    g = torch.Generator().manual_seed(4)
+    d_out = torch.randn(4, 3, 5, generator=g, dtype=D64)
+    d_cn = torch.randn(3, 5, generator=g, dtype=D64)
+    src = torch.randn(4, 3, 35, generator=g, dtype=D64)
+    out, c_n, rec = LSTMLayer.apply(*args)
+    got = torch.autograd.grad([out, c_n, rec], args, [d_out, d_cn, src], retain_graph=True)
+    ref_out, ref_c, ref_rec = _unrolled_record(*args)
+    assert torch.allclose(out, ref_out, atol=1e-12)
+    want = torch.autograd.grad([ref_out, ref_c, ref_rec], args, [d_out, d_cn, src])
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    # and the source-free part alone differs (the test sees the sources)
+    plain = torch.autograd.grad([out, c_n], args, [d_out, d_cn])
+    assert not torch.allclose(plain[3], got[3])
+
+
+def test_vjp_is_linear_in_its_cotangents():
+    """The VJP's derivative with respect to its cotangents (the tangents it returns for them)."""
+    from dropreg.analytic.recurrent import LSTMLayerVJP, _Gates
+
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh = [a.detach() for a in layer_inputs(T=3, B=2, H=4)]
+    out = LSTMLayer.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh)[0]
+    gates = _Gates(x, h0, c0, w_ih, w_hh, b_ih, b_hh, out)
+    g = torch.Generator().manual_seed(5)
+    d_out = torch.randn(3, 2, 4, generator=g, dtype=D64, requires_grad=True)
+    d_cn = torch.randn(2, 4, generator=g, dtype=D64, requires_grad=True)
+    src = torch.randn(3, 2, 28, generator=g, dtype=D64, requires_grad=True)
+    record = torch.zeros(3, 2, 28, dtype=D64)
+
+    def f(d_out, d_cn, src):
+        return LSTMLayerVJP.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, d_out, d_cn, src, record,
+                                  gates)
+
+    assert gradcheck(f, (d_out, d_cn, src))

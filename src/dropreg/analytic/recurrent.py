@@ -15,9 +15,15 @@ pass for the word LSTM of ``benchmarks/bench_analytic.py``). Inside
   the exact second-order adjoint: a tangent sweep forward in time with the same coefficients
   (``a'_t = eps_t + U h'_{t-1}``, ``c'_t = sum_gates D_t a'_t + f_t c'_{t-1}``,
   ``h'_t = tanh(c_t) o_t' a'_o + o_t (1 - tanh^2 c_t) c'_t``, where ``eps_t`` collects the
-  cotangents of the VJP's outputs), the second-derivative sources of the gates and cells formed
-  for all steps at once, and one adjoint sweep backward in time that carries them into the
-  layer's inputs and weights.
+  cotangents of the VJP's outputs) and the second-derivative sources of the gates and cells
+  formed for all steps at once. The sources are returned as the cotangent of the layer's *step
+  record* (a third output of :class:`LSTMLayer` standing for ``a_t, c_t, c_{t-1}, h_{t-1}``), so
+  the adjoint sweep that carries them into the inputs and weights is the layer's own backward:
+  one sweep for the clean loss's cotangent and the sources of every VJP differentiated in the
+  same backward pass (R_approx's and xi_approx's), instead of one sweep per VJP.
+
+A backward pass taken only with respect to the dropout sites (``torch.autograd.grad(...,
+sites)``) skips the weight-gradient products of the VJP (:func:`_wanted`).
 
 The gate activations are recomputed once per forward pass from the recorded input and output
 sequences (two matrix products and one multiply-add per step) and shared by every backward. The
@@ -34,7 +40,8 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["LSTMLayer", "LSTMLayerVJP", "lstm_layer", "supports", "twice_differentiable_lstm"]
+__all__ = ["RECORD_WIDTH", "LSTMLayer", "LSTMLayerVJP", "lstm_layer", "supports",
+           "twice_differentiable_lstm"]
 
 
 class _Gates:
@@ -92,24 +99,45 @@ class _Gates:
         return self._second
 
 
+#: Columns of a layer's step record ``(T, B, 7H)``: the gate pre-activations ``a_t`` (4H), the
+#: cell ``c_t``, the previous cell ``c_{t-1}`` and the previous output ``h_{t-1}`` as step ``t``
+#: reads them.
+RECORD_WIDTH = 7
+
+
 class LSTMLayerVJP(torch.autograd.Function):
-    """``(x, h0, c0, w_ih, w_hh, b_ih, b_hh, dH, dc_T) -> (dx, dh0, dc0, dw_ih, dw_hh, db)``: the
-    vector-Jacobian product of one LSTM layer (time-major), with the exact second-order adjoint
-    as its backward. Built by :class:`LSTMLayer`'s backward."""
+    """``(x, h0, c0, w_ih, w_hh, b_ih, b_hh, dH, dc_T, src, record) -> (dx, dh0, dc0, dw_ih, dw_hh,
+    db)``: the vector-Jacobian product of one LSTM layer (time-major) for the cotangents ``dH`` of
+    its outputs, ``dc_T`` of its last cell and ``src`` of its step record (:data:`RECORD_WIDTH`),
+    with the exact second-order adjoint as its backward. Built by :class:`LSTMLayer`'s backward.
+
+    The backward runs the tangent sweep and forms the second-derivative sources; it returns them
+    as the cotangent of the layer's step record ``record`` (an output of :class:`LSTMLayer`), so
+    that the adjoint sweep that carries them into the inputs and weights is the layer's own
+    backward, run once for the first-order cotangents and the sources of every VJP together."""
 
     @staticmethod
     def forward(ctx, x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
                 b_ih: Tensor | None, b_hh: Tensor | None, d_out: Tensor | None,
-                d_cn: Tensor | None, gates: _Gates):
-        """The vector-Jacobian product of the layer for the cotangents ``d_out``, ``d_cn``."""
+                d_cn: Tensor | None, src: Tensor | None, record: Tensor, gates: _Gates,
+                want: tuple[bool, ...] = (True,) * 6):
+        """The vector-Jacobian product of the layer; an output whose flag in ``want`` (``dx, dh0,
+        dc0, dw_ih, dw_hh, db``) is false is ``None`` (not computed)."""
         T, B, H = gates.shape
         n_in = x.shape[-1]
-        d_a = x.new_empty(T, B, 4 * H)
         d_h = x.new_empty(T, B, H)
         d_c = x.new_empty(T, B, H)
         carry = d_cn if d_cn is not None else c0.new_zeros(c0.shape)
         if d_out is None:
             d_out = x.new_zeros(T, B, H)
+        if src is not None:  # sources on a_t, c_t, c_{t-1} and h_{t-1}
+            s_a, s_c, s_cp, s_hp = src.split([4 * H, H, H, H], -1)
+            d_a = s_a.clone(memory_format=torch.contiguous_format)  # first-order terms added
+            d_out = d_out.clone()
+            d_out[:-1] += s_hp[1:]
+            s_c_t, s_cp_t = s_c.unbind(0), s_cp.unbind(0)
+        else:
+            d_a = x.new_empty(T, B, 4 * H)
         d_out_t, d_a_t, d_h_t, d_c_t = d_out.unbind(0), d_a.unbind(0), d_h.unbind(0), d_c.unbind(0)
         f, k, d_ifg, d_o = gates.f_t, gates.k_t, gates.d_ifg_t, gates.d_o_t
         for t in range(T - 1, -1, -1):
@@ -117,16 +145,26 @@ class LSTMLayerVJP(torch.autograd.Function):
                 dh = torch.addmm(d_out_t[t], d_a_t[t + 1], w_hh, out=d_h_t[t])
             else:
                 dh = d_h_t[t].copy_(d_out_t[t])
-            dc = torch.addcmul(carry, dh, k[t], out=d_c_t[t])
-            carry = dc * f[t]
-            torch.mul(d_ifg[t], dc.unsqueeze(1), out=d_a_t[t][:, :3 * H].view(B, 3, H))
-            torch.mul(d_o[t], dh, out=d_a_t[t][:, 3 * H:])
+            if src is None:
+                dc = torch.addcmul(carry, dh, k[t], out=d_c_t[t])
+                carry = dc * f[t]
+                torch.mul(d_ifg[t], dc.unsqueeze(1), out=d_a_t[t][:, :3 * H].view(B, 3, H))
+                torch.mul(d_o[t], dh, out=d_a_t[t][:, 3 * H:])
+            else:
+                dc = torch.add(carry, s_c_t[t], out=d_c_t[t]).addcmul_(dh, k[t])
+                carry = torch.addcmul(s_cp_t[t], dc, f[t])
+                d_a_t[t][:, :3 * H].view(B, 3, H).addcmul_(d_ifg[t], dc.unsqueeze(1))
+                d_a_t[t][:, 3 * H:].addcmul_(d_o[t], dh)
         d_a2 = d_a.view(T * B, 4 * H)
-        dx = (d_a2 @ w_ih).view(T, B, n_in)
-        dh0 = d_a[0] @ w_hh
-        dw_ih = d_a2.t() @ x.reshape(T * B, n_in)
-        dw_hh = d_a2.t() @ gates.h_prev.reshape(T * B, H)
-        db = d_a2.sum(0)
+        dx = (d_a2 @ w_ih).view(T, B, n_in) if want[0] else None
+        dh0 = None
+        if want[1]:
+            dh0 = d_a[0] @ w_hh
+            if src is not None:
+                dh0 += s_hp[0]
+        dw_ih = d_a2.t() @ x.reshape(T * B, n_in) if want[3] else None
+        dw_hh = d_a2.t() @ gates.h_prev.reshape(T * B, H) if want[4] else None
+        db = d_a2.sum(0) if want[5] and b_ih is not None else None
         ctx.gates = gates
         ctx.has_bias = b_ih is not None
         ctx.save_for_backward(x, w_ih, w_hh, d_a, d_h, d_c)
@@ -136,7 +174,8 @@ class LSTMLayerVJP(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, q_x, q_h0, q_c0, q_wih, q_whh, q_b):  # noqa: C901 - one formula
-        """The second-order adjoint: the product of the VJP's Jacobian with ``q``."""
+        """The second-order adjoint of the product with ``q``: the tangent sweep, the direct
+        terms, and the second-derivative sources as the cotangent of the step record."""
         x, w_ih, w_hh, d_a, d_h, d_c = ctx.saved_tensors
         gs: _Gates = ctx.gates
         T, B, H = gs.shape
@@ -166,91 +205,95 @@ class LSTMLayerVJP(torch.autograd.Function):
                               out=tc_t[t + 1])
             torch.addcmul(d_o_t[t] * a[:, 3 * H:], k_t[t], c, out=th_t[t + 1])
         tc, tc_before, th, th_before = tc_buf[1:], tc_buf[:-1], th_buf[1:], th_buf[:-1]
+        need = ctx.needs_input_grad
         a_i, a_f, a_g, a_o = ta.split(H, -1)
         c_ii, c_ig, c_gg, c_ff, c_oo, c_oc, c_cc = gs.second()
-        # second-derivative sources on the gate pre-activations and on the cells
-        g_a = x.new_empty(T, B, 4 * H)
-        s_i, s_f, s_g, s_o = g_a.split(H, -1)
-        torch.mul(c_ii, a_i, out=s_i).addcmul_(c_ig, a_g).mul_(d_c)
-        torch.mul(c_ff, a_f, out=s_f).addcmul_(gs.f1, tc_before).mul_(d_c)
-        torch.mul(c_ig, a_i, out=s_g).addcmul_(c_gg, a_g).mul_(d_c)
-        torch.mul(c_oo, a_o, out=s_o).addcmul_(c_oc, tc).mul_(d_h)
-        g_c = torch.mul(c_oc, a_o).addcmul_(c_cc, tc).mul_(d_h)
-        nxt = d_c * gs.f1 * a_f  # sources on c_{t-1} from step t
-        g_c[:-1] += nxt[1:]
-        # adjoint sweep, backward in time (a first-order VJP with the sources injected)
-        inj = (d_a[1:] @ q_whh).unbind(0) if q_whh is not None else None
-        lam_a = g_a
-        lam_t, g_c_t = lam_a.unbind(0), g_c.unbind(0)
-        carry = None
-        for t in range(T - 1, -1, -1):
-            lam_c = g_c_t[t]
-            if t < T - 1:
-                lam_h = lam_t[t + 1] @ w_hh
-                if inj is not None:
-                    lam_h += inj[t]
-                lam_c.add_(carry).addcmul_(lam_h, k_t[t])
-                lam_t[t][:, 3 * H:].addcmul_(d_o_t[t], lam_h)
-            carry = lam_c * f_t[t]
-            lam_t[t][:, :3 * H].view(B, 3, H).addcmul_(d_ifg_t[t], lam_c.unsqueeze(1))
-        need = ctx.needs_input_grad
-        la2 = lam_a.view(T * B, 4 * H)
-        dx = dh0 = dc0 = dwih = dwhh = db = None
-        if need[0]:
-            dx = (la2 @ w_ih).view(T, B, n_in)
-            if q_wih is not None:
-                dx += d_a @ q_wih
-        if need[1]:
-            dh0 = lam_a[0] @ w_hh
+        # second-derivative sources on a_t, c_t, c_{t-1}, h_{t-1}: the record's cotangent
+        g_rec = None
+        if need[10]:
+            g_rec = x.new_empty(T, B, RECORD_WIDTH * H)
+            s_i, s_f, s_g, s_o, s_c, s_cp, s_hp = g_rec.split(H, -1)
+            torch.mul(c_ii, a_i, out=s_i).addcmul_(c_ig, a_g).mul_(d_c)
+            torch.mul(c_ff, a_f, out=s_f).addcmul_(gs.f1, tc_before).mul_(d_c)
+            torch.mul(c_ig, a_i, out=s_g).addcmul_(c_gg, a_g).mul_(d_c)
+            torch.mul(c_oo, a_o, out=s_o).addcmul_(c_oc, tc).mul_(d_h)
+            torch.mul(c_oc, a_o, out=s_c).addcmul_(c_cc, tc).mul_(d_h)
+            torch.mul(d_c, gs.f1, out=s_cp).mul_(a_f)
             if q_whh is not None:
-                dh0 += d_a[0] @ q_whh
-        if need[2]:
-            dc0 = carry + nxt[0]
-        if need[3]:
-            dwih = la2.t() @ x.reshape(T * B, n_in)
-            if q_x is not None:
-                dwih += d_a.view(T * B, 4 * H).t() @ q_x.reshape(T * B, n_in)
+                torch.matmul(d_a, q_whh, out=s_hp)
+            else:
+                s_hp.zero_()
+        dx = dwih = dwhh = None
+        if need[0] and q_wih is not None:
+            dx = d_a @ q_wih
+        d_a2 = d_a.view(T * B, 4 * H)
+        if need[3] and q_x is not None:
+            dwih = d_a2.t() @ q_x.reshape(T * B, n_in)
         if need[4]:
-            dwhh = la2.t() @ gs.h_prev.reshape(T * B, H)
-            dwhh += d_a.view(T * B, 4 * H).t() @ th_before.reshape(T * B, H)
-        if ctx.has_bias and (need[5] or need[6]):
-            db = la2.sum(0)
-        return (dx, dh0, dc0, dwih, dwhh, db if need[5] else None, db if need[6] else None,
-                th if need[7] else None, tc[-1].clone() if need[8] else None, None)
+            dwhh = d_a2.t() @ th_before.reshape(T * B, H)
+        g_src = None
+        if need[9]:  # the VJP is linear in the sources: their tangents
+            g_src = torch.cat([ta, tc, tc_before, th_before], -1)
+        return (dx, None, None, dwih, dwhh, None, None, th if need[7] else None,
+                tc[-1].clone() if need[8] else None, g_src, g_rec, None, None)
 
 
 class LSTMLayer(torch.autograd.Function):
     """One unidirectional LSTM layer, time-major: ``(x (T, B, I), h0 (B, H), c0 (B, H), w_ih,
-    w_hh, b_ih, b_hh) -> (out (T, B, H), c_T (B, H))`` (gate order ``i, f, g, o`` of
-    ``nn.LSTM``; the biases may be ``None``). Use :func:`lstm_layer`.
+    w_hh, b_ih, b_hh) -> (out (T, B, H), c_T (B, H), record)`` (gate order ``i, f, g, o`` of
+    ``nn.LSTM``; the biases may be ``None``). ``record`` stands for the step quantities of
+    :data:`RECORD_WIDTH` (a zero-strided placeholder: its values are never read); the backward of
+    a VJP sends its second-derivative sources there. Use :func:`lstm_layer`.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
-                b_ih: Tensor | None, b_hh: Tensor | None) -> tuple[Tensor, Tensor]:
+                b_ih: Tensor | None, b_hh: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """The layer's output sequence and last cell state, by the fused native kernel."""
         has_bias = b_ih is not None
         weights = [w_ih, w_hh] + ([b_ih, b_hh] if has_bias else [])
         out, _, c_n = torch._VF.lstm(x, (h0.unsqueeze(0), c0.unsqueeze(0)), weights, has_bias,
                                      1, 0.0, False, False, False)
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, out)
+        T, B, H = out.shape
+        record = x.new_zeros(()).expand(T, B, RECORD_WIDTH * H)
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, out, record)
         ctx.gates = None
         ctx.set_materialize_grads(False)
-        return out, c_n.squeeze(0)
+        return out, c_n.squeeze(0), record
 
     @staticmethod
-    def backward(ctx, d_out: Tensor | None, d_cn: Tensor | None):
+    def backward(ctx, d_out: Tensor | None, d_cn: Tensor | None, d_rec: Tensor | None):
         """The VJP, itself differentiable once more (through :class:`LSTMLayerVJP`)."""
-        x, h0, c0, w_ih, w_hh, b_ih, b_hh, out = ctx.saved_tensors
-        if d_out is None and d_cn is None:
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, out, record = ctx.saved_tensors
+        if d_out is None and d_cn is None and d_rec is None:
             return (None,) * 7
         if ctx.gates is None:  # once per forward pass, shared by every backward of it
             ctx.gates = _Gates(x, h0, c0, w_ih, w_hh, b_ih, b_hh, out)
+        want = _wanted(ctx) + (False, False)  # no next function for absent biases
+        want = want[:5] + (want[5] or want[6],)
         dx, dh0, dc0, dw_ih, dw_hh, db = LSTMLayerVJP.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh,
-                                                            d_out, d_cn, ctx.gates)
+                                                            d_out, d_cn, d_rec, record,
+                                                            ctx.gates, want)
         if b_ih is None:
             return dx, dh0, dc0, dw_ih, dw_hh, None, None
         return dx, dh0, dc0, dw_ih, dw_hh, db, db
+
+
+def _wanted(ctx) -> tuple[bool, ...]:
+    """Per input of a backward node: whether the running backward pass uses its gradient (the
+    engine executes the node it flows into). A ``torch.autograd.grad`` call with respect to the
+    dropout sites needs no weight gradients, which are then not computed; outside a backward
+    pass (a node applied by hand) every gradient is wanted."""
+    flags = []
+    for fn, _ in ctx.next_functions:
+        if fn is None:
+            flags.append(False)
+            continue
+        try:
+            flags.append(bool(torch._C._will_engine_execute_node(fn)))
+        except RuntimeError:  # not inside a backward pass of the engine
+            flags.append(True)
+    return tuple(flags)
 
 
 def lstm_layer(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
@@ -272,7 +315,8 @@ def lstm_layer(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
         raise ValueError(f"x must be time-major (T, B, I), got shape {tuple(x.shape)}")
     if (b_ih is None) != (b_hh is None):
         raise ValueError("b_ih and b_hh must both be given or both be None")
-    return LSTMLayer.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    out, c_n, _ = LSTMLayer.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    return out, c_n
 
 
 def supports(module: nn.Module) -> bool:
@@ -301,7 +345,7 @@ def _forward(module: nn.LSTM, original):
             w = [getattr(module, f"{kind}_l{layer}") for kind in ("weight_ih", "weight_hh")]
             b = ([getattr(module, f"{kind}_l{layer}") for kind in ("bias_ih", "bias_hh")]
                  if module.bias else [None, None])
-            x, c = LSTMLayer.apply(x.contiguous(), hx[0][layer], hx[1][layer], *w, *b)
+            x, c, _ = LSTMLayer.apply(x.contiguous(), hx[0][layer], hx[1][layer], *w, *b)
             h_n.append(x[-1])
             c_n.append(c)
         out = x.transpose(0, 1) if module.batch_first else x
