@@ -188,9 +188,20 @@ def test_sample_labels_follow_the_softmax():
     assert abs(labels.double().mean().item() - 0.75) < 4 * math.sqrt(0.75 * 0.25 / 20000)
 
 
+def test_sample_labels_from_shared_probabilities_are_the_same_draws():
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(500, 7, generator=g)
+    a = sample_labels(logits, torch.Generator().manual_seed(1))
+    b = sample_labels(logits, torch.Generator().manual_seed(1), probs=torch.softmax(logits, -1))
+    c = sample_labels(logits, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="logits"):
         sample_labels(torch.zeros(2, 3, 4))
+    with pytest.raises(ValueError, match="probs"):
+        sample_labels(torch.zeros(2, 3), probs=torch.zeros(3, 2))
     with pytest.raises(ValueError, match="probs"):
         softmax_cotangent(torch.zeros(3, 2), torch.zeros(2, dtype=torch.long))
     net, x, y = mlp_case()

@@ -221,7 +221,8 @@ def pseudo_loss_site_gradients(
         logits = outputs.reshape(-1, C)
         if probs is None:
             probs = torch.softmax(logits, dim=-1)
-        labels = sample_labels(logits, generator) if kind == "hessian" else targets.reshape(-1)
+        labels = (sample_labels(logits, generator, probs=probs) if kind == "hessian"
+                  else targets.reshape(-1))
         r = softmax_cotangent(probs, labels).reshape(outputs.shape)
         return torch.autograd.grad(outputs, hs, r, create_graph=create_graph, retain_graph=True)
     P = sampled_pseudo_loss(outputs, targets, loss, kind=kind, generator=generator)

@@ -161,12 +161,16 @@ def sampled_pseudo_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str,
     return (s * outputs).sum() * math.sqrt(2.0 / D)
 
 
-def sample_labels(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_labels(logits: torch.Tensor, generator: torch.Generator | None = None, *,
+                  probs: torch.Tensor | None = None) -> torch.Tensor:
     """One label per row of ``(rows, C)`` logits, drawn from ``softmax(logits)``.
 
-    By inverse CDF in float64 with one uniform per row (``torch.multinomial`` would draw an
-    exponential per class, ``C`` times the random numbers). The labels of the cross-entropy
-    pseudo-loss of :func:`sampled_pseudo_loss`.
+    By inverse CDF, the cumulative sum in float64, with one uniform per row (``torch.multinomial``
+    would draw an exponential per class, ``C`` times the random numbers). The probabilities are
+    the softmax in the logits' dtype, or ``probs`` when given (the same softmax, computed once
+    and shared with the estimator's cotangent ``probs - one_hot(label)``, whose mean over the
+    draws is then zero up to the float64 rounding of the cumulative sum). The labels of the
+    cross-entropy pseudo-loss of :func:`sampled_pseudo_loss`.
 
     Example:
         >>> logits = torch.tensor([[0.0, 50.0, 0.0], [50.0, 0.0, 0.0]])
@@ -176,7 +180,12 @@ def sample_labels(logits: torch.Tensor, generator: torch.Generator | None = None
     if logits.dim() != 2:
         raise ValueError(f"logits must have shape (rows, C), got {tuple(logits.shape)}")
     C = logits.shape[-1]
-    cdf = torch.softmax(logits.detach().double(), dim=-1).cumsum(-1)
+    if probs is None:
+        probs = torch.softmax(logits.detach(), dim=-1)
+    elif probs.shape != logits.shape:
+        raise ValueError(f"probs must have the shape of logits {tuple(logits.shape)}, got "
+                         f"{tuple(probs.shape)}")
+    cdf = probs.detach().double().cumsum(-1)
     u = torch.rand((cdf.shape[0], 1), generator=generator, dtype=torch.float64, device=cdf.device)
     return torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(1).clamp_(max=C - 1)
 
