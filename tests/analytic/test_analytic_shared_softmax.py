@@ -20,6 +20,7 @@ from dropreg.analytic.explicit import (
 )
 from dropreg.analytic.implicit import implicit_noise_from_outputs, implicit_noise_term
 from dropreg.analytic.losses import (
+    cross_entropy_from_probs,
     mean_loss,
     num_terms,
     sample_labels,
@@ -197,7 +198,33 @@ def test_sample_labels_from_shared_probabilities_are_the_same_draws():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+@pytest.mark.parametrize("shape", [(6, 4), (2, 3, 5)])
+def test_cross_entropy_from_probs_is_the_cross_entropy(shape):
+    g = torch.Generator().manual_seed(7)
+    out = torch.randn(*shape, generator=g, dtype=D64, requires_grad=True)
+    y = torch.randint(0, shape[-1], shape[:-1], generator=g)
+    probs = torch.softmax(out.reshape(-1, shape[-1]), -1)
+    L = cross_entropy_from_probs(out, y, probs)
+    ref = mean_loss(out, y, "cross_entropy")
+    w = torch.randn((), generator=g, dtype=D64)
+    got, = torch.autograd.grad(w * L, out)
+    want, = torch.autograd.grad(w * ref, out)
+    assert torch.allclose(L, ref, rtol=1e-13) and torch.allclose(got, want, rtol=1e-12)
+
+
+def test_cross_entropy_from_probs_value_where_a_probability_underflows():
+    out = torch.tensor([[0.0, 120.0], [1.0, 0.0]], requires_grad=True)  # p(y=0) = e^-120 in row 0
+    y = torch.tensor([0, 0])
+    probs = torch.softmax(out, -1)
+    assert probs[0, 0] == 0.0  # float32 underflow: -log of it would be inf
+    L = cross_entropy_from_probs(out, y, probs)
+    assert torch.isclose(L, F.cross_entropy(out, y)) and math.isfinite(L.item())
+
+
 def test_bad_input():
+    with pytest.raises(ValueError, match="probs must have shape"):
+        cross_entropy_from_probs(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long),
+                                 torch.zeros(3, 3))
     with pytest.raises(ValueError, match="logits"):
         sample_labels(torch.zeros(2, 3, 4))
     with pytest.raises(ValueError, match="probs"):

@@ -147,13 +147,15 @@ def implicit_noise_from_outputs(
     outputs: torch.Tensor, targets: torch.Tensor, data_loss: torch.Tensor,
     recording: DropoutState, *, loss: str = "cross_entropy", noise: str = "rademacher",
     variance: Variance = None, scale: float = 1.0, generator: torch.Generator | None = None,
-    probs: torch.Tensor | None = None,
+    probs: torch.Tensor | None = None, cotangent: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`implicit_noise_term` of ``data_loss = mean_loss(outputs, targets, loss)``, the same
     value and weight-gradient from the same draws, with ``dL/dh`` for cross entropy pulled back
     from the output cotangent ``(softmax(F) - one_hot(y)) / N`` formed from ``probs``
     (:func:`dropreg.analytic.explicit.output_probabilities`; computed when ``None``), so that the
     double backward differentiates the (shared) softmax once instead of a log-softmax backward.
+    ``cotangent``: that output cotangent when the caller has formed it (differentiable through
+    ``probs``, shaped like ``outputs``).
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
@@ -174,9 +176,12 @@ def implicit_noise_from_outputs(
                                    scale=scale, generator=generator)
     items = _noise_items(recording, noise)
     N = num_terms(outputs, targets, loss)
-    if probs is None:
-        probs = torch.softmax(outputs.reshape(-1, outputs.shape[-1]), dim=-1)
-    r = softmax_cotangent(probs, targets.reshape(-1), 1.0 / N).reshape(outputs.shape)
+    if cotangent is not None:
+        r = cotangent
+    else:
+        if probs is None:
+            probs = torch.softmax(outputs.reshape(-1, outputs.shape[-1]), dim=-1)
+        r = softmax_cotangent(probs, targets.reshape(-1), 1.0 / N).reshape(outputs.shape)
     gs = torch.autograd.grad(outputs, [h for _, h in items], r, create_graph=True,
                              retain_graph=True)
     return scale * _noise_sum(items, gs, noise, variance, generator, outputs.new_zeros(()))

@@ -214,3 +214,54 @@ def softmax_cotangent(probs: torch.Tensor, labels: torch.Tensor,
     src = probs.new_full((probs.shape[0], 1), -scale)
     r = probs if scale == 1.0 else probs * scale
     return r.scatter_add(1, labels.unsqueeze(1), src)
+
+
+class _ValueWithGradient(torch.autograd.Function):
+    """``value`` (a scalar) whose gradient with respect to ``x`` is ``grad`` (given)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, value: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(grad)
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        (grad,) = ctx.saved_tensors
+        return grad * g, None, None
+
+
+def cross_entropy_from_probs(outputs: torch.Tensor, targets: torch.Tensor, probs: torch.Tensor,
+                             cotangent: torch.Tensor | None = None) -> torch.Tensor:
+    """The mean cross entropy of ``(..., C)`` logits ``outputs``, computed from the shared
+    ``probs = softmax(outputs)`` of shape ``(N, C)``: value ``-mean log probs[n, y_n]``, gradient
+    ``(probs - one_hot(y)) / N`` (:func:`softmax_cotangent`, or ``cotangent`` when the caller has
+    it), so that a step which needs the softmax anyway adds no log-softmax and no second pass
+    over the logits for the clean loss. Differentiable once; where a target's probability is
+    below float precision (``tiny / eps`` of the dtype) the value comes from
+    ``F.cross_entropy`` instead.
+
+    Example:
+        >>> logits = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+        >>> y = torch.tensor([0, 2, 1, 1])
+        >>> L = cross_entropy_from_probs(logits, y, torch.softmax(logits, -1))
+        >>> ref = F.cross_entropy(logits, y)
+        >>> g, = torch.autograd.grad(L, logits)
+        >>> g_ref, = torch.autograd.grad(ref, logits)
+        >>> bool(torch.isclose(L, ref)), bool(torch.allclose(g, g_ref))
+        (True, True)
+    """
+    _check_shapes(outputs, targets, "cross_entropy")
+    C = outputs.shape[-1]
+    y = targets.reshape(-1)
+    if tuple(probs.shape) != (y.numel(), C):
+        raise ValueError(f"probs must have shape {(y.numel(), C)}, got {tuple(probs.shape)}")
+    with torch.no_grad():
+        p_y = probs.gather(1, y.unsqueeze(1))
+        finfo = torch.finfo(p_y.dtype)
+        if bool((p_y < finfo.tiny / finfo.eps).any()):
+            value = F.cross_entropy(outputs.reshape(-1, C), y)
+        else:
+            value = -p_y.log().mean()
+        if cotangent is None:
+            cotangent = softmax_cotangent(probs, y, 1.0 / y.numel()).reshape(outputs.shape)
+    return _ValueWithGradient.apply(outputs, value, cotangent.detach())

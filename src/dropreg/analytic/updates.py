@@ -19,7 +19,13 @@ from torch import nn
 
 from dropreg.analytic.explicit import Coefficient, _sampled_regularizer, output_probabilities
 from dropreg.analytic.implicit import Variance, implicit_noise_from_outputs
-from dropreg.analytic.losses import check_loss, mean_loss
+from dropreg.analytic.losses import (
+    check_loss,
+    cross_entropy_from_probs,
+    mean_loss,
+    num_terms,
+    softmax_cotangent,
+)
 from dropreg.analytic.recurrent import twice_differentiable_lstm
 from dropreg.sites import dropout_state
 
@@ -172,11 +178,17 @@ def accumulate_gradient(
         return seen
     with dropout_state(model, "off", record=True) as rec, second_order_rnns(model):
         outputs = model(inputs)
-    L = mean_loss(outputs, targets, loss)
-    total = L
     # one softmax for the loss gradient, the sampled labels' cotangent and the implicit noise
     probs = (output_probabilities(outputs, loss) if rule.explicit != "none" or rule.implicit
              else None)
+    clean = None  # the clean loss's output cotangent (softmax(F) - one_hot(y)) / N
+    if probs is not None:
+        N = num_terms(outputs, targets, loss)
+        clean = softmax_cotangent(probs, targets.reshape(-1), 1.0 / N).reshape(outputs.shape)
+        L = cross_entropy_from_probs(outputs, targets, probs, clean)
+    else:
+        L = mean_loss(outputs, targets, loss)
+    total = L
     if rule.explicit != "none":
         total = total + _sampled_regularizer(outputs, targets, rec, loss=loss, kind=rule.explicit,
                                              coefficient=rule.coefficient,
@@ -185,6 +197,6 @@ def accumulate_gradient(
     if rule.implicit:
         total = total + implicit_noise_from_outputs(outputs, targets, L, rec, loss=loss,
                                                     variance=rule.variance, generator=generator,
-                                                    probs=probs)
+                                                    probs=probs, cotangent=clean)
     total.backward()
     return float(L.detach())
