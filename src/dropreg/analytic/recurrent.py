@@ -138,7 +138,12 @@ class LSTMLayerVJP(torch.autograd.Function):
             s_c_t, s_cp_t = s_c.unbind(0), s_cp.unbind(0)
         else:
             d_a = x.new_empty(T, B, 4 * H)
+        # per-step views, made once: (B, 4H) rows, their (B, 3, H) and (B, H) gate blocks, the
+        # cell adjoint as (B, H) and as (B, 1, H)
         d_out_t, d_a_t, d_h_t, d_c_t = d_out.unbind(0), d_a.unbind(0), d_h.unbind(0), d_c.unbind(0)
+        d_a_ifg = d_a[..., :3 * H].view(T, B, 3, H).unbind(0)
+        d_a_o = d_a[..., 3 * H:].unbind(0)
+        d_c_b = d_c.unsqueeze(2).unbind(0)
         f, k, d_ifg, d_o = gates.f_t, gates.k_t, gates.d_ifg_t, gates.d_o_t
         for t in range(T - 1, -1, -1):
             if t < T - 1:
@@ -146,15 +151,15 @@ class LSTMLayerVJP(torch.autograd.Function):
             else:
                 dh = d_h_t[t].copy_(d_out_t[t])
             if src is None:
-                dc = torch.addcmul(carry, dh, k[t], out=d_c_t[t])
-                carry = dc * f[t]
-                torch.mul(d_ifg[t], dc.unsqueeze(1), out=d_a_t[t][:, :3 * H].view(B, 3, H))
-                torch.mul(d_o[t], dh, out=d_a_t[t][:, 3 * H:])
+                torch.addcmul(carry, dh, k[t], out=d_c_t[t])
+                carry = d_c_t[t] * f[t]
+                torch.mul(d_ifg[t], d_c_b[t], out=d_a_ifg[t])
+                torch.mul(d_o[t], dh, out=d_a_o[t])
             else:
-                dc = torch.add(carry, s_c_t[t], out=d_c_t[t]).addcmul_(dh, k[t])
-                carry = torch.addcmul(s_cp_t[t], dc, f[t])
-                d_a_t[t][:, :3 * H].view(B, 3, H).addcmul_(d_ifg[t], dc.unsqueeze(1))
-                d_a_t[t][:, 3 * H:].addcmul_(d_o[t], dh)
+                torch.add(carry, s_c_t[t], out=d_c_t[t]).addcmul_(dh, k[t])
+                carry = torch.addcmul(s_cp_t[t], d_c_t[t], f[t])
+                d_a_ifg[t].addcmul_(d_ifg[t], d_c_b[t])
+                d_a_o[t].addcmul_(d_o[t], dh)
         d_a2 = d_a.view(T * B, 4 * H)
         dx = (d_a2 @ w_ih).view(T, B, n_in) if want[0] else None
         dh0 = None
@@ -195,15 +200,14 @@ class LSTMLayerVJP(torch.autograd.Function):
         tc_buf[0] = q_c0 if q_c0 is not None else 0.0
         th_buf[0] = q_h0 if q_h0 is not None else 0.0
         ta_t, tc_t, th_t = ta.unbind(0), tc_buf.unbind(0), th_buf.unbind(0)
+        ta_ifg, ta_o = ta[..., :3 * H].view(T, B, 3, H).unbind(0), ta[..., 3 * H:].unbind(0)
         f_t, k_t, d_ifg_t, d_o_t = gs.f_t, gs.k_t, gs.d_ifg_t, gs.d_o_t
         w_hh_t = w_hh.t()
         for t in range(T):
             if t > 0 or q_h0 is not None:
                 ta_t[t].addmm_(th_t[t], w_hh_t)
-            a = ta_t[t]
-            c = torch.addcmul((d_ifg_t[t] * a[:, :3 * H].view(B, 3, H)).sum(1), f_t[t], tc_t[t],
-                              out=tc_t[t + 1])
-            torch.addcmul(d_o_t[t] * a[:, 3 * H:], k_t[t], c, out=th_t[t + 1])
+            c = torch.addcmul((d_ifg_t[t] * ta_ifg[t]).sum(1), f_t[t], tc_t[t], out=tc_t[t + 1])
+            torch.addcmul(d_o_t[t] * ta_o[t], k_t[t], c, out=th_t[t + 1])
         tc, tc_before, th, th_before = tc_buf[1:], tc_buf[:-1], th_buf[1:], th_buf[:-1]
         need = ctx.needs_input_grad
         a_i, a_f, a_g, a_o = ta.split(H, -1)
