@@ -8,11 +8,16 @@ the LSTM, 2.5x for R_approx alone on the LSTM and 2.5x for Algorithm 2 on the ML
 the exact Gauss-Newton regularizer through ``torch.func`` (the alternative way of computing
 R_approx) against the sampled estimator.
 
-Each configuration runs in its own subprocess so that its peak resident memory (``ru_maxrss``
-above the process's level after building the model and data) is its own. Times are the CPU time
-of the (single) computing thread, median over steps: on a shared machine wall-clock times of
-steps longer than a scheduler time slice include other processes' slices (20 ms stalls), which
-would penalise the longer rules unfairly; wall-clock medians are recorded too.
+Times: one process per model times every rule in interleaved rounds (after two warm-up steps of
+each rule; within a round the rules take turns in blocks of four steps, the first of each block
+untimed so that caches are the rule's own), so both sides of each ratio come from the same process
+and the same seconds of the machine; a rule's time in a round is the median of its steps, its ratio
+the median over rounds of (rule / Dropout_1 in that round), reported with the range over rounds.
+Steps are timed by the CPU time of the (single) computing thread: on a shared machine wall-clock
+times of steps longer than a scheduler time slice include other processes' slices (20 ms stalls),
+which would penalise the longer rules unfairly; wall-clock medians are recorded too. Peak memory:
+each configuration once more in its own subprocess, so that its peak resident memory (``ru_maxrss``
+above the process's level after building the model and data) is its own.
 
     PYTHONPATH=src python benchmarks/bench_analytic.py [--quick]
 """
@@ -24,6 +29,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -50,7 +56,8 @@ def _setup(model_name: str):
     return net, x, y
 
 
-def child(model_name: str, rule_name: str, steps: int) -> dict:
+def _stepper(model_name: str, rule_name: str):
+    """``(step, setup)``: one optimizer step of a rule on the model, in a fresh setup."""
     import torch
 
     from dropreg.analytic import accumulate_gradient, explicit_regularizer
@@ -75,22 +82,49 @@ def child(model_name: str, rule_name: str, steps: int) -> dict:
         else:  # sampled_r: the same quantity by the sampled-label estimator, value only
             explicit_regularizer(net, x, y, generator=g, create_graph=False)
 
+    return step
+
+
+def child_memory(model_name: str, rule_name: str, steps: int) -> dict:
+    """Peak resident memory of a few steps of one rule, above the level after the setup."""
+    step = _stepper(model_name, rule_name)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    for _ in range(3):
-        step()
-    times, walls = [], []
     for _ in range(steps):
-        t0, w0 = time.thread_time(), time.perf_counter()
         step()
-        times.append(time.thread_time() - t0)
-        walls.append(time.perf_counter() - w0)
-    times.sort()
-    walls.sort()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"model": model_name, "rule": rule_name, "median_s": times[len(times) // 2],
-            "p25_s": times[len(times) // 4], "p75_s": times[3 * len(times) // 4],
-            "median_wall_s": walls[len(walls) // 2], "steps": steps,
+    return {"model": model_name, "rule": rule_name,
             "peak_rss_above_setup_mib": (peak - base) / 1024.0}
+
+
+#: Consecutive steps of one rule per turn; the first of each turn warms the caches, untimed.
+BLOCK = 4
+
+
+def child_times(model_name: str, rules: list[str], steps: int, rounds: int) -> dict:
+    """Per-step thread CPU and wall times of every rule, in interleaved rounds: within a round
+    the rules take turns in blocks of :data:`BLOCK` steps (the first of each block untimed, so
+    that a rule's caches are its own), so that a ratio compares steps timed seconds apart."""
+    steppers = {r: _stepper(model_name, r) for r in rules}
+    cpu = {r: [] for r in rules}
+    wall = {r: [] for r in rules}
+    for step in steppers.values():
+        for _ in range(2):
+            step()
+    for _ in range(rounds):
+        ts = {r: [] for r in rules}
+        ws = {r: [] for r in rules}
+        for _ in range(max(1, steps // BLOCK)):
+            for r in rules:
+                steppers[r]()
+                for _ in range(BLOCK - 1):
+                    t0, w0 = time.thread_time(), time.perf_counter()
+                    steppers[r]()
+                    ts[r].append(time.thread_time() - t0)
+                    ws[r].append(time.perf_counter() - w0)
+        for r in rules:
+            cpu[r].append(statistics.median(ts[r]))
+            wall[r].append(statistics.median(ws[r]))
+    return {"model": model_name, "steps": steps, "rounds": rounds, "cpu_s": cpu, "wall_s": wall}
 
 
 def machine() -> dict:
@@ -98,7 +132,9 @@ def machine() -> dict:
 
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
             "python": platform.python_version(), "threads": 1, "load": list(os.getloadavg()),
-            "note": "shared machine; medians of per-step thread CPU time, ratios to Dropout_1"}
+            "note": ("shared machine; medians of per-step thread CPU time, all rules of a model "
+                     "in one process in interleaved rounds, ratio = median over rounds of the "
+                     "ratio to Dropout_1")}
 
 
 #: Goals of issue 16 (ratio to Dropout_1): the paper's "around 3x" for Algorithm 2 on LSTMs.
@@ -128,7 +164,8 @@ def summary_rows(result: dict) -> list[dict]:
                 "dropreg": f"{r['median_s'] * 1e3:.2f} ms, {r['peak_rss_above_setup_mib']:.0f} MiB",
                 "baseline": f"Dropout_1 {base['median_s'] * 1e3:.2f} ms, "
                             f"{base['peak_rss_above_setup_mib']:.0f} MiB",
-                "ratio": f"{r['ratio_to_dropout1']:.2f}x time",
+                "ratio": f"{r['ratio_to_dropout1']:.2f}x time (rounds "
+                         f"{r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f})",
                 "goal": _goal(model, rule, r["ratio_to_dropout1"])})
     return rows
 
@@ -140,27 +177,40 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "analytic.json"))
     args = ap.parse_args()
     if args.child:
-        m, r, s = args.child.split(":")
-        print(json.dumps(child(m, r, int(s))))
+        kind, m, r, n = args.child.split(":")
+        if kind == "memory":
+            print(json.dumps(child_memory(m, r, int(n))))
+        else:
+            rules, rounds = r.split(","), int(n.split("x")[1])
+            print(json.dumps(child_times(m, rules, int(n.split("x")[0]), rounds)))
         return
     env = dict(os.environ, OMP_NUM_THREADS="1")
     src = str(Path(__file__).resolve().parent.parent / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+
+    def run_child(spec: str) -> dict:
+        out = subprocess.run([sys.executable, __file__, "--child", spec], env=env,
+                             capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
     rows = []
     for m in MODELS:
-        for r in RULES:
-            if m == "lstm" and r in ("exact_gn", "sampled_r"):
-                continue  # the exact Jacobian of 320k logits is out of reach: that is the point
-            steps = (4 if args.quick else 60) if m == "mlp" else (3 if args.quick else 15)
-            if m == "mlp":
-                steps *= 5
-            out = subprocess.run([sys.executable, __file__, "--child", f"{m}:{r}:{steps}"],
-                                 env=env, capture_output=True, text=True, check=True)
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    base = {m: next(r["median_s"] for r in rows if r["model"] == m and r["rule"] == "dropout1")
-            for m in MODELS}
-    for r in rows:
-        r["ratio_to_dropout1"] = r["median_s"] / base[r["model"]]
+        # the exact Jacobian of 320k logits is out of reach for the LSTM: that is the point
+        rules = [r for r in RULES if m == "mlp" or r not in ("exact_gn", "sampled_r")]
+        steps = (20 if args.quick else 60) if m == "mlp" else (4 if args.quick else 20)
+        rounds = 2 if args.quick else 7
+        timed = run_child(f"times:{m}:{','.join(rules)}:{steps}x{rounds}")
+        base = timed["cpu_s"]["dropout1"]
+        for r in rules:
+            ratios = sorted(a / b for a, b in zip(timed["cpu_s"][r], base))
+            mem = run_child(f"memory:{m}:{r}:{3 if m == 'lstm' else 10}")
+            rows.append({"model": m, "rule": r,
+                         "median_s": statistics.median(timed["cpu_s"][r]),
+                         "median_wall_s": statistics.median(timed["wall_s"][r]),
+                         "round_medians_s": timed["cpu_s"][r], "steps": steps, "rounds": rounds,
+                         "ratio_to_dropout1": statistics.median(ratios),
+                         "ratio_range": [ratios[0], ratios[-1]],
+                         "peak_rss_above_setup_mib": mem["peak_rss_above_setup_mib"]})
     gn = next(r for r in rows if r["model"] == "mlp" and r["rule"] == "exact_gn")
     for r in rows:
         if r["rule"] == "sampled_r":
