@@ -21,7 +21,7 @@ from dropreg.analytic.explicit import Coefficient, _sampled_regularizer, output_
 from dropreg.analytic.implicit import Variance, implicit_noise_from_outputs
 from dropreg.analytic.losses import (
     check_loss,
-    cross_entropy_from_probs,
+    cross_entropy_value,
     mean_loss,
     num_terms,
     softmax_cotangent,
@@ -185,18 +185,23 @@ def accumulate_gradient(
     if probs is not None:
         N = num_terms(outputs, targets, loss)
         clean = softmax_cotangent(probs, targets.reshape(-1), 1.0 / N).reshape(outputs.shape)
-        L = cross_entropy_from_probs(outputs, targets, probs, clean)
+        L = cross_entropy_value(outputs, targets, probs)
+        roots, cotangents = [outputs], [clean.detach()]  # the clean loss's gradient
     else:
         L = mean_loss(outputs, targets, loss)
-    total = L
+        roots, cotangents = [L], [None]
+    extra = []
     if rule.explicit != "none":
-        total = total + _sampled_regularizer(outputs, targets, rec, loss=loss, kind=rule.explicit,
-                                             coefficient=rule.coefficient,
-                                             n_samples=rule.n_label_samples,
-                                             generator=generator, probs=probs)
+        extra.append(_sampled_regularizer(outputs, targets, rec, loss=loss, kind=rule.explicit,
+                                          coefficient=rule.coefficient,
+                                          n_samples=rule.n_label_samples, generator=generator,
+                                          probs=probs))
     if rule.implicit:
-        total = total + implicit_noise_from_outputs(outputs, targets, L, rec, loss=loss,
-                                                    variance=rule.variance, generator=generator,
-                                                    probs=probs, cotangent=clean)
-    total.backward()
+        extra.append(implicit_noise_from_outputs(outputs, targets, L, rec, loss=loss,
+                                                 variance=rule.variance, generator=generator,
+                                                 probs=probs, cotangent=clean))
+    if extra:
+        roots.append(sum(extra[1:], extra[0]))
+        cotangents.append(None)
+    torch.autograd.backward(roots, cotangents)
     return float(L.detach())
