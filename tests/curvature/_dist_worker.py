@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
+import traceback
 
 import torch
 from torch import nn
@@ -114,13 +116,19 @@ SIZES = {2: [7, 4], 3: [5, 0, 6]}
 
 def run(rank: int, world: int, init: str, outdir: str) -> None:
     """The body of one of 3 ranks (``torch.multiprocessing.spawn`` target): the tools over the
-    pair of ranks 0, 1 (a sub-group) and over all 3, then the bad inputs."""
+    pair of ranks 0, 1 (a sub-group) and over all 3, then the bad inputs.
+
+    What the test reads back: ``rank<r>.pt`` (the results), ``rank<r>.done`` once every rank has
+    saved (after a barrier), or ``rank<r>.error`` with the traceback when this rank raised. A rank
+    that raised exits at once without tearing down the process group (peers may be waiting in a
+    collective, and gloo aborts a process whose group is destroyed under pending work, which
+    would hide the Python error behind a SIGABRT)."""
     import torch.distributed as dist
 
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
+        dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
         net, X, y = problem()
         pair = dist.new_group([0, 1])
         res: dict = {}
@@ -135,5 +143,13 @@ def run(rank: int, world: int, init: str, outdir: str) -> None:
             if n == 3:
                 res["errors"] = errors(net, X[lo:hi], y[lo:hi], rank, group)
         torch.save(res, os.path.join(outdir, f"rank{rank}.pt"))
-    finally:
+        dist.barrier()  # nobody tears down while a peer still talks to it
+        del pair, group
         dist.destroy_process_group()
+    except BaseException:
+        with open(os.path.join(outdir, f"rank{rank}.error"), "w") as f:
+            f.write(traceback.format_exc())
+        sys.stderr.flush()
+        os._exit(1)
+    with open(os.path.join(outdir, f"rank{rank}.done"), "w") as f:
+        f.write("ok")

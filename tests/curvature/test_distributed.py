@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -112,7 +113,17 @@ def ranks(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ranks")
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     t0 = time.perf_counter()
-    mp.spawn(W.run, args=(3, f"file://{tmp / 'rendezvous'}", str(tmp)), nprocs=3, join=True)
+    try:
+        mp.spawn(W.run, args=(3, f"file://{tmp / 'rendezvous'}", str(tmp)), nprocs=3, join=True)
+    except mp.ProcessExitedException as exc:
+        tracebacks = {p.name: p.read_text() for p in sorted(tmp.glob("rank*.error"))}
+        done = sorted(p.name for p in tmp.glob("rank*.done"))
+        if tracebacks or len(done) < 3:
+            raise AssertionError(f"a rank failed ({exc}); ranks done: {done}; "
+                                 f"tracebacks: {tracebacks}") from exc
+        # every rank saved, passed the final barrier and tore its group down: the crash came
+        # after the work, in the process's exit; the results stand, the crash is reported
+        warnings.warn(f"a gloo rank crashed at exit after finishing: {exc}", stacklevel=1)
     print(f"3 spawned ranks: {time.perf_counter() - t0:.1f} s")
     return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(3)]
 
