@@ -139,3 +139,21 @@ def test_report_names_reused_pieces_and_claim_jobs():
     assert "pieces" not in time_line(result(0))
     line = _environment_line([result(0), result(12)])
     assert "2 processes per claim" in line and "different environments" not in line
+
+
+@pytest.mark.parametrize("executor, jobs, phrase", [
+    ("serial", None, "executor serial, 1 threads"),
+    ("process", 2, "executor process, 2 jobs x 1 threads"),
+    ("process", None, "executor process, cores / threads jobs x 1 threads"),
+])
+def test_environment_line_names_the_executor_without_placeholders(executor, jobs, phrase):
+    from dropreg.experiments.report import _environment_line
+    from dropreg.experiments.store import ClaimResult
+
+    env = {"python": "3.11", "executor": executor, "threads_per_job": 1}
+    if jobs is not None:
+        env["jobs"] = jobs
+    r = ClaimResult(id="x.y", paper="x", statement="", verdict="reproduced", measurements=[],
+                    profile="quick", seed=0, elapsed_s=1.0, environment=env)
+    line = _environment_line([r])
+    assert phrase in line and "?" not in line.split(";", 1)[1]

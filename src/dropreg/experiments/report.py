@@ -351,7 +351,12 @@ def _environment_line(results: Sequence[ClaimResult], run: dict | None = None) -
     if env.get("executor") and env["executor"] != "None":
         per_job = env.get("threads_per_job", "None")
         per_job = "unpinned" if per_job == "None" else per_job
-        line += f"; executor {env['executor']}, {env.get('jobs', '?')} jobs x {per_job} threads"
+        if env["executor"] == "serial":  # one claim group after another, in this process
+            line += f"; executor serial, {per_job} threads"
+        else:
+            jobs = env.get("jobs", "None")
+            jobs = "cores / threads" if jobs == "None" else jobs
+            line += f"; executor {env['executor']}, {jobs} jobs x {per_job} threads"
     if env.get("claim_jobs") not in (None, "None", "1"):
         line += f", {env['claim_jobs']} processes per claim (--claim-jobs)"
     if len(envs) > 1:
