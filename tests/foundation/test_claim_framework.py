@@ -212,3 +212,23 @@ def test_unknown_profile_raises(temp_claim):
     c = temp_claim(lambda ctx: Outcome([]))
     with pytest.raises(ValueError, match="profile"):
         run_claim(c, "medium", seed=0)
+
+
+def test_tolerance_z_adds_standard_errors_and_round_trips():
+    m = Measurement("r", 1.02, expected=1.0, tolerance=0.01, tolerance_z=2, stderr=0.004)
+    assert m.tolerance == pytest.approx(0.018, rel=1e-14) and m.tolerance_base == 0.01
+    assert m.status == "fail"  # |0.02| > 0.018
+    back = Measurement.from_dict(m.to_dict())
+    assert back == m and back.tolerance_base == 0.01
+    assert Measurement("r", 1.0, expected=1.0, tolerance=0.3).tolerance_base == 0.3
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"tolerance_z": 2}, "tolerance_z needs stderr"),
+    ({"tolerance_z": -1, "stderr": 0.1}, "tolerance_z must be a finite number >= 0"),
+    ({"tolerance_z": float("inf"), "stderr": 0.1}, "tolerance_z must be"),
+    ({"tolerance_z": float("nan"), "stderr": 0.1}, "tolerance_z must be"),
+])
+def test_tolerance_z_refuses_bad_input(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        Measurement("r", 1.0, expected=1.0, **kwargs)

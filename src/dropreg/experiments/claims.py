@@ -88,10 +88,18 @@ class Measurement:
         n: the number of independent samples (seeds, examples) behind ``value``, when it is a
             mean over them: used to say how many would resolve an undecided measurement.
         ours: True when the threshold is our choice, not the paper's (the report says so).
+        tolerance_z: an allowance in standard errors (needs ``stderr``): the judged
+            ``tolerance`` becomes the given one plus ``tolerance_z * stderr``
+            (:attr:`tolerance_base` keeps the given part). A seed sweep then judges the pooled
+            mean at the same base plus ``tolerance_z`` of its own standard error, instead of
+            reporting a prediction that differs between seeds
+            (:func:`~dropreg.experiments.pooled.pool_measurement`).
 
     Example:
         >>> Measurement("drop rate", 0.1003, expected=0.1, tolerance=0.001).passed
         True
+        >>> Measurement("ratio", 1.02, expected=1.0, stderr=0.01, tolerance_z=5).tolerance
+        0.05
         >>> Measurement("gap", 0.5, expected=1e-3, kind="at_most").passed
         False
     """
@@ -106,6 +114,7 @@ class Measurement:
     interval: tuple[float, float] | None = None
     n: int | None = None
     ours: bool = False
+    tolerance_z: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("close", "at_most", "at_least", "info"):
@@ -118,12 +127,28 @@ class Measurement:
             raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
         if self.stderr is not None and not float(self.stderr) >= 0:
             raise ValueError(f"stderr must be >= 0 or None, got {self.stderr}")
+        if self.tolerance_z is not None:
+            z = float(self.tolerance_z)
+            if not z >= 0 or math.isinf(z):
+                raise ValueError(f"tolerance_z must be a finite number >= 0, got "
+                                 f"{self.tolerance_z!r}")
+            if self.stderr is None:
+                raise ValueError(f"measurement {self.name!r}: tolerance_z needs stderr")
+            object.__setattr__(self, "tolerance_z", z)
+            object.__setattr__(self, "_tolerance_base", float(self.tolerance))
+            object.__setattr__(self, "tolerance", float(self.tolerance) + z * float(self.stderr))
         if self.interval is not None:
             lo, hi = (float(b) for b in self.interval)
             if not lo <= hi:
                 raise ValueError(f"interval must be (low, high) with low <= high, "
                                  f"got {self.interval}")
             object.__setattr__(self, "interval", (lo, hi))
+
+    @property
+    def tolerance_base(self) -> float:
+        """The tolerance without its ``tolerance_z * stderr`` part (all of it when
+        ``tolerance_z`` is None)."""
+        return getattr(self, "_tolerance_base", float(self.tolerance))
 
     @property
     def band(self) -> tuple[float, float]:
@@ -199,6 +224,8 @@ class Measurement:
             "interval": None if self.interval is None else list(self.interval),
             "n": self.n,
             "ours": self.ours,
+            "tolerance_z": self.tolerance_z,
+            "tolerance_base": self.tolerance_base,
             "status": self.status,
             "passed": self.passed,
         }
@@ -209,13 +236,15 @@ class Measurement:
             name=d["name"],
             value=d["value"],
             expected=d.get("expected"),
-            tolerance=d.get("tolerance", 0.0),
+            tolerance=(d.get("tolerance", 0.0) if d.get("tolerance_z") is None
+                       else d.get("tolerance_base", 0.0)),
             kind=d.get("kind", "close"),
             stderr=d.get("stderr"),
             unit=d.get("unit", ""),
             interval=None if d.get("interval") is None else tuple(d["interval"]),
             n=d.get("n"),
             ours=bool(d.get("ours", False)),
+            tolerance_z=d.get("tolerance_z"),
         )
 
 

@@ -3,12 +3,17 @@ from the measurements pooled across seeds, with the report that shows them.
 
 A sweep stores each seed in ``OUT/seed-<k>/`` (a full single-seed report of its own). For every
 claim, each measurement (matched by name) is pooled across the seeds that have it: the mean, its
-standard error across seeds (``std / sqrt(n)``, ``n - 1`` degrees of freedom), the minimum and
-the maximum. The pooled measurement keeps the prediction, so the framework's own rules
+standard error, the minimum and the maximum. The standard error is the one across seeds
+(``std / sqrt(n)``, ``n - 1`` degrees of freedom); when every seed reports its own, it is the
+larger of that and ``sqrt(sum se_i^2) / n`` (our rule: with few seeds the across-seed estimate
+can be small by chance, and the seeds' own errors miss variation between seeds). The pooled
+measurement keeps the prediction, so the framework's own rules
 (:attr:`Measurement.status <dropreg.experiments.claims.Measurement.status>`,
 :func:`~dropreg.experiments.claims.verdict_of`) give the pooled verdict: a one-sided prediction
 is decided when ``mean +- DECISION_Z s.e.`` lies on one side of its threshold. A measurement
-whose prediction differs between seeds is reported but not pooled into the verdict. A
+whose prediction differs between seeds is reported but not pooled into the verdict; a
+tolerance stated in standard errors (``Measurement.tolerance_z``) is the same prediction in
+every seed and is applied to the pooled standard error. A
 measurement identical in every seed is flagged: the seed does not change it (expected of an
 exact identity, a warning sign for a random estimate), unless the claim is declared
 deterministic.
@@ -83,16 +88,35 @@ def pool_measurement(ms: Sequence[Measurement], *, deterministic: bool = False
     if n > 1 and len(finite) == n:
         var = sum((v - mean) ** 2 for v in values) / (n - 1)
         stderr = math.sqrt(var / n)
+    within = _within_seed_stderr(ms)
+    if within is not None and len(finite) == n:
+        stderr = within if stderr is None else max(stderr, within)
     first = ms[0]
-    mixed = any((m.kind, m.expected, m.tolerance) != (first.kind, first.expected,
-                                                       first.tolerance) for m in ms)
+    z = first.tolerance_z
+    if z is not None:  # a tolerance in standard errors: judged at z of the pooled s.e.
+        mixed = stderr is None or any(
+            (m.kind, m.expected, m.tolerance_z, m.tolerance_base)
+            != (first.kind, first.expected, z, first.tolerance_base) for m in ms)
+    else:
+        mixed = any((m.kind, m.expected, m.tolerance) != (first.kind, first.expected,
+                                                           first.tolerance) for m in ms)
     pooled = Measurement(
         first.name, mean, expected=None if mixed else first.expected,
-        tolerance=0.0 if mixed else first.tolerance, kind="info" if mixed else first.kind,
-        stderr=stderr, unit=first.unit, n=n, ours=first.ours)
+        tolerance=0.0 if mixed else first.tolerance_base,
+        kind="info" if mixed else first.kind, stderr=stderr, unit=first.unit, n=n,
+        ours=first.ours, tolerance_z=None if mixed else z)
     same = n > 1 and all(v == values[0] for v in values)
     return PooledMeasurement(pooled, min(values), max(values),
                              seed_not_used=same and not deterministic, mixed_prediction=mixed)
+
+
+def _within_seed_stderr(ms: Sequence[Measurement]) -> float | None:
+    """The standard error of the mean of the seeds' estimates from their own standard errors,
+    ``sqrt(sum se_i^2) / n``; None unless every seed gives a finite one."""
+    ses = [m.stderr for m in ms]
+    if any(se is None or not math.isfinite(float(se)) for se in ses):
+        return None
+    return math.sqrt(sum(float(se) ** 2 for se in ses)) / len(ses)
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ def dropblock2d_drops_exactly_p(ctx: ClaimContext) -> Outcome:
         peers = {rule: peer_expected_drop_fraction(rule, H, H, bs, p) for rule in PEER_RULES}
         rows.append({"H": H, "W": H, "block_size": bs, "p": p, **r, **peers})
         ms.append(Measurement(f"realised drop fraction, {H}x{H} map, block {bs}, p={p}",
-                              r["realised"], expected=p, tolerance=5 * r["stderr"],
+                              r["realised"], expected=p, tolerance_z=5,
                               stderr=r["stderr"], n=int(r["maps"]), ours=True))
         ctx.progress.advance()
     resnet = [{"H": H, "block_size": bs, "p": p, "gamma_scale": gs,

@@ -137,7 +137,7 @@ def expected_objective_identities(ctx: ClaimContext) -> Outcome:
     ms = [Measurement("max relative deviation, formula vs exact enumeration (8 laws)", worst,
                       expected=0.0, tolerance=1e-12, kind="at_most", ours=True)]
     ms += [Measurement(f"Monte-Carlo mean of the sampled {m['strategy']} loss", m["mean"],
-                       expected=m["formula"], tolerance=5 * m["stderr"], stderr=m["stderr"],
+                       expected=m["formula"], tolerance_z=5, stderr=m["stderr"],
                        n=m["n"], ours=True) for m in mc]
     return Outcome(
         measurements=ms,
@@ -451,7 +451,7 @@ def dropblock_approximation_curves(ctx: ClaimContext) -> Outcome:
                        ours=True),
            Measurement("gap between the curves (SGD limits, fixed minus sliding) minus the gap "
                        "between their minima", gap - gap_minima, expected=0.0,
-                       tolerance=AGREE_Z * gap_se, stderr=gap_se, ours=True),
+                       tolerance_z=AGREE_Z, stderr=gap_se, ours=True),
            Measurement("|gap between the curves|, resolved from zero", abs(gap), expected=0.0,
                        kind="at_least", stderr=gap_se),
            Measurement("gap between the ends of the two decaying-step training curves",
@@ -475,7 +475,7 @@ def _curve(name, law, s, run, chains, basin: float, global_min: float) -> dict:
 def _curve_measurements(c: dict) -> list[Measurement]:
     name, se = c["name"], c["limit_se"]
     out = [Measurement(f"SGD limit (eta -> 0) minus the minimum of its basin, {name}",
-                       c["limit"] - c["basin"], expected=0.0, tolerance=AGREE_Z * se,
+                       c["limit"] - c["basin"], expected=0.0, tolerance_z=AGREE_Z,
                        stderr=se, ours=True),
            Measurement(f"end of the decaying-step training curve minus the minimum of its "
                        f"basin, {name}", c["objective"][-1] - c["basin"], kind="info"),

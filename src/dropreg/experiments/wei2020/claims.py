@@ -129,7 +129,7 @@ def xi_approx_matches(ctx: ClaimContext) -> Outcome:
     rel = [r["trace_ratio"] / r["limit_ratio"] for r in small]
     m, se = mean_and_stderr(rel)
     ms = [Measurement(f"q={min(s.qs)}: trace ratio / its exact small-q limit, mean over "
-                      f"{len(rel)} examples", m, expected=1.0, tolerance=0.05 + 2 * se,
+                      f"{len(rel)} examples", m, expected=1.0, tolerance=0.05, tolerance_z=2,
                       stderr=se, n=len(rel), ours=True),
           Measurement("exact small-q limit of the trace ratio, smallest example", min(
               r["limit_ratio"] for r in small), kind="info"), *_width_arm(wide)]
@@ -206,7 +206,7 @@ def dropout_k_scaling(ctx: ClaimContext) -> Outcome:
     def ratio(name: str, tr: float, se: float, scale: float = 1.0) -> Measurement:
         val = scale * tr / tr1
         err = val * math.sqrt((se / tr) ** 2 + (se1 / tr1) ** 2)
-        return Measurement(name, val, expected=1.0, tolerance=5 * err, stderr=err)
+        return Measurement(name, val, expected=1.0, stderr=err, tolerance_z=5)
 
     ms = [ratio(f"k={k}: k tr Cov(Dropout_k) / tr Cov(Dropout_1)", *traces[k], scale=k)
           for k in s.ks[1:]]

@@ -486,7 +486,7 @@ def training_outcome(bed, results: dict[str, list], rules: Sequence[UpdateRule])
         elif kind == "greater":
             ms.append(sign_of_difference(name, d, predicted="positive", unit="nats"))
         else:  # "close": no detectable difference, within 2 s.e. (our rule)
-            ms.append(Measurement(name, m, expected=0.0, tolerance=2 * se, kind="close",
+            ms.append(Measurement(name, m, expected=0.0, tolerance_z=2, kind="close",
                                   stderr=se, n=n_seeds, ours=True))
 
     diff(f"(a) none - {d1} (> 0: dropout helps)", "none", d1, "greater")
