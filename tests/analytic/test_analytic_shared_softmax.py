@@ -216,7 +216,7 @@ def test_cross_entropy_value_where_a_probability_underflows():
     assert torch.isclose(L, F.cross_entropy(out, y)) and math.isfinite(L.item())
 
 
-@pytest.mark.parametrize("C", [1, 2, 7, 16, 500])
+@pytest.mark.parametrize("C", [1, 2, 7, 16, 101, 500])
 def test_sample_labels_are_the_inverse_cdf_of_the_probabilities(C):
     """The two-level draw is the plain inverse CDF of the same uniforms (float64 cumulative sum
     over all classes), label for label; zero-probability classes are never drawn."""

@@ -189,18 +189,24 @@ def sample_labels(logits: torch.Tensor, generator: torch.Generator | None = None
     p = probs.detach()
     rows = p.shape[0]
     # two-level inverse CDF: a block of about sqrt(C) classes by the blocks' float64 sums, then
-    # the class inside it (one pass over the probabilities instead of a float64 cumulative sum)
+    # the class inside it (one pass over the probabilities instead of a float64 cumulative sum);
+    # a last, shorter block holds the C mod width remaining classes (no padded copy of probs)
     width = max(1, math.isqrt(C))
-    n_blocks = -(-C // width)
-    if n_blocks * width != C:
-        p = F.pad(p, (0, n_blocks * width - C))
-    blocks = p.view(rows, n_blocks, width)
-    cdf = blocks.sum(-1, dtype=torch.float64).cumsum(-1)
+    n_full, rest = divmod(C, width)
+    sums = p[:, :n_full * width].view(rows, n_full, width).sum(-1, dtype=torch.float64)
+    if rest:
+        sums = torch.cat([sums, p[:, n_full * width:].sum(-1, keepdim=True,
+                                                          dtype=torch.float64)], 1)
+    n_blocks = sums.shape[1]
+    cdf = sums.cumsum_(-1)
     u = torch.rand((rows, 1), generator=generator, dtype=torch.float64, device=p.device)
     u = u * cdf[:, -1:]
     b = torch.searchsorted(cdf, u, right=True).clamp_(max=n_blocks - 1)
     before = torch.where(b > 0, cdf.gather(1, (b - 1).clamp(min=0)), 0.0)
-    inside = blocks.gather(1, b.unsqueeze(-1).expand(rows, 1, width)).squeeze(1)
+    cols = b * width + torch.arange(width, device=p.device)
+    inside = p.gather(1, cols.clamp(max=C - 1))
+    if rest:
+        inside = inside.masked_fill(cols >= C, 0.0)  # past the last class of a short block
     inside = inside.cumsum(-1, dtype=torch.float64).add_(before)
     j = torch.searchsorted(inside, u, right=True).clamp_(max=width - 1)
     return (b * width + j).squeeze(1).clamp_(max=C - 1)
