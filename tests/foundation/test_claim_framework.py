@@ -216,11 +216,24 @@ def test_unknown_profile_raises(temp_claim):
 
 def test_tolerance_z_adds_standard_errors_and_round_trips():
     m = Measurement("r", 1.02, expected=1.0, tolerance=0.01, tolerance_z=2, stderr=0.004)
-    assert m.tolerance == pytest.approx(0.018, rel=1e-14) and m.tolerance_base == 0.01
+    assert m.judged_tolerance == pytest.approx(0.018, rel=1e-14) and m.tolerance_base == 0.01
     assert m.status == "fail"  # |0.02| > 0.018
     back = Measurement.from_dict(m.to_dict())
     assert back == m and back.tolerance_base == 0.01
     assert Measurement("r", 1.0, expected=1.0, tolerance=0.3).tolerance_base == 0.3
+    assert m.to_dict()["tolerance"] == pytest.approx(0.018, rel=1e-14)
+
+
+def test_tolerance_z_survives_dataclasses_replace():
+    """The judged tolerance is derived, so a replaced measurement is judged with its own
+    standard error (not the old allowance added twice)."""
+    import dataclasses
+
+    m = Measurement("r", 1.02, expected=1.0, tolerance=0.01, tolerance_z=2, stderr=0.004)
+    same = dataclasses.replace(m, name="r2")
+    assert same.judged_tolerance == pytest.approx(0.018, rel=1e-14)
+    wider = dataclasses.replace(m, stderr=0.01)
+    assert wider.judged_tolerance == pytest.approx(0.03, rel=1e-14) and wider.tolerance == 0.01
 
 
 @pytest.mark.parametrize("kwargs, needle", [

@@ -201,14 +201,14 @@ def test_a_tolerance_in_standard_errors_is_judged_on_the_pooled_standard_error()
     # each seed: ratio within 5 of its own s.e. of 1 (the tolerances differ, the rule does not)
     seeds = [Measurement("r", v, expected=1.0, stderr=se, tolerance_z=5)
              for v, se in ((0.995, 0.004), (1.003, 0.002), (1.001, 0.003))]
-    assert len({m.tolerance for m in seeds}) == 3
+    assert len({m.judged_tolerance for m in seeds}) == 3
     p = pool_measurement(seeds)
     m = p.measurement
     assert not p.mixed_prediction and m.tolerance_z == 5
     across = statistics.stdev([0.995, 1.003, 1.001]) / math.sqrt(3)
     within = math.sqrt(0.004 ** 2 + 0.002 ** 2 + 0.003 ** 2) / 3
     assert m.stderr == pytest.approx(max(across, within), rel=1e-14)
-    assert m.tolerance == pytest.approx(5 * m.stderr, rel=1e-14) and m.status == "pass"
+    assert m.judged_tolerance == pytest.approx(5 * m.stderr, rel=1e-14) and m.status == "pass"
     # a pooled mean far from 1 at the pooled precision fails, though each seed alone passed
     off = [Measurement("r", 1.0 + 4.9 * se, expected=1.0, stderr=se, tolerance_z=5)
            for se in (0.01, 0.01, 0.01, 0.01)]
@@ -218,7 +218,7 @@ def test_a_tolerance_in_standard_errors_is_judged_on_the_pooled_standard_error()
     based = pool_measurement([Measurement("r", v, expected=1.0, tolerance=0.05, tolerance_z=2,
                                           stderr=0.01) for v in (1.0, 1.02)]).measurement
     assert based.tolerance_base == 0.05
-    assert based.tolerance == pytest.approx(0.05 + 2 * based.stderr, rel=1e-14)
+    assert based.judged_tolerance == pytest.approx(0.05 + 2 * based.stderr, rel=1e-14)
     # different z or base between seeds: a prediction that differs, not judged
     assert pool_measurement([Measurement("r", 1.0, expected=1.0, stderr=0.01, tolerance_z=5),
                              Measurement("r", 1.0, expected=1.0, stderr=0.01, tolerance_z=3)]

@@ -88,9 +88,10 @@ class Measurement:
         n: the number of independent samples (seeds, examples) behind ``value``, when it is a
             mean over them: used to say how many would resolve an undecided measurement.
         ours: True when the threshold is our choice, not the paper's (the report says so).
-        tolerance_z: an allowance in standard errors (needs ``stderr``): the judged
-            ``tolerance`` becomes the given one plus ``tolerance_z * stderr``
-            (:attr:`tolerance_base` keeps the given part). A seed sweep then judges the pooled
+        tolerance_z: an allowance in standard errors (needs ``stderr``): the verdict uses
+            :attr:`judged_tolerance` = ``tolerance + tolerance_z * stderr`` (``tolerance``
+            stays the given part; ``to_dict`` writes the judged one as ``"tolerance"`` and the
+            given one as ``"tolerance_base"``). A seed sweep then judges the pooled
             mean at the same base plus ``tolerance_z`` of its own standard error, instead of
             reporting a prediction that differs between seeds
             (:func:`~dropreg.experiments.pooled.pool_measurement`).
@@ -98,7 +99,7 @@ class Measurement:
     Example:
         >>> Measurement("drop rate", 0.1003, expected=0.1, tolerance=0.001).passed
         True
-        >>> Measurement("ratio", 1.02, expected=1.0, stderr=0.01, tolerance_z=5).tolerance
+        >>> Measurement("ratio", 1.02, expected=1.0, stderr=0.01, tolerance_z=5).judged_tolerance
         0.05
         >>> Measurement("gap", 0.5, expected=1e-3, kind="at_most").passed
         False
@@ -135,8 +136,6 @@ class Measurement:
             if self.stderr is None:
                 raise ValueError(f"measurement {self.name!r}: tolerance_z needs stderr")
             object.__setattr__(self, "tolerance_z", z)
-            object.__setattr__(self, "_tolerance_base", float(self.tolerance))
-            object.__setattr__(self, "tolerance", float(self.tolerance) + z * float(self.stderr))
         if self.interval is not None:
             lo, hi = (float(b) for b in self.interval)
             if not lo <= hi:
@@ -146,9 +145,17 @@ class Measurement:
 
     @property
     def tolerance_base(self) -> float:
-        """The tolerance without its ``tolerance_z * stderr`` part (all of it when
-        ``tolerance_z`` is None)."""
-        return getattr(self, "_tolerance_base", float(self.tolerance))
+        """The given ``tolerance``, without the ``tolerance_z * stderr`` part."""
+        return float(self.tolerance)
+
+    @property
+    def judged_tolerance(self) -> float:
+        """The tolerance the verdict uses: ``tolerance + tolerance_z * stderr`` (``tolerance``
+        when ``tolerance_z`` is None). Derived, so that ``dataclasses.replace`` with a new
+        ``stderr`` or ``tolerance`` judges with the new one."""
+        if self.tolerance_z is None:
+            return float(self.tolerance)
+        return float(self.tolerance) + self.tolerance_z * float(self.stderr)
 
     @property
     def band(self) -> tuple[float, float]:
@@ -175,7 +182,7 @@ class Measurement:
             return "info"
         if v != v:  # NaN never agrees
             return "fail"
-        e, t = float(self.expected), float(self.tolerance)
+        e, t = float(self.expected), self.judged_tolerance
         if self.kind == "close":
             return "pass" if abs(v - e) <= t else "fail"
         lo, hi = self.band
@@ -205,8 +212,8 @@ class Measurement:
         """
         if self.status != "undecided" or self.n is None or self.stderr is None:
             return None
-        threshold = float(self.expected) + (self.tolerance if self.kind == "at_most"
-                                            else -self.tolerance)
+        t = self.judged_tolerance
+        threshold = float(self.expected) + (t if self.kind == "at_most" else -t)
         gap = abs(float(self.value) - threshold)
         if gap == 0:
             return None
@@ -217,7 +224,7 @@ class Measurement:
             "name": self.name,
             "value": float(self.value),
             "expected": None if self.expected is None else float(self.expected),
-            "tolerance": float(self.tolerance),
+            "tolerance": self.judged_tolerance,
             "kind": self.kind,
             "stderr": None if self.stderr is None else float(self.stderr),
             "unit": self.unit,
@@ -321,9 +328,10 @@ def verdict_of(measurements: Sequence[Measurement]) -> Verdict:
 
 def _threshold_text(m: Measurement) -> str:
     if m.kind == "close":
-        return f"predicted {m.expected:.4g} within {m.tolerance:.3g}"
+        return f"predicted {m.expected:.4g} within {m.judged_tolerance:.3g}"
     sign = "<=" if m.kind == "at_most" else ">="
-    bound = m.expected + (m.tolerance if m.kind == "at_most" else -m.tolerance)
+    t = m.judged_tolerance
+    bound = m.expected + (t if m.kind == "at_most" else -t)
     return f"predicted {sign} {bound:.4g}" + (" (our threshold)" if m.ours else "")
 
 

@@ -185,7 +185,7 @@ def describe_expectation(m: Measurement) -> str:
     """
     if m.kind == "info" or m.expected is None:
         return "(reported, not judged)"
-    e, t = float(m.expected), float(m.tolerance)
+    e, t = float(m.expected), m.judged_tolerance
     if m.kind == "close":
         if not t:
             return f"= {format_number(e)}"
