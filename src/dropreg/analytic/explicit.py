@@ -55,6 +55,7 @@ from dropreg.analytic.losses import (
     sampled_pseudo_loss,
     softmax_cotangent,
 )
+from dropreg.analytic.readout import LinearReadout
 from dropreg.sites import DropoutSite, DropoutState, dropout_state, frozen_statistics, group_sum
 
 ESTIMATORS = ("sampled", "gauss_newton", "full", "identity", "loss_jacobian")
@@ -189,7 +190,7 @@ def output_probabilities(outputs: torch.Tensor, loss: str) -> torch.Tensor | Non
 def pseudo_loss_site_gradients(
     outputs: torch.Tensor, targets: torch.Tensor, hs: list[torch.Tensor], *, loss: str,
     kind: str = "hessian", generator: torch.Generator | None = None, create_graph: bool = True,
-    probs: torch.Tensor | None = None,
+    probs: torch.Tensor | None = None, readout: LinearReadout | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """``dP / dh`` at the recorded site outputs ``hs`` for one draw of the pseudo-loss ``P`` of
     :func:`dropreg.analytic.losses.sampled_pseudo_loss` (same random draws, same value).
@@ -198,7 +199,9 @@ def pseudo_loss_site_gradients(
     ``dP/dF = softmax(F) - one_hot(label)`` is formed from ``probs``
     (:func:`output_probabilities`, computed here when ``None``) and pulled back with one backward
     (``create_graph`` as given); the double backward then differentiates the softmax once instead
-    of the log-softmax backward of ``F.cross_entropy``. Other kinds and mse differentiate ``P``.
+    of the log-softmax backward of ``F.cross_entropy``. With ``readout``, the outputs' linear
+    readout (:mod:`dropreg.analytic.readout`), the cotangent is pulled back through it as
+    ``probs W - W[label]``. Other kinds and mse differentiate ``P``.
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
@@ -223,6 +226,9 @@ def pseudo_loss_site_gradients(
             probs = torch.softmax(logits, dim=-1)
         labels = (sample_labels(logits, generator, probs=probs) if kind == "hessian"
                   else targets.reshape(-1))
+        if readout is not None:
+            return torch.autograd.grad(readout.inputs, hs, readout.pullback(probs, labels),
+                                       create_graph=create_graph, retain_graph=True)
         r = softmax_cotangent(probs, labels).reshape(outputs.shape)
         return torch.autograd.grad(outputs, hs, r, create_graph=create_graph, retain_graph=True)
     P = sampled_pseudo_loss(outputs, targets, loss, kind=kind, generator=generator)
@@ -233,7 +239,7 @@ def _sampled_regularizer(
     outputs: torch.Tensor, targets: torch.Tensor, recording: DropoutState, *,
     loss: str = "cross_entropy", kind: str = "hessian", coefficient: Coefficient = None,
     n_samples: int = 1, generator: torch.Generator | None = None, create_graph: bool = True,
-    probs: torch.Tensor | None = None,
+    probs: torch.Tensor | None = None, readout: LinearReadout | None = None,
 ) -> torch.Tensor:
     check_int("n_samples", n_samples)
     items = list(recording.items())
@@ -252,7 +258,7 @@ def _sampled_regularizer(
     for _ in range(n_samples):
         gs = pseudo_loss_site_gradients(outputs, targets, hs, loss=loss, kind=kind,
                                         generator=generator, create_graph=create_graph,
-                                        probs=probs)
+                                        probs=probs, readout=readout)
         for (site, h), g, c in zip(items, gs, coefs):
             if c == 0.0:
                 continue

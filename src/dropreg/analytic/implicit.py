@@ -25,6 +25,7 @@ from torch import nn
 from dropreg._random import rademacher
 from dropreg.analytic.explicit import check_second_order_site
 from dropreg.analytic.losses import check_loss, mean_loss, num_terms, softmax_cotangent
+from dropreg.analytic.readout import LinearReadout
 from dropreg.masks import Bernoulli
 from dropreg.sites import (
     DropoutSite,
@@ -148,6 +149,7 @@ def implicit_noise_from_outputs(
     recording: DropoutState, *, loss: str = "cross_entropy", noise: str = "rademacher",
     variance: Variance = None, scale: float = 1.0, generator: torch.Generator | None = None,
     probs: torch.Tensor | None = None, cotangent: torch.Tensor | None = None,
+    readout: LinearReadout | None = None,
 ) -> torch.Tensor:
     """:func:`implicit_noise_term` of ``data_loss = mean_loss(outputs, targets, loss)``, the same
     value and weight-gradient from the same draws, with ``dL/dh`` for cross entropy pulled back
@@ -155,7 +157,9 @@ def implicit_noise_from_outputs(
     (:func:`dropreg.analytic.explicit.output_probabilities`; computed when ``None``), so that the
     double backward differentiates the (shared) softmax once instead of a log-softmax backward.
     ``cotangent``: that output cotangent when the caller has formed it (differentiable through
-    ``probs``, shaped like ``outputs``).
+    ``probs``, shaped like ``outputs``). ``readout``: the outputs' linear readout
+    (:mod:`dropreg.analytic.readout`); the residual is then pulled back through it as
+    ``(probs W - W[y]) / N`` (``cotangent`` is not used).
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
@@ -176,6 +180,13 @@ def implicit_noise_from_outputs(
                                    scale=scale, generator=generator)
     items = _noise_items(recording, noise)
     N = num_terms(outputs, targets, loss)
+    if readout is not None:
+        if probs is None:
+            probs = torch.softmax(outputs.reshape(-1, outputs.shape[-1]), dim=-1)
+        g_in = readout.pullback(probs, targets.reshape(-1), 1.0 / N)
+        gs = torch.autograd.grad(readout.inputs, [h for _, h in items], g_in, create_graph=True,
+                                 retain_graph=True)
+        return scale * _noise_sum(items, gs, noise, variance, generator, outputs.new_zeros(()))
     if cotangent is not None:
         r = cotangent
     else:

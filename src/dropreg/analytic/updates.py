@@ -26,6 +26,7 @@ from dropreg.analytic.losses import (
     num_terms,
     softmax_cotangent,
 )
+from dropreg.analytic.readout import readout_of, record_readout
 from dropreg.analytic.recurrent import twice_differentiable_lstm
 from dropreg.sites import dropout_state
 
@@ -169,15 +170,20 @@ def accumulate_gradient(
                 L2 = mean_loss(model(inputs), targets, loss)
                 ((L1 - L2) * math.sqrt((1 - 1 / rule.k) / 2)).backward()
         if rule.top_up == "xi_approx" and rule.k > 1:
-            with dropout_state(model, "off", record=True) as rec, second_order_rnns(model):
+            with dropout_state(model, "off", record=True) as rec, second_order_rnns(model), \
+                    record_readout(model) as calls:
                 outputs = model(inputs)
             L = mean_loss(outputs, targets, loss)
             implicit_noise_from_outputs(outputs, targets, L, rec, loss=loss,
                                         variance=rule.variance, scale=math.sqrt(1 - 1 / rule.k),
-                                        generator=generator).backward()
+                                        generator=generator,
+                                        readout=readout_of(calls, outputs)).backward()
         return seen
-    with dropout_state(model, "off", record=True) as rec, second_order_rnns(model):
+    with dropout_state(model, "off", record=True) as rec, second_order_rnns(model), \
+            record_readout(model) as calls:
         outputs = model(inputs)
+    # a linear readout pulls every residual back by one shared product (analytic.readout)
+    readout = readout_of(calls, outputs) if loss == "cross_entropy" else None
     # one softmax for the loss gradient, the sampled labels' cotangent and the implicit noise
     probs = (output_probabilities(outputs, loss) if rule.explicit != "none" or rule.implicit
              else None)
@@ -195,11 +201,12 @@ def accumulate_gradient(
         extra.append(_sampled_regularizer(outputs, targets, rec, loss=loss, kind=rule.explicit,
                                           coefficient=rule.coefficient,
                                           n_samples=rule.n_label_samples, generator=generator,
-                                          probs=probs))
+                                          probs=probs, readout=readout))
     if rule.implicit:
         extra.append(implicit_noise_from_outputs(outputs, targets, L, rec, loss=loss,
                                                  variance=rule.variance, generator=generator,
-                                                 probs=probs, cotangent=clean))
+                                                 probs=probs, cotangent=clean,
+                                                 readout=readout))
     if extra:
         roots.append(sum(extra[1:], extra[0]))
         cotangents.append(None)
