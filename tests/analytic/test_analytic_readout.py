@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from dropreg.analytic import rules
+from dropreg.analytic import MLP, rules
 from dropreg.analytic.readout import LinearReadout, readout_of, record_readout
 from tests.analytic.test_analytic_shared_softmax import (
     lstm_case,
@@ -110,8 +110,15 @@ def test_step_without_a_readout_matches_the_reference(rule):
     assert torch.allclose(got, want, rtol=1e-10, atol=1e-13)
 
 
-@pytest.mark.parametrize("case", [mlp_case, lstm_case], ids=["mlp", "lstm"])
-def test_the_step_uses_the_readout(case, monkeypatch):
+def wide_mlp_case():
+    """A head wider than its input (9 classes from 6 units): the readout pays."""
+    torch.manual_seed(0)
+    net = MLP(4, 6, 9, p=0.3, depth=2).double()
+    g = torch.Generator().manual_seed(1)
+    return net, torch.randn(8, 4, generator=g, dtype=D64), torch.randint(0, 9, (8,), generator=g)
+
+
+def _count_pullbacks(monkeypatch) -> list:
     calls = []
     original = LinearReadout.pullback
 
@@ -120,9 +127,29 @@ def test_the_step_uses_the_readout(case, monkeypatch):
         return original(self, probs, labels, scale)
 
     monkeypatch.setattr(LinearReadout, "pullback", counted)
+    return calls
+
+
+@pytest.mark.parametrize("case", [wide_mlp_case, lstm_case], ids=["wide-mlp", "lstm"])
+@pytest.mark.parametrize("rule", [rules.explicit(), rules.explicit_implicit()],
+                         ids=["R", "R+xi"])
+def test_the_step_through_the_readout_matches_the_reference(case, rule, monkeypatch):
+    calls = _count_pullbacks(monkeypatch)
     net, x, y = case()
+    want = reference(net, x, y, rule, seed=5)[2]
+    got = step_gradient(net, x, y, rule, seed=5)
+    assert want.abs().max() > 1e-4
+    assert torch.allclose(got, want, rtol=1e-10, atol=1e-13)
+    # R_approx's residual unscaled, then xi_approx's scaled by 1/N
+    assert calls == ([1.0] if rule.implicit is False else [1.0, calls[-1]])
+    assert rule.implicit is False or calls[-1] < 1.0
+
+
+def test_a_narrow_head_takes_the_generic_pull_back(monkeypatch):
+    calls = _count_pullbacks(monkeypatch)
+    net, x, y = mlp_case()  # 3 classes from 6 units
     step_gradient(net, x, y, rules.explicit_implicit(), seed=1)
-    assert len(calls) == 2 and calls[0] == 1.0 and calls[1] < 1.0  # R_approx, then xi_approx
+    assert calls == []
 
 
 def test_pullback_refuses_shapes_that_do_not_fit():

@@ -26,7 +26,7 @@ from dropreg.analytic.losses import (
     num_terms,
     softmax_cotangent,
 )
-from dropreg.analytic.readout import readout_of, record_readout
+from dropreg.analytic.readout import LinearReadout, readout_of, record_readout
 from dropreg.analytic.recurrent import twice_differentiable_lstm
 from dropreg.sites import dropout_state
 
@@ -139,6 +139,12 @@ def second_order_rnns(model: nn.Module) -> Iterator[None]:
             yield
 
 
+def _wide_readout(calls: list, outputs: torch.Tensor) -> LinearReadout | None:
+    """The outputs' linear readout where its pull-back is the cheaper one, else ``None``."""
+    readout = readout_of(calls, outputs)
+    return readout if readout is not None and readout.pays else None
+
+
 def accumulate_gradient(
     model: nn.Module, rule: UpdateRule, inputs: torch.Tensor, targets: torch.Tensor, *,
     loss: str = "cross_entropy", generator: torch.Generator | None = None,
@@ -177,13 +183,13 @@ def accumulate_gradient(
             implicit_noise_from_outputs(outputs, targets, L, rec, loss=loss,
                                         variance=rule.variance, scale=math.sqrt(1 - 1 / rule.k),
                                         generator=generator,
-                                        readout=readout_of(calls, outputs)).backward()
+                                        readout=_wide_readout(calls, outputs)).backward()
         return seen
     with dropout_state(model, "off", record=True) as rec, second_order_rnns(model), \
             record_readout(model) as calls:
         outputs = model(inputs)
-    # a linear readout pulls every residual back by one shared product (analytic.readout)
-    readout = readout_of(calls, outputs) if loss == "cross_entropy" else None
+    # a wide linear readout pulls every residual back by one shared product (analytic.readout)
+    readout = _wide_readout(calls, outputs) if loss == "cross_entropy" else None
     # one softmax for the loss gradient, the sampled labels' cotangent and the implicit noise
     probs = (output_probabilities(outputs, loss) if rule.explicit != "none" or rule.implicit
              else None)
