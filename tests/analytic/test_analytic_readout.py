@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from dropreg.analytic import MLP, rules
+from dropreg.analytic import MLP, WordLSTM, rules
 from dropreg.analytic.readout import LinearReadout, readout_of, record_readout
 from tests.analytic.test_analytic_shared_softmax import (
     lstm_case,
@@ -118,6 +118,15 @@ def wide_mlp_case():
     return net, torch.randn(8, 4, generator=g, dtype=D64), torch.randint(0, 9, (8,), generator=g)
 
 
+def tied_lstm_case():
+    """The decoder's weight is the embedding's (gathered rows and the product share it)."""
+    torch.manual_seed(0)
+    net = WordLSTM(13, emb=4, hidden=5, layers=2, p=0.3, tie=True).double()
+    g = torch.Generator().manual_seed(2)
+    return net, torch.randint(0, 13, (3, 6), generator=g), torch.randint(0, 13, (3, 6),
+                                                                         generator=g)
+
+
 def _count_pullbacks(monkeypatch) -> list:
     calls = []
     original = LinearReadout.pullback
@@ -130,7 +139,8 @@ def _count_pullbacks(monkeypatch) -> list:
     return calls
 
 
-@pytest.mark.parametrize("case", [wide_mlp_case, lstm_case], ids=["wide-mlp", "lstm"])
+@pytest.mark.parametrize("case", [wide_mlp_case, lstm_case, tied_lstm_case],
+                         ids=["wide-mlp", "lstm", "tied-lstm"])
 @pytest.mark.parametrize("rule", [rules.explicit(), rules.explicit_implicit()],
                          ids=["R", "R+xi"])
 def test_the_step_through_the_readout_matches_the_reference(case, rule, monkeypatch):
