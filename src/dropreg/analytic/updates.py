@@ -196,7 +196,9 @@ def accumulate_gradient(
     clean = None  # the clean loss's output cotangent (softmax(F) - one_hot(y)) / N
     if probs is not None:
         N = num_terms(outputs, targets, loss)
-        clean = softmax_cotangent(probs, targets.reshape(-1), 1.0 / N).reshape(outputs.shape)
+        # differentiable only where xi_approx pulls it back itself (no readout)
+        clean = softmax_cotangent(probs if readout is None else probs.detach(),
+                                  targets.reshape(-1), 1.0 / N).reshape(outputs.shape)
         L = cross_entropy_value(outputs, targets, probs)
         roots, cotangents = [outputs], [clean.detach()]  # the clean loss's gradient
     else:
