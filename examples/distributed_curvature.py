@@ -62,4 +62,5 @@ sys.stdout.write(line + "\n")  # one write: the ranks share stdout under torchru
 sys.stdout.flush()
 
 if launched:
+    dist.barrier()  # no rank tears the group down while a peer still talks to it (gloo aborts)
     dist.destroy_process_group()
