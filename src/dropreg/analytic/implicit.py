@@ -180,21 +180,16 @@ def implicit_noise_from_outputs(
                                    scale=scale, generator=generator)
     items = _noise_items(recording, noise)
     N = num_terms(outputs, targets, loss)
-    if readout is not None:
-        if probs is None:
-            probs = torch.softmax(outputs.reshape(-1, outputs.shape[-1]), dim=-1)
-        g_in = readout.pullback(probs, targets.reshape(-1), 1.0 / N)
-        gs = torch.autograd.grad(readout.inputs, [h for _, h in items], g_in, create_graph=True,
-                                 retain_graph=True)
-        return scale * _noise_sum(items, gs, noise, variance, generator, outputs.new_zeros(()))
-    if cotangent is not None:
-        r = cotangent
+    y = targets.reshape(-1)
+    if probs is None and (readout is not None or cotangent is None):
+        probs = torch.softmax(outputs.reshape(-1, outputs.shape[-1]), dim=-1)
+    if readout is not None:  # (probs W - W[y]) / N at the readout's inputs
+        root, r = readout.inputs, readout.pullback(probs, y, 1.0 / N)
     else:
-        if probs is None:
-            probs = torch.softmax(outputs.reshape(-1, outputs.shape[-1]), dim=-1)
-        r = softmax_cotangent(probs, targets.reshape(-1), 1.0 / N).reshape(outputs.shape)
-    gs = torch.autograd.grad(outputs, [h for _, h in items], r, create_graph=True,
-                             retain_graph=True)
+        root = outputs
+        r = (cotangent if cotangent is not None
+             else softmax_cotangent(probs, y, 1.0 / N).reshape(outputs.shape))
+    gs = torch.autograd.grad(root, [h for _, h in items], r, create_graph=True, retain_graph=True)
     return scale * _noise_sum(items, gs, noise, variance, generator, outputs.new_zeros(()))
 
 
