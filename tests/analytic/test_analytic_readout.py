@@ -168,3 +168,31 @@ def test_pullback_refuses_shapes_that_do_not_fit():
         ro.pullback(torch.zeros(4, 5), torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="labels"):
         ro.pullback(torch.zeros(4, 2), torch.zeros(3, dtype=torch.long))
+
+
+class _TinyTransformerLM(nn.Module):
+    """Embedding, one encoder layer (its dropout modules are the sites), a wide decoder."""
+
+    def __init__(self, vocab: int = 17, d: int = 8) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, d)
+        self.layer = nn.TransformerEncoderLayer(d, nhead=2, dim_feedforward=12, dropout=0.3,
+                                                batch_first=True)
+        self.decoder = nn.Linear(d, vocab)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.layer(self.embedding(tokens)))
+
+
+@pytest.mark.parametrize("rule", [rules.explicit(), rules.explicit_implicit()],
+                         ids=["R", "R+xi"])
+def test_the_step_through_a_transformer_readout_matches_the_reference(rule, monkeypatch):
+    calls = _count_pullbacks(monkeypatch)
+    torch.manual_seed(0)
+    net = _TinyTransformerLM().double()
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randint(0, 17, (3, 5), generator=g), torch.randint(0, 17, (3, 5), generator=g)
+    want = reference(net, x, y, rule, seed=5)[2]
+    got = step_gradient(net, x, y, rule, seed=5)
+    assert want.abs().max() > 1e-4 and calls  # the readout was used
+    assert torch.allclose(got, want, rtol=1e-10, atol=1e-13)
